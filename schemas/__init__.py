@@ -1,0 +1,14 @@
+"""Contract v1 record shapes: the single source of truth for events and alerts."""
+from importlib.resources import files
+
+from .alert import Alert, make_alert_id, validate_alert
+from .event import BadEvent, Message, RequestEvent, event_from_dict, parse_event
+
+
+def json_schema(name: str) -> bytes:
+    """The JSON Schema file ``request_event.v1`` or ``alert.v1`` as bytes."""
+    return files(__name__).joinpath(f"{name}.json").read_bytes()
+
+
+__all__ = ["Alert", "BadEvent", "Message", "RequestEvent", "event_from_dict", "json_schema",
+           "make_alert_id", "parse_event", "validate_alert"]

@@ -1,0 +1,224 @@
+"""Request event, contract v1: the fast parse-and-validate path.
+
+JSON Schema files beside this module document the same shape for other
+languages; this module is what runs on the hot path (orjson + plain checks,
+no per-event schema interpretation). ``tests/test_schemas.py`` checks that
+the two agree.
+
+>>> ev = parse_event(b'{"schema_version":"1","event_id":"e1","ts_ms":1,"account_id":"a",'
+...                  b'"model":"m","operation":"chat","messages":[],"params":{}}')
+>>> ev.account_id, ev.ts_ms
+('a', 1)
+>>> try:
+...     parse_event(b'{"schema_version":"1"}')
+... except BadEvent as err:
+...     err.reason
+'missing_field'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = "1"
+OPERATIONS = frozenset({"chat", "text_completion", "embeddings", "batch"})
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+MAX_TS_MS = 2**53  # beyond this JSON numbers lose precision in other languages
+MAX_MESSAGES = 2048
+MAX_LOGIT_BIAS = 4096
+
+REQUIRED = ("schema_version", "event_id", "ts_ms", "account_id", "model", "operation", "messages", "params")
+OPTIONAL_STR = ("api_key_id", "user_id", "client_ip", "user_agent", "session_id",
+                "payment_fingerprint", "access_tier", "finish_reason")
+OPTIONAL_INT = ("account_created_ms", "latency_ms")
+KNOWN = frozenset(REQUIRED + OPTIONAL_STR + OPTIONAL_INT + ("usage", "status"))
+PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "temperature": (int, float), "top_p": (int, float), "max_tokens": (int,), "n": (int,),
+    "seed": (int,), "stream": (bool,), "logprobs": (bool,), "top_logprobs": (int,),
+    "logit_bias": (dict,), "tools_count": (int,),
+}
+USAGE_KEYS = ("input_tokens", "output_tokens", "reasoning_tokens")
+
+
+class BadEvent(ValueError):
+    """An event that breaks contract v1. ``reason`` is a short code for the DLQ
+    (``invalid_json``, ``too_large``, ``not_object``, ``missing_field``,
+    ``wrong_type``, ``bad_value``); ``detail`` says what exactly."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(slots=True)
+class RequestEvent:
+    event_id: str
+    ts_ms: int
+    account_id: str
+    model: str
+    operation: str
+    messages: list[Message]
+    params: dict[str, Any]
+    api_key_id: str | None = None
+    user_id: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    session_id: str | None = None
+    payment_fingerprint: str | None = None
+    account_created_ms: int | None = None
+    access_tier: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    status: str | None = None
+    latency_ms: int | None = None
+    finish_reason: str | None = None
+    extra: dict[str, Any] | None = None  # unknown fields: kept, ignored
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for name in self.__slots__:
+            if name == "extra":
+                continue
+            value = getattr(self, name)
+            if name == "messages":
+                value = [{"role": m.role, "content": m.content} for m in value]
+            if value is not None:
+                out[name] = value
+        if self.extra:
+            out.update(self.extra)
+        return out
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # bool is an int subclass; it is not an integer here
+
+
+def _text(doc: dict, name: str, required: bool) -> str | None:
+    value = doc.get(name)
+    if value is None:
+        if required:
+            raise BadEvent("missing_field", name)
+        return None
+    if type(value) is not str:
+        raise BadEvent("wrong_type", f"{name} must be a string")
+    return value
+
+
+def _messages(raw: Any) -> list[Message]:
+    if type(raw) is not list:
+        raise BadEvent("wrong_type", "messages must be an array")
+    if len(raw) > MAX_MESSAGES:
+        raise BadEvent("bad_value", f"messages has {len(raw)} entries (max {MAX_MESSAGES})")
+    out = []
+    for i, m in enumerate(raw):
+        if type(m) is not dict:
+            raise BadEvent("wrong_type", f"messages[{i}] must be an object")
+        role, content = m.get("role"), m.get("content")
+        if type(role) is not str or type(content) is not str:
+            raise BadEvent("wrong_type", f"messages[{i}] needs string role and content")
+        if role not in ROLES:
+            raise BadEvent("bad_value", f"messages[{i}].role {role[:40]!r} is not one of {sorted(ROLES)}")
+        out.append(Message(role, content))
+    return out
+
+
+def _params(raw: Any) -> dict[str, Any]:
+    if type(raw) is not dict:
+        raise BadEvent("wrong_type", "params must be an object")
+    for key, value in raw.items():
+        kinds = PARAM_TYPES.get(key)
+        if kinds is None or value is None:
+            continue
+        if type(value) not in kinds or (kinds == (int,) and not _is_int(value)):
+            raise BadEvent("wrong_type", f"params.{key} has the wrong type")
+    bias = raw.get("logit_bias")
+    if bias:
+        if len(bias) > MAX_LOGIT_BIAS:
+            raise BadEvent("bad_value", f"params.logit_bias has {len(bias)} entries (max {MAX_LOGIT_BIAS})")
+        for value in bias.values():
+            if type(value) not in (int, float):
+                raise BadEvent("wrong_type", "params.logit_bias values must be numbers")
+    return raw
+
+
+def _usage(raw: Any) -> dict[str, int]:
+    if raw is None:
+        return {}
+    if type(raw) is not dict:
+        raise BadEvent("wrong_type", "usage must be an object")
+    for key in USAGE_KEYS:
+        value = raw.get(key)
+        if value is not None and (not _is_int(value) or value < 0):
+            raise BadEvent("wrong_type", f"usage.{key} must be a non-negative integer")
+    return raw
+
+
+def event_from_dict(doc: Any) -> RequestEvent:
+    """Validate an already-decoded JSON value against contract v1."""
+    if type(doc) is not dict:
+        raise BadEvent("not_object", "a request event must be a JSON object")
+    version = doc.get("schema_version")
+    if version is None:
+        raise BadEvent("missing_field", "schema_version")
+    if version != SCHEMA_VERSION:
+        raise BadEvent("bad_value", f"schema_version {str(version)[:20]!r} is not {SCHEMA_VERSION!r}")
+    ts = doc.get("ts_ms")
+    if ts is None:
+        raise BadEvent("missing_field", "ts_ms")
+    if not _is_int(ts):
+        raise BadEvent("wrong_type", "ts_ms must be an integer")
+    if not 0 <= ts < MAX_TS_MS:
+        raise BadEvent("bad_value", "ts_ms out of range")
+    event_id = _text(doc, "event_id", True)
+    account_id = _text(doc, "account_id", True)
+    if not event_id or not account_id:
+        raise BadEvent("bad_value", "event_id and account_id must not be empty")
+    model = _text(doc, "model", True)
+    operation = _text(doc, "operation", True)
+    if operation not in OPERATIONS:
+        raise BadEvent("bad_value", f"operation {operation[:40]!r} is not one of {sorted(OPERATIONS)}")
+    if "messages" not in doc:
+        raise BadEvent("missing_field", "messages")
+    if "params" not in doc:
+        raise BadEvent("missing_field", "params")
+    messages = _messages(doc["messages"])
+    params = _params(doc["params"])
+    ev = RequestEvent(event_id, ts, account_id, model, operation, messages, params)
+    for name in OPTIONAL_STR:
+        if name in doc:
+            setattr(ev, name, _text(doc, name, False))
+    for name in OPTIONAL_INT:
+        value = doc.get(name)
+        if value is not None:
+            if not _is_int(value):
+                raise BadEvent("wrong_type", f"{name} must be an integer")
+            setattr(ev, name, value)
+    ev.usage = _usage(doc.get("usage"))
+    status = doc.get("status")
+    if status is not None:
+        if type(status) is not str:
+            raise BadEvent("wrong_type", "status must be a string")
+        ev.status = status
+    if len(doc) > len(KNOWN) or not KNOWN.issuperset(doc):
+        extra = {k: v for k, v in doc.items() if k not in KNOWN}
+        ev.extra = extra or None
+    return ev
+
+
+def parse_event(raw: bytes | str, max_bytes: int = 262144) -> RequestEvent:
+    """Decode and validate one request event; raise :class:`BadEvent` if it breaks contract v1."""
+    if len(raw) > max_bytes:
+        raise BadEvent("too_large", f"{len(raw)} bytes (max {max_bytes})")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise BadEvent("invalid_json", str(err)[:200]) from None
+    return event_from_dict(doc)
