@@ -1,0 +1,57 @@
+"""Fast capability-area assignment from a keyword lexicon.
+
+Extraction campaigns sweep every capability (maths, code, summarising,
+classification, translation, QA, ...) while a real customer's traffic sits in
+one or two. A lexicon is enough to tell the two apart: we need the *spread*
+of an account's prompts over areas, not a perfect label for each prompt.
+No model is downloaded; the table below is the whole model.
+
+>>> TOPICS[topic_of("def add(a, b):\\n    return a + b  # write a python function")]
+'code'
+>>> TOPICS[topic_of("Summarize the following article in one sentence.")]
+'summarize'
+>>> TOPICS[topic_of("hello there")]
+'other'
+"""
+from __future__ import annotations
+
+from .text import words
+
+_LEXICON: dict[str, str] = {
+    "math": "how many much total each calculate compute sum equation solve number numbers percent "
+            "cost costs price dollars per minutes hours times twice half remaining average",
+    "code": "def return function python code program class import algorithm implement array string "
+            "list integer script javascript sql bug compile loop variable",
+    "summarize": "summarize summary summarise tl dr headline article highlights brief gist condense",
+    "sentiment": "sentiment review positive negative rating movie liked stars recommend opinion",
+    "classify": "category categories classify topic label type belongs which following options choose",
+    "qa": "question answer answers passage context according based read",
+    "translate": "translate translation french german spanish english language chinese",
+    "paraphrase": "paraphrase same meaning equivalent rephrase sentences sentence reword",
+    "science": "energy cells plants water temperature heat species atoms light earth chemical physics biology",
+    "reasoning": "therefore logical infer inference implies premise hypothesis entail entailment conclusion",
+    "writing": "write story poem essay letter email blog title creative draft compose",
+    "dialogue": "dialogue conversation said says person speaker chat talk",
+    "knowledge": "who when where born capital country city president history war year famous",
+    "business": "company product customer market sales business job resume interview plan",
+    "advice": "should advice tips help best ways improve suggest recommendation how",
+}
+
+TOPICS: tuple[str, ...] = tuple(_LEXICON) + ("other",)
+OTHER = len(TOPICS) - 1
+_WORD_TOPIC: dict[str, int] = {}
+for _index, _words in enumerate(_LEXICON.values()):
+    for _w in _words.split():
+        _WORD_TOPIC.setdefault(_w, _index)
+
+
+def topic_of(text: str) -> int:
+    """Index into :data:`TOPICS` of the area ``text`` is most about."""
+    counts: dict[int, int] = {}
+    for w in words(text):
+        t = _WORD_TOPIC.get(w)
+        if t is not None:
+            counts[t] = counts.get(t, 0) + 1
+    if not counts:
+        return OTHER
+    return max(counts, key=counts.__getitem__)

@@ -1,0 +1,182 @@
+"""The Faust app: request events in, alerts and ClickHouse rows out.
+
+One agent does ingest and per-account detection. The gateway already keys
+``llm.requests`` by ``account_id``, so parsing in the same agent saves a
+repartition hop. Per batch (``stream.take_events``) it:
+
+1. parses each message (bad ones → ``llm.requests.dlq`` with the original
+   bytes and ``dg-reason``/``dg-detail`` headers, counted);
+2. runs ``models.Detector`` (the very code ``distillguard replay`` runs);
+3. writes each touched account's state once to a changelogged table;
+4. publishes alerts to ``llm.alerts`` and row batches to the sink topic.
+
+Offsets are committed after a batch is processed (at-least-once); alert ids
+are stable, so a re-processed batch cannot make a second, different alert.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections import Counter
+from collections.abc import Iterator, MutableMapping
+
+import faust
+from faust.streams import _current_event  # set per account before a table write, see _save_states
+
+from distillguard.models import Detector, load_config
+from distillguard.models.aggregates import MinuteAggregates
+from distillguard.models.state import AccountState
+from distillguard.schemas import BadEvent, parse_event
+
+from .settings import Settings
+from .sink import alert_row, sink_message
+
+log = logging.getLogger("distillguard.worker")
+
+
+class StateCache(MutableMapping):
+    """Account states as objects, backed by the Faust table (bytes).
+
+    Reads hit the local dict; a miss loads from the table, which a restarted
+    worker has rebuilt from the changelog. Writes mark the account dirty; the
+    agent writes dirty states to the table once per batch.
+    """
+
+    def __init__(self, table):
+        self.table = table
+        self.local: dict[str, AccountState] = {}
+        self.dirty: set[str] = set()
+
+    def __getitem__(self, key: str) -> AccountState:
+        s = self.local.get(key)
+        if s is None:
+            raw = self.table.get(key)
+            if raw is None:
+                raise KeyError(key)
+            s = self.local[key] = AccountState.from_bytes(raw)
+        return s
+
+    def __setitem__(self, key: str, value: AccountState) -> None:
+        self.local[key] = value
+        self.dirty.add(key)
+
+    def __delitem__(self, key: str) -> None:
+        self.local.pop(key, None)
+        del self.table[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.local)
+
+    def __len__(self) -> int:
+        return len(self.local)
+
+
+class Counters:
+    """Worker counters, read by the web page and the logs."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.dlq: Counter = Counter()
+        self.alerts: Counter = Counter()
+        self.batches = 0
+        self.started = time.time()
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(settings.data_dir / "faust"),
+        web_port=settings.worker_web_port,
+        web_host="127.0.0.1",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        producer_partitioner=None,
+        table_cleanup_interval=3600,
+        broker_commit_every=settings.batch_max,
+        stream_wait_empty=False,
+    )
+    requests = app.topic(settings.topic_requests, key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+    dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw", partitions=1)
+    alerts = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw", partitions=1)
+    sink = app.topic(settings.topic_sink, key_serializer="raw", value_serializer="raw",
+                     partitions=settings.partitions)
+    table = app.Table("account-state", default=None, partitions=settings.partitions,
+                      key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    cache = StateCache(table)
+    detector = Detector(load_config(settings.detector_config or None), settings.fingerprint_key.encode(),
+                        states=cache)
+    counters = Counters()
+    app.distillguard = {"detector": detector, "counters": counters, "cache": cache}
+
+    @app.on_partitions_revoked.connect
+    async def _forget(app, revoked, **kwargs) -> None:
+        # States of revoked partitions may move to another worker: re-read them from the table.
+        cache.local.clear()
+        cache.dirty.clear()
+        detector.open_alerts.clear()
+
+    @app.agent(requests)
+    async def detect(stream):
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            aggregates = MinuteAggregates()
+            dlq_counts: Counter = Counter()
+            last_event_of: dict[str, object] = {}
+            out = []
+            for event in events:
+                msg = event.message
+                try:
+                    ev = parse_event(msg.value, settings.max_event_bytes)
+                except BadEvent as err:
+                    counters.dlq[err.reason] += 1
+                    dlq_counts[(int(msg.timestamp) // 60 * 60, err.reason)] += 1
+                    await dlq.send(key=msg.key, value=msg.value, headers={
+                        "dg-reason": err.reason.encode(), "dg-detail": err.detail.encode("utf-8", "replace"),
+                        "dg-source": f"{msg.topic}/{msg.partition}/{msg.offset}".encode()})
+                    continue
+                out.extend(detector.process_one(ev))
+                last_event_of[ev.account_id] = event
+                aggregates.learn_one(ev.account_id, ev.ts_ms, ev.usage.get("input_tokens") or 0,
+                                     ev.usage.get("output_tokens") or 0, ev.status not in (None, "ok"))
+            out.extend(detector.advance())
+            _save_states(cache, table, last_event_of)
+            for alert in out:
+                counters.alerts[alert.severity] += 1
+                await alerts.send(key=alert.account_ids[0].encode(), value=alert.to_json())
+            rows = aggregates.rows()
+            if rows:
+                await sink.send(value=sink_message("account_minute", rows))
+            if out:
+                await sink.send(value=sink_message("alert_events", [alert_row(a) for a in out]))
+            if dlq_counts:
+                await sink.send(value=sink_message("dlq_minute", [[m, r, n] for (m, r), n in dlq_counts.items()]))
+            counters.events += len(events)
+            counters.batches += 1
+
+    @app.page("/distillguard/")
+    async def status(web, request):
+        return web.json({"events": counters.events, "dlq": dict(counters.dlq), "alerts": dict(counters.alerts),
+                         "accounts_cached": len(cache.local), "uptime_s": round(time.time() - counters.started)})
+
+    return app
+
+
+def _save_states(cache: StateCache, table, last_event_of: dict[str, object]) -> None:
+    """Write each dirty account state to the table once per batch.
+
+    Faust routes a table write to the changelog partition of the *current*
+    event; in a batch there is none, so we make the account's last event of
+    the batch current while writing its state.
+    """
+    for account in cache.dirty:
+        event = last_event_of.get(account)
+        if event is None:
+            continue
+        _current_event.set(weakref.ref(event))
+        table[account] = cache.local[account].to_bytes()
+    _current_event.set(None)
+    cache.dirty.clear()

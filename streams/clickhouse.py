@@ -1,0 +1,171 @@
+"""ClickHouse through clickhouse-connect, embedded (chDB) or server, one DSN.
+
+``DG_CLICKHOUSE_DSN=chdb:///path`` opens the embedded engine in this process;
+``http://user:pass@host:8123/db`` talks to a server. The code above this
+module is the same for both.
+
+An embedded chDB store can be opened by one process only. We take an
+exclusive ``flock`` on ``<path>.lock`` before opening it, so a second process
+gets a clear error naming the holder instead of chDB's opaque one.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import clickhouse_connect
+
+from .settings import Settings, mask
+
+# Versioned, idempotent migrations: (version, statements). Never edit a
+# shipped version; add a new one.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE IF NOT EXISTS {db}.alert_events (
+            alert_id String,
+            activity LowCardinality(String),
+            detector LowCardinality(String),
+            severity LowCardinality(String),
+            score Float64,
+            account_id String,
+            account_ids Array(String),
+            cluster_id Nullable(String),
+            window_start DateTime64(3, 'UTC'),
+            window_end DateTime64(3, 'UTC'),
+            raised_at DateTime64(3, 'UTC'),
+            event_count UInt64,
+            reasons String,
+            sample_event_ids Array(String),
+            recommended_action LowCardinality(String),
+            model Nullable(String),
+            version UInt64,
+            inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+        ) ENGINE = MergeTree
+        ORDER BY (account_id, raised_at, alert_id)
+        TTL toDateTime(raised_at) + INTERVAL 400 DAY""",
+        """CREATE TABLE IF NOT EXISTS {db}.alerts_latest (
+            alert_id String,
+            activity LowCardinality(String),
+            detector LowCardinality(String),
+            severity LowCardinality(String),
+            score Float64,
+            account_id String,
+            account_ids Array(String),
+            cluster_id Nullable(String),
+            window_start DateTime64(3, 'UTC'),
+            window_end DateTime64(3, 'UTC'),
+            raised_at DateTime64(3, 'UTC'),
+            event_count UInt64,
+            reasons String,
+            recommended_action LowCardinality(String),
+            model Nullable(String),
+            version UInt64
+        ) ENGINE = ReplacingMergeTree(version)
+        ORDER BY alert_id""",
+        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.alerts_latest_mv TO {db}.alerts_latest AS
+        SELECT alert_id, activity, detector, severity, score, account_id, account_ids, cluster_id,
+               window_start, window_end, raised_at, event_count, reasons, recommended_action, model, version
+        FROM {db}.alert_events""",
+        """CREATE TABLE IF NOT EXISTS {db}.account_minute (
+            account_id String,
+            minute DateTime('UTC'),
+            requests UInt64,
+            input_tokens UInt64,
+            output_tokens UInt64,
+            errors UInt64
+        ) ENGINE = SummingMergeTree
+        ORDER BY (account_id, minute)
+        TTL minute + INTERVAL 90 DAY""",
+        """CREATE TABLE IF NOT EXISTS {db}.dlq_minute (
+            minute DateTime('UTC'),
+            reason LowCardinality(String),
+            count UInt64
+        ) ENGINE = SummingMergeTree
+        ORDER BY (minute, reason)
+        TTL minute + INTERVAL 90 DAY""",
+    ]),
+]
+
+# Column order of the rows the sink inserts, per table.
+COLUMNS: dict[str, list[str]] = {
+    "alert_events": ["alert_id", "activity", "detector", "severity", "score", "account_id", "account_ids",
+                     "cluster_id", "window_start", "window_end", "raised_at", "event_count", "reasons",
+                     "sample_event_ids", "recommended_action", "model", "version"],
+    "account_minute": ["account_id", "minute", "requests", "input_tokens", "output_tokens", "errors"],
+    "dlq_minute": ["minute", "reason", "count"],
+}
+
+
+class StoreBusy(RuntimeError):
+    """The embedded store is held by another process."""
+
+
+class Store:
+    """A clickhouse-connect client plus, in embedded mode, the process lock."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.db = settings.clickhouse_database
+        self._lock_fh = None
+        dsn = settings.clickhouse_dsn
+        if settings.embedded_clickhouse:
+            path = Path(dsn.removeprefix("chdb://"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock(path)
+            self.client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        else:
+            self.client = clickhouse_connect.get_client(dsn=dsn)
+
+    def _lock(self, path: Path) -> None:
+        lock_path = path.with_name(path.name + ".lock")
+        fh = open(lock_path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise StoreBusy(
+                f"the embedded ClickHouse at {path} is in use by another process (pid {holder}, "
+                "probably a running distillguard worker). Stop it first, or point DG_CLICKHOUSE_DSN "
+                "at a ClickHouse server (http://user:pass@host:8123/db) to share the store.") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock_fh = fh
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied now."""
+        c, db = self.client, self.db
+        c.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+        c.command(f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, "
+                  "applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version")
+        done = {r[0] for r in c.query(f"SELECT version FROM {db}.schema_migrations").result_rows}
+        applied = []
+        for version, statements in MIGRATIONS:
+            if version in done:
+                continue
+            for sql in statements:
+                c.command(sql.format(db=db))
+            c.insert(f"{db}.schema_migrations", [[version]], column_names=["version"])
+            applied.append(version)
+        return applied
+
+    def insert(self, table: str, rows: list[list]) -> None:
+        if rows:
+            self.client.insert(f"{self.db}.{table}", rows, column_names=COLUMNS[table])
+
+    def query(self, sql: str):
+        return self.client.query(sql)
+
+    def describe(self) -> str:
+        return mask(self.settings.clickhouse_dsn)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._lock_fh:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None

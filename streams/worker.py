@@ -1,0 +1,45 @@
+"""``distillguard worker``: the Faust worker, plus the ClickHouse sink thread when ``DG_SINK=1``."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from .clickhouse import Store
+from .kafka_io import ensure_topics
+from .settings import Settings, describe
+from .sink import Sink
+
+_FAUST_LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "error": "error"}
+
+
+def run_worker(settings: Settings) -> int:
+    import faust  # heavy import: only for the worker
+
+    from .app import create_app
+
+    print("distillguard worker settings:\n" + describe(settings), file=sys.stderr, flush=True)
+    created = ensure_topics(settings)
+    if created:
+        print(f"created topics: {', '.join(created)}", file=sys.stderr)
+    sink = None
+    if settings.sink:
+        store = Store(settings)           # fails fast, with a clear message, if the store is busy
+        applied = store.migrate()
+        if applied:
+            print(f"applied ClickHouse migrations {applied}", file=sys.stderr)
+        sink = Sink(settings, store)
+    app = create_app(settings)
+    if sink is not None:
+        @app.task
+        async def _start_sink() -> None:
+            sink.start()
+
+        @app.on_before_shutdown.connect
+        async def _stop_sink(app, **kwargs) -> None:
+            sink.stop()
+            sink.store.close()
+        app.distillguard["sink"] = sink
+    logging.getLogger("distillguard").setLevel(settings.log_level.upper().replace("WARN", "WARNING"))
+    worker = faust.Worker(app, loglevel=_FAUST_LEVELS[settings.log_level], quiet=True)
+    worker.execute_from_commandline()
+    return 0
