@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from distillguard.schemas import RequestEvent
 
-from .text import fingerprint, grader_cues, reasoning_cues, skeleton, wrapper_skeleton
+from .text import analyze, fingerprint, grader_cues, reasoning_cues
 from .topics import topic_of
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
@@ -60,16 +60,22 @@ def extract(event: RequestEvent, key: bytes) -> EventFeatures:
     max_tokens = params.get("max_tokens") or 0
     bias = params.get("logit_bias") or {}
     usage = event.usage
-    both = prompt + " " + system if system else prompt
+    p = analyze(prompt)
+    cue_words = p.words
+    system_fp = 0
+    if system:
+        s = analyze(system)
+        system_fp = fingerprint(key, s.skeleton)
+        cue_words = cue_words | s.words
     return EventFeatures(
         ts_ms=event.ts_ms,
         event_id=event.event_id,
-        skeleton_fp=fingerprint(key, skeleton(prompt)),
-        wrapper_fp=fingerprint(key, wrapper_skeleton(prompt)),
-        system_fp=fingerprint(key, skeleton(system)) if system else 0,
-        topic=topic_of(prompt),
-        reasoning=reasoning_cues(both) >= 2,
-        grader=grader_cues(both) >= 2,
+        skeleton_fp=fingerprint(key, p.skeleton),
+        wrapper_fp=fingerprint(key, p.wrapper),
+        system_fp=system_fp,
+        topic=topic_of(p.words),
+        reasoning=reasoning_cues(cue_words) >= 2,
+        grader=grader_cues(cue_words) >= 2,
         logprob_probe=bool(params.get("logprobs")) and (params.get("top_logprobs") or 0) >= 1 and 0 < max_tokens <= 5,
         logit_bias_size=len(bias),
         long_output=max_tokens >= LONG_OUTPUT_TOKENS,

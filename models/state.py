@@ -35,17 +35,19 @@ RING = 32           # recent skeleton / wrapper fingerprints kept for repeat det
 KMV_K = 16          # k of the k-minimum-values distinct-skeleton sketch
 MAX_MODELS = 6
 _HASH_SPACE = float(2**63)
+_REBASE_AFTER_MS = 20 * HORIZONS_MS[H_SHORT]  # keeps exp() of the scaled counters below e^20
 
 
 class AccountState:
     """Everything distillguard remembers about one account."""
 
-    __slots__ = ("first_ms", "last_ms", "events", "counters", "topics", "skeletons", "wrappers",
+    __slots__ = ("first_ms", "last_ms", "base_ms", "events", "counters", "topics", "skeletons", "wrappers",
                  "kmv", "gap_mean", "gap_var", "models", "samples", "alert")
 
     def __init__(self) -> None:
         self.first_ms = 0
         self.last_ms = 0
+        self.base_ms = 0                                         # time the stored counters are scaled to
         self.events = 0
         self.counters = array("d", bytes(8 * N_COUNTERS * len(HORIZONS_MS)))
         self.topics = array("d", bytes(8 * len(TOPICS)))        # decayed at the day horizon
@@ -59,10 +61,11 @@ class AccountState:
         self.alert: list | None = None                           # open alert, see lifecycle.py
 
     # -- updates ---------------------------------------------------------
-    def _decay_to(self, ts: int) -> None:
-        dt = ts - self.last_ms
-        if dt <= 0:
-            return
+    # Counters are stored scaled by exp((t - base_ms) / tau) so an update only
+    # touches the counters it adds to (no decay pass over all of them); reads
+    # scale back to ``last_ms``. ``_rebase`` keeps the exponents small.
+    def _rebase(self, ts: int) -> None:
+        dt = ts - self.base_ms
         c = self.counters
         for h, tau in enumerate(HORIZONS_MS):
             f = math.exp(-dt / tau)
@@ -73,22 +76,21 @@ class AccountState:
         t = self.topics
         for i in range(len(t)):
             t[i] *= f
+        self.base_ms = ts
 
     def learn_one(self, f: EventFeatures) -> None:
         """Fold one event's features into the state (event time; late events are discounted)."""
         ts = f.ts_ms
         if self.events == 0:
-            self.first_ms = self.last_ms = ts
-        late = self.last_ms - ts
-        if late < 0:
-            gap = -late / 1000.0
-            lg = math.log10(gap + 1e-3)
+            self.first_ms = self.last_ms = self.base_ms = ts
+        elif ts > self.last_ms:
+            lg = math.log10((ts - self.last_ms) / 1000.0 + 1e-3)
             d = lg - self.gap_mean
             self.gap_mean += 0.1 * d
             self.gap_var = 0.9 * (self.gap_var + 0.1 * d * d)
-            self._decay_to(ts)
             self.last_ms = ts
-            late = 0
+            if ts - self.base_ms > _REBASE_AFTER_MS:
+                self._rebase(ts)
         self.events += 1
         repeat_skeleton = f.skeleton_fp in self.skeletons
         repeat_wrapper = f.wrapper_fp in self.wrappers
@@ -97,17 +99,20 @@ class AccountState:
         self.wrappers[slot] = f.wrapper_fp
         if not repeat_skeleton:
             self._kmv_add(f.skeleton_fp)
-        values = (1.0, f.reasoning, f.grader, f.logprob_probe, f.logit_bias_size > 0, f.long_output,
-                  f.truncated, repeat_skeleton, repeat_wrapper, f.input_tokens, f.output_tokens, f.error,
-                  f.logit_bias_size)
+        values = ((C_REQUESTS, 1.0), (C_REASONING, f.reasoning), (C_GRADER, f.grader),
+                  (C_LOGPROB, f.logprob_probe), (C_BIAS, f.logit_bias_size > 0), (C_LONG_OUT, f.long_output),
+                  (C_TRUNCATED, f.truncated), (C_REPEAT_SKELETON, repeat_skeleton),
+                  (C_REPEAT_WRAPPER, repeat_wrapper), (C_IN_TOKENS, f.input_tokens),
+                  (C_OUT_TOKENS, f.output_tokens), (C_ERRORS, f.error), (C_BIAS_SIZE, f.logit_bias_size))
+        values = [(i, v) for i, v in values if v]
         c = self.counters
+        dt = ts - self.base_ms
         for h, tau in enumerate(HORIZONS_MS):
-            w = math.exp(-late / tau) if late else 1.0
+            w = math.exp(dt / tau)
             base = h * N_COUNTERS
-            for i, v in enumerate(values):
-                if v:
-                    c[base + i] += w * v
-        self.topics[f.topic] += math.exp(-late / HORIZONS_MS[H_DAY]) if late else 1.0
+            for i, v in values:
+                c[base + i] += w * v
+        self.topics[f.topic] += math.exp(dt / HORIZONS_MS[H_DAY])
         if f.model not in self.models and len(self.models) < MAX_MODELS:
             self.models[f.model] = ts
 
@@ -128,7 +133,9 @@ class AccountState:
 
     # -- reads -----------------------------------------------------------
     def count(self, counter: int, horizon: int) -> float:
-        return self.counters[horizon * N_COUNTERS + counter]
+        """Decayed count at ``last_ms`` over ``horizon``."""
+        scale = math.exp(-(self.last_ms - self.base_ms) / HORIZONS_MS[horizon])
+        return self.counters[horizon * N_COUNTERS + counter] * scale
 
     def share(self, counter: int, horizon: int) -> float:
         n = self.counters[horizon * N_COUNTERS]
@@ -160,17 +167,17 @@ class AccountState:
 
     # -- persistence -----------------------------------------------------
     def to_bytes(self) -> bytes:
-        return orjson.dumps([1, self.first_ms, self.last_ms, self.events, self.counters.tolist(),
+        return orjson.dumps([1, self.first_ms, self.last_ms, self.base_ms, self.events, self.counters.tolist(),
                              self.topics.tolist(), self.skeletons.tolist(), self.wrappers.tolist(),
                              self.kmv.tolist(), self.gap_mean, self.gap_var, self.models, self.samples,
                              self.alert])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> AccountState:
-        (_v, first, last, events, counters, topics, skeletons, wrappers, kmv, gap_mean, gap_var,
+        (_v, first, last, base, events, counters, topics, skeletons, wrappers, kmv, gap_mean, gap_var,
          models, samples, alert) = orjson.loads(raw)
         s = cls()
-        s.first_ms, s.last_ms, s.events = first, last, events
+        s.first_ms, s.last_ms, s.base_ms, s.events = first, last, base, events
         s.counters = array("d", counters)
         s.topics = array("d", topics)
         s.skeletons = array("q", skeletons)

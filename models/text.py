@@ -1,31 +1,31 @@
-"""Prompt text → compact, privacy-safe signals.
+"""Prompt text → compact, privacy-safe signals, in one pass.
 
-Nothing here keeps raw text: callers get keyed fingerprints (HMAC, so a
+Nothing here keeps raw text: callers get keyed fingerprints (keyed BLAKE2b, so a
 fingerprint cannot be reversed by hashing guesses without the key) and small
-numbers. Text is cut to a head and a tail before any regex runs, which bounds
-CPU per event whatever the prompt length (wrappers and instructions sit at the
-start or the end of a prompt).
+numbers. Text is cut to a head and a tail before the single tokenising regex
+runs, which bounds CPU per event whatever the prompt length (wrappers and
+instructions sit at the start or the end of a prompt).
 
->>> skeleton("Solve: 12 apples + 7 pears = ?  Explain step by step.")
-'solve: 0 apples + 0 pears = ? explain step by step.'
->>> reasoning_cues("Walk me through your reasoning before you answer")
+>>> p = analyze("Solve: 12 apples + 7 pears = ?  Explain step by step.")
+>>> p.skeleton
+'solve 0 apples 0 pears explain step by step'
+>>> reasoning_cues(analyze("Walk me through your reasoning before you answer").words)
 3
->>> reasoning_cues("What is the capital of France?")
+>>> reasoning_cues(analyze("What is the capital of France?").words)
 0
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
+from dataclasses import dataclass
 
-HEAD_CHARS = 320
-TAIL_CHARS = 200
+HEAD_CHARS = 200
+TAIL_CHARS = 120
+WRAPPER_TOKENS = 6
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_QUOTED = re.compile(r"\"[^\"\n]{1,200}\"|'[^'\n]{1,200}'|`[^`\n]{1,200}`")
-_SPACE = re.compile(r"\s+")
-_WORD = re.compile(r"[a-z]+")
+# ASCII words and numbers (numbers are masked to 0); the narrow class is ~3x faster than \w
+_TOKEN = re.compile(r"[a-z0-9]+")
 
 
 def clip(text: str) -> str:
@@ -35,33 +35,32 @@ def clip(text: str) -> str:
     return text[:HEAD_CHARS] + " … " + text[-TAIL_CHARS:]
 
 
-def skeleton(text: str) -> str:
-    """The prompt's shape: lower case, numbers and short quoted spans masked,
-    white space folded. Two prompts from one template share a skeleton more
-    often than not; people rarely repeat one."""
-    s = clip(text).lower()
-    s = _QUOTED.sub("Q", s)
-    s = _NUMBER.sub("0", s)
-    return _SPACE.sub(" ", s).strip()
+@dataclass(slots=True)
+class Prompt:
+    skeleton: str        # the prompt's shape: tokens with numbers masked
+    wrapper: str         # first and last few tokens: the instruction wrapper around a payload
+    words: frozenset     # distinct lower-case words
 
 
-def wrapper_skeleton(text: str) -> str:
-    """The first and last few words of the skeleton: the instruction wrapper
-    around a payload (``<wrapper> {question} <wrapper>``), ignoring the payload."""
-    words = skeleton(text).split(" ")
-    if len(words) <= 12:
-        return " ".join(words)
-    return " ".join(words[:6]) + " … " + " ".join(words[-6:])
+def analyze(text: str) -> Prompt:
+    """Tokenise the clipped, lower-cased prompt once and derive every text signal from it.
+
+    Two prompts from one template share a skeleton more often than not;
+    people rarely repeat one. The wrapper ignores the payload in the middle
+    (``<wrapper> {question} <wrapper>``)."""
+    tokens = _TOKEN.findall(clip(text).lower())
+    masked = ["0" if t[0] <= "9" else t for t in tokens]
+    if len(masked) > 2 * WRAPPER_TOKENS:
+        wrapper = " ".join(masked[:WRAPPER_TOKENS]) + " … " + " ".join(masked[-WRAPPER_TOKENS:])
+    else:
+        wrapper = " ".join(masked)
+    return Prompt(" ".join(masked), wrapper, frozenset(masked))
 
 
 def fingerprint(key: bytes, text: str) -> int:
-    """A keyed 63-bit fingerprint of ``text`` (HMAC-SHA256, truncated)."""
-    digest = hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(clip(text).lower())
+    """A keyed 63-bit fingerprint of ``text`` (keyed BLAKE2b, a MAC like HMAC but cheaper)."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=key[:64], digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 # Reasoning elicitation: a prompt that asks the model to write its reasoning
@@ -70,30 +69,28 @@ def words(text: str) -> list[str]:
 _REASON_NOUNS = frozenset("""reasoning reason reasons rationale thought thoughts thinking logic derivation
     justification steps step work working process chain explanation""".split())
 _REASON_VERBS = frozenset("""explain show think walk detail justify derive outline describe write lay
-    elaborate articulate reason break spell narrate verbalize verbalise""".split())
-_REASON_SHAPE = frozenset("""step-by-step stepwise each every full complete entire intermediate before
-    through out carefully thoroughly""".split())
+    elaborate articulate break spell narrate verbalize verbalise""".split())
+_REASON_SHAPE = frozenset("""each every full complete entire intermediate before through out carefully
+    thoroughly stepwise""".split())
 
 
-def reasoning_cues(text: str) -> int:
+def reasoning_cues(words: frozenset) -> int:
     """How many of three cue families (reasoning nouns, elicitation verbs,
     'all the steps' qualifiers) the prompt uses: 2+ means it asks for the
     model's reasoning to be written out."""
-    ws = set(words(text))
-    hits = (not ws.isdisjoint(_REASON_NOUNS)) + (not ws.isdisjoint(_REASON_VERBS)) + (not ws.isdisjoint(_REASON_SHAPE))
-    if "step" in ws and ("by" in ws or "each" in ws):
-        hits = max(hits, 2)
+    hits = (not words.isdisjoint(_REASON_NOUNS)) + (not words.isdisjoint(_REASON_VERBS)) + \
+        (not words.isdisjoint(_REASON_SHAPE))
+    if hits < 2 and "step" in words and ("by" in words or "each" in words):
+        return 2
     return hits
 
 
 # Grader abuse: rubric / scoring prompts used to harvest judgements at scale.
 _GRADE_WORDS = frozenset("""grade grading score scoring rate rating rubric evaluate evaluation assess
     judge marks points criteria""".split())
-_SCALE = re.compile(r"\b(?:scale of|out of|from) \d+\b|\b\d+\s*(?:-|to)\s*\d+\b|\brubric\b")
+_SCALE_WORDS = frozenset("scale rubric out criteria".split())
 
 
-def grader_cues(text: str) -> int:
-    """Grading vocabulary plus a numeric scale or rubric: 2 means a grading prompt."""
-    c = clip(text).lower()
-    ws = set(_WORD.findall(c))
-    return (len(ws & _GRADE_WORDS) >= 2) + bool(_SCALE.search(c))
+def grader_cues(words: frozenset) -> int:
+    """Grading vocabulary (2+ words) and a scale or rubric: 2 means a grading prompt."""
+    return (len(words & _GRADE_WORDS) >= 2) + (not words.isdisjoint(_SCALE_WORDS))

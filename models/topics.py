@@ -6,16 +6,16 @@ one or two. A lexicon is enough to tell the two apart: we need the *spread*
 of an account's prompts over areas, not a perfect label for each prompt.
 No model is downloaded; the table below is the whole model.
 
->>> TOPICS[topic_of("def add(a, b):\\n    return a + b  # write a python function")]
+>>> from .text import analyze
+>>> TOPICS[topic_of(analyze("def add(a, b):\\n    return a + b  # write a python function").words)]
 'code'
->>> TOPICS[topic_of("Summarize the following article in one sentence.")]
+>>> TOPICS[topic_of(analyze("Summarize the following article in one sentence.").words)]
 'summarize'
->>> TOPICS[topic_of("hello there")]
+>>> TOPICS[topic_of(analyze("hello there").words)]
 'other'
 """
 from __future__ import annotations
 
-from .text import words
 
 _LEXICON: dict[str, str] = {
     "math": "how many much total each calculate compute sum equation solve number numbers percent "
@@ -45,10 +45,10 @@ for _index, _words in enumerate(_LEXICON.values()):
         _WORD_TOPIC.setdefault(_w, _index)
 
 
-def topic_of(text: str) -> int:
-    """Index into :data:`TOPICS` of the area ``text`` is most about."""
+def topic_of(words: frozenset) -> int:
+    """Index into :data:`TOPICS` of the area a prompt's distinct ``words`` are most about."""
     counts: dict[int, int] = {}
-    for w in words(text):
+    for w in words:
         t = _WORD_TOPIC.get(w)
         if t is not None:
             counts[t] = counts.get(t, 0) + 1

@@ -106,7 +106,7 @@ def create_app(settings: Settings) -> faust.App:
     sink = app.topic(settings.topic_sink, key_serializer="raw", value_serializer="raw",
                      partitions=settings.partitions)
     table = app.Table("account-state", default=None, partitions=settings.partitions,
-                      key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw")
+                      key_type=str, value_type=bytes)
     cache = StateCache(table)
     detector = Detector(load_config(settings.detector_config or None), settings.fingerprint_key.encode(),
                         states=cache)

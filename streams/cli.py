@@ -101,8 +101,11 @@ def cmd_topics(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
-    return run_demo(_settings(), args)
+    from .demo import DemoError, run_demo
+    try:
+        return run_demo(_settings(), args)
+    except DemoError as err:
+        raise UserError(str(err)) from None
 
 
 class UserError(Exception):

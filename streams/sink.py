@@ -49,7 +49,7 @@ class Sink(threading.Thread):
         super().__init__(name="clickhouse-sink", daemon=True)
         self.settings = settings
         self.store = store
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self.inserted: dict[str, int] = defaultdict(int)
         self.pending_rows = 0
         self.retries = 0
@@ -63,7 +63,7 @@ class Sink(threading.Thread):
         })
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.join(timeout)
 
     def run(self) -> None:
@@ -72,7 +72,7 @@ class Sink(threading.Thread):
         buffer: dict[str, list[list]] = defaultdict(list)
         last_flush = time.monotonic()
         try:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 for msg in c.consume(num_messages=500, timeout=0.2):
                     if msg.error():
                         if msg.error().code() != KafkaError._PARTITION_EOF:
@@ -120,7 +120,7 @@ class Sink(threading.Thread):
                 if not paused:
                     self.consumer.pause(self.consumer.assignment())
                     paused = True
-                if self._stop.wait(backoff):
+                if self._stopping.wait(backoff):
                     return  # stopping: offsets stay uncommitted, rows are re-read next time
                 self.consumer.poll(0)  # stay in the group while paused
                 backoff = min(backoff * 2, 30.0)

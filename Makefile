@@ -1,0 +1,53 @@
+# distillguard: `make demo` and `make test` set up everything they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BROKER := infra/kafka/broker.sh
+export DG_PYTHON := $(CURDIR)/$(PY)
+
+.PHONY: help venv broker broker-stop demo test test-unit test-integration bench clean
+
+help:
+	@echo "make demo   - install, start the local Kafka broker, stream simulated traffic, print alerts"
+	@echo "make test   - install and run the whole test suite (integration tests use the real broker)"
+	@echo "make broker / make broker-stop - start / stop the local Kafka broker"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "error: Python 3.11+ is needed (found $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+broker: $(STAMP)
+	$(BROKER) start
+	$(VENV)/bin/distillguard topics
+
+broker-stop:
+	$(BROKER) stop
+
+demo: $(STAMP)
+	@set -e; \
+	was_running=0; $(BROKER) status && was_running=1; \
+	$(BROKER) start; \
+	trap '[ $$was_running = 1 ] || $(BROKER) stop' EXIT; \
+	$(VENV)/bin/distillguard demo
+
+test: $(STAMP)
+	@set -e; \
+	was_running=0; $(BROKER) status && was_running=1; \
+	$(BROKER) start; \
+	trap '[ $$was_running = 1 ] || $(BROKER) stop' EXIT; \
+	DG_TEST_BROKER=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+clean:
+	-$(BROKER) stop
+	rm -rf var

@@ -1,0 +1,169 @@
+"""``distillguard demo``: the whole pipeline on the local broker, end to end.
+
+Starts a worker (Faust + ClickHouse sink) as a child process, streams a
+simulated mix of benign traffic and attacks through Kafka, prints alerts as
+they arrive on ``llm.alerts``, then stops the worker and prints a summary
+read back from ClickHouse. Exits 1 if no alert arrived.
+
+Each run shifts the simulated traffic to the present and tags account ids
+with a run id, so repeated demos never collide with earlier ones' state.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+
+import orjson
+
+from .kafka_io import KafkaUnavailable, check_broker, consume, ensure_topics, produce_events
+from .settings import Settings
+
+SEV_MARK = {"low": ".", "medium": "!", "high": "!!", "critical": "!!!"}
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def _worker_status(settings: Settings) -> dict | None:
+    try:
+        url = f"http://127.0.0.1:{settings.worker_web_port}/distillguard/"
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return orjson.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+
+
+def start_worker(settings: Settings, log_path) -> subprocess.Popen:
+    log = open(log_path, "ab")
+    return subprocess.Popen([sys.executable, "-m", "distillguard.streams.cli", "worker"],
+                            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+                            start_new_session=True)
+
+
+def stop_worker(proc: subprocess.Popen, timeout: float = 60.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log_path=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            tail = open(log_path, "rb").read()[-2000:].decode("utf-8", "replace") if log_path else ""
+            raise DemoError(f"the worker exited (code {proc.returncode}) while waiting for {what}:\n{tail}")
+        time.sleep(0.5)
+    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _shifted(events, run_tag: str, shift_ms: int):
+    for ev in events:
+        ev["account_id"] = f"{ev['account_id']}-{run_tag}"
+        ev["event_id"] = f"{ev['event_id']}-{run_tag}"
+        ev["ts_ms"] += shift_ms
+        yield ev
+
+
+def run_demo(settings: Settings, args) -> int:
+    from distillguard.models.simulation import load_scenario, simulate
+
+    from .clickhouse import Store
+    try:
+        check_broker(settings)
+    except KafkaUnavailable as err:
+        raise DemoError(f"{err}. `make demo` starts it for you.") from None
+    ensure_topics(settings)
+    demo_dir = settings.data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    log_path = demo_dir / "worker.log"
+    started = time.monotonic()
+
+    scenario = load_scenario(args.scenario)
+    sim = simulate(scenario, seed=args.seed)
+    run_tag = time.strftime("%H%M%S")
+    print(f"demo run {run_tag}: scenario {args.scenario!r}, seed {args.seed}; worker log: {log_path}")
+
+    proc = start_worker(settings, log_path)
+    alerts: list[dict] = []
+    stop_reading = threading.Event()
+
+    def read_alerts():
+        for _key, value, _h in consume(settings, settings.topic_alerts, timeout=args.timeout + 120,
+                                       from_beginning=False):
+            a = orjson.loads(value)
+            if not a["account_ids"][0].endswith(run_tag):
+                continue
+            alerts.append(a)
+            top = a["reasons"][0] if a["reasons"] else {}
+            print(f"  ALERT {a['activity']:<6} {a['severity']:<8}{SEV_MARK[a['severity']]:<3} "
+                  f"score={a['score']:.2f} account={a['account_ids'][0]} "
+                  f"{top.get('feature', '')}={top.get('value', '')} action={a['recommended_action']}",
+                  flush=True)
+            if stop_reading.is_set():
+                break
+
+    try:
+        wait_until(lambda: (_worker_status(settings) or {}).get("uptime_s") is not None, 90,
+                   "the worker to start", proc, log_path)
+        reader = threading.Thread(target=read_alerts, daemon=True)
+        reader.start()
+        time.sleep(2.0)  # let the alert reader join at the log end
+        events = list(sim.events())
+        shift = int(time.time() * 1000) - events[-1]["ts_ms"]
+        print(f"streaming {len(events):,} simulated events through {settings.topic_requests} ...", flush=True)
+        sent = produce_events(settings, _shifted(events, run_tag, shift), progress=True)
+        base = (_worker_status(settings) or {}).get("events", 0)
+        wait_until(lambda: (_worker_status(settings) or {}).get("events", 0) >= sent or None,
+                   args.timeout, f"the worker to process {sent} events (had {base})", proc, log_path)
+        time.sleep(3.0)  # let the last alerts and sink rows flush
+        stop_reading.set()
+    finally:
+        code = stop_worker(proc)
+    if code not in (0, -signal.SIGTERM):
+        print(f"warning: worker exited with code {code}; see {log_path}", file=sys.stderr)
+
+    labels = {f"{a}-{run_tag}": v for a, v in sim.labels.items()}
+    return _summary(settings, Store, alerts, labels, run_tag, sent, time.monotonic() - started)
+
+
+def _summary(settings, Store, alerts, labels, run_tag, sent, elapsed) -> int:
+    created = [a for a in alerts if a["activity"] == "create"]
+    alerted = {a["account_ids"][0] for a in alerts if a["severity"] in ("medium", "high", "critical")}
+    attacks = {a for a, v in labels.items() if v["label"] == "attack"}
+    benign = set(labels) - attacks
+    print("\nsummary")
+    print(f"  events streamed        {sent:,}")
+    print(f"  alert events           {len(alerts)} ({dict(Counter(a['activity'] for a in alerts))})")
+    print(f"  alerts created         {len(created)} by severity {dict(Counter(a['severity'] for a in created))}")
+    print(f"  attack accounts caught {len(alerted & attacks)}/{len(attacks)} at medium+")
+    print(f"  benign accounts hit    {len(alerted & benign)}/{len(benign)} at medium+")
+    by_cohort = Counter(labels[a]["cohort"] for a in alerted if a in labels)
+    print(f"  alerted by cohort      {dict(by_cohort)}")
+    store = Store(settings)
+    db = settings.clickhouse_database
+    n_alerts = store.query(f"SELECT count() FROM {db}.alert_events WHERE account_id LIKE '%-{run_tag}'").result_rows[0][0]
+    n_req = store.query(f"SELECT sum(requests) FROM {db}.account_minute WHERE account_id LIKE '%-{run_tag}'").result_rows[0][0]
+    store.close()
+    print(f"  in ClickHouse          {n_alerts} alert events, {n_req:,} requests in account_minute")
+    print(f"  took                   {elapsed:.0f}s")
+    print("\nlook at them:\n  .venv/bin/distillguard sql \"SELECT alert_id, severity, score, account_id, "
+          f"recommended_action FROM {db}.alerts_latest FINAL ORDER BY score DESC LIMIT 20\"")
+    if not created:
+        print("demo FAILED: no alert arrived", file=sys.stderr)
+        return 1
+    return 0
