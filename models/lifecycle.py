@@ -13,7 +13,7 @@ from .config import DetectorConfig
 
 SEVERITIES = ("low", "medium", "high", "critical")
 ACTIONS = {"low": "monitor", "medium": "step_up_verification", "high": "throttle", "critical": "block"}
-WINDOW_MS = 3_600_000  # alert ids are keyed by the hour the finding was first made
+WINDOW_MS = 3_600_000  # alert ids are keyed by the hour the finding first crossed a threshold
 
 # open-alert record fields
 A_ID, A_START, A_SEVERITY, A_SCORE, A_EVENTS, A_LAST_STRONG, A_EMITTED_EVENTS = range(7)
@@ -69,7 +69,9 @@ class Lifecycle:
         if rec is None:
             if sev is None:
                 return None, None
-            rec = [make_alert_id(self.detector, scope, window_start // WINDOW_MS * WINDOW_MS),
+            # Keyed by the hour of the crossing: a later finding on the same scope (after a close,
+            # which takes hours of quiet) gets a new id; re-processing the same events does not.
+            rec = [make_alert_id(self.detector, scope, ts // WINDOW_MS * WINDOW_MS),
                    window_start, sev, score, events, ts, events]
             return rec, self._alert(rec, "create", accounts, score, reasons, ts, samples, model, cluster_id)
         if sev is None:

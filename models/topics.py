@@ -54,4 +54,6 @@ def topic_of(words: frozenset) -> int:
             counts[t] = counts.get(t, 0) + 1
     if not counts:
         return OTHER
-    return max(counts, key=counts.__getitem__)
+    # ties go to the lower index: set iteration order varies with the process's
+    # string-hash seed, and a stream worker must agree with a replay
+    return max(counts, key=lambda t: (counts[t], -t))

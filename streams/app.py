@@ -111,6 +111,7 @@ def create_app(settings: Settings) -> faust.App:
     detector = Detector(load_config(settings.detector_config or None), settings.fingerprint_key.encode(),
                         states=cache)
     counters = Counters()
+    partition_time: dict[int, int] = {}   # highest event time seen per source partition
     app.distillguard = {"detector": detector, "counters": counters, "cache": cache}
 
     @app.on_partitions_revoked.connect
@@ -119,6 +120,7 @@ def create_app(settings: Settings) -> faust.App:
         cache.local.clear()
         cache.dirty.clear()
         detector.open_alerts.clear()
+        partition_time.clear()
 
     @app.agent(requests)
     async def detect(stream):
@@ -140,9 +142,13 @@ def create_app(settings: Settings) -> faust.App:
                     continue
                 out.extend(detector.process_one(ev))
                 last_event_of[ev.account_id] = event
+                if ev.ts_ms > partition_time.get(msg.partition, 0):
+                    partition_time[msg.partition] = ev.ts_ms
                 aggregates.learn_one(ev.account_id, ev.ts_ms, ev.usage.get("input_tokens") or 0,
                                      ev.usage.get("output_tokens") or 0, ev.status not in (None, "ok"))
-            out.extend(detector.advance())
+            # Close quiet alerts at the low watermark: partitions are consumed at different
+            # speeds, so one partition's event time says nothing about another's accounts.
+            out.extend(detector.advance(min(partition_time.values(), default=0)))
             _save_states(cache, table, last_event_of)
             for alert in out:
                 counters.alerts[alert.severity] += 1
@@ -159,8 +165,12 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/distillguard/")
     async def status(web, request):
-        return web.json({"events": counters.events, "dlq": dict(counters.dlq), "alerts": dict(counters.alerts),
-                         "accounts_cached": len(cache.local), "uptime_s": round(time.time() - counters.started)})
+        body = {"events": counters.events, "dlq": dict(counters.dlq), "alerts": dict(counters.alerts),
+                "accounts_cached": len(cache.local), "uptime_s": round(time.time() - counters.started)}
+        sink = app.distillguard.get("sink")
+        if sink is not None:
+            body["sink"] = sink.stats()
+        return web.json(body)
 
     return app
 

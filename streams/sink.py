@@ -62,6 +62,10 @@ class Sink(threading.Thread):
             "enable.auto.commit": False,
         })
 
+    def stats(self) -> dict:
+        return {"inserted": dict(self.inserted), "pending_rows": self.pending_rows, "retries": self.retries,
+                "skipped_messages": self.skipped_messages, "last_error": self.last_error}
+
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
         self.join(timeout)
