@@ -1,0 +1,114 @@
+"""Feed one event stream to distillguard's detector and to the baselines side by side.
+
+:class:`Harness` looks like a detector (``process_one`` / ``advance``), so it
+runs inside :func:`distillguard.streams.replay.replay` unchanged: every
+detector sees identical traffic in identical order. It times distillguard's
+own work separately from the baselines'.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from distillguard.schemas import Alert, RequestEvent
+
+from .baselines import Baseline
+from .metrics import ALERTING, AccountResult, evaluate_detector, max_severity
+
+DISTILLGUARD = "distillguard"
+
+
+class Harness:
+    """Wraps ``detector`` (a :class:`distillguard.models.Detector`) and ``baselines``."""
+
+    def __init__(self, detector: Any, baselines: Sequence[Baseline], labels: Mapping[str, dict]):
+        self.detector = detector
+        self.baselines = list(baselines)
+        self.labels = labels
+        self.attack_requests: dict[str, int] = {}
+        self.seen: set[str] = set()
+        # distillguard outcome, built from its alert events
+        self.first_alert: dict[str, tuple[int, int]] = {}   # account -> (raised_at_ms, attack requests so far)
+        self.severity: dict[str, str] = {}
+        self.baseline_first: dict[str, dict[str, int]] = {b.name: {} for b in self.baselines}
+        self.detector_seconds = 0.0
+        self.baseline_seconds: dict[str, float] = {b.name: 0.0 for b in self.baselines}
+        self.alert_events = 0
+
+    def _count(self, event: RequestEvent) -> None:
+        acct = event.account_id
+        self.seen.add(acct)
+        lab = self.labels.get(acct)
+        if lab is not None and lab.get("label") == "attack":
+            start = lab.get("first_attack_ts_ms")
+            if start is None or event.ts_ms >= start:
+                self.attack_requests[acct] = self.attack_requests.get(acct, 0) + 1
+
+    def _on_alerts(self, alerts: list[Alert]) -> None:
+        for a in alerts:
+            self.alert_events += 1
+            if a.activity == "close":
+                continue
+            for acct in a.account_ids:
+                self.severity[acct] = max_severity(self.severity.get(acct), a.severity) or a.severity
+                if a.severity in ALERTING and acct not in self.first_alert:
+                    self.first_alert[acct] = (a.raised_at_ms, self.attack_requests.get(acct, 0))
+
+    def process_one(self, event: RequestEvent) -> list[Alert]:
+        self._count(event)
+        t0 = time.perf_counter()
+        alerts = self.detector.process_one(event)
+        t1 = time.perf_counter()
+        self.detector_seconds += t1 - t0
+        self._on_alerts(alerts)
+        for b in self.baselines:
+            t0 = time.perf_counter()
+            hit = b.learn_one(event)
+            t1 = time.perf_counter()
+            self.baseline_seconds[b.name] += t1 - t0
+            if hit is not None:
+                self.baseline_first[b.name][hit] = self.attack_requests.get(hit, 0)
+        return alerts
+
+    def advance(self, now_ms: int | None = None) -> list[Alert]:
+        t0 = time.perf_counter()
+        alerts = self.detector.advance(now_ms)
+        self.detector_seconds += time.perf_counter() - t0
+        self._on_alerts(alerts)
+        return alerts
+
+    # ----------------------------------------------------------------- results
+
+    def results(self) -> dict[str, dict[str, AccountResult]]:
+        """Per detector name, per account outcome."""
+        out: dict[str, dict[str, AccountResult]] = {}
+        dg: dict[str, AccountResult] = {}
+        for acct in self.seen | set(self.first_alert) | set(self.detector.max_scores):
+            first = self.first_alert.get(acct)
+            dg[acct] = AccountResult(self.detector.max_scores.get(acct, 0.0),
+                                     first[0] if first else None, first[1] if first else None,
+                                     self.severity.get(acct))
+        out[DISTILLGUARD] = dg
+        for b in self.baselines:
+            res = b.results()
+            for acct, r in res.items():
+                r.attack_requests_before = self.baseline_first[b.name].get(acct)
+            out[b.name] = res
+        return out
+
+    def _account_doc(self, account: str, r: AccountResult | None) -> dict:
+        lab = self.labels.get(account, {})
+        doc = {"cohort": lab.get("cohort"), "label": lab.get("label"),
+               "first_attack_ts_ms": lab.get("first_attack_ts_ms")}
+        doc.update((r or AccountResult()).to_dict())
+        return doc
+
+    def evaluate(self) -> dict[str, dict]:
+        """Metrics per detector (see :func:`~.metrics.evaluate_detector`), plus per-account outcomes."""
+        out = {}
+        for name, res in self.results().items():
+            m = evaluate_detector(self.labels, res)
+            m["accounts"] = {a: self._account_doc(a, res.get(a)) for a in sorted(self.labels)}
+            out[name] = m
+        return out
