@@ -46,6 +46,8 @@ def cmd_replay(args) -> int:
 
 
 def cmd_sql(args) -> int:
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
     from .clickhouse import Store, StoreBusy
 
     settings = _settings()
@@ -56,9 +58,11 @@ def cmd_sql(args) -> int:
     try:
         store.migrate()
         result = store.query(args.query)
-        print(format_table(result.column_names, result.result_rows))
+    except ClickHouseError as err:
+        raise UserError(f"ClickHouse rejected the query: {str(err).strip().splitlines()[0][:500]}") from None
     finally:
         store.close()
+    print(format_table(result.column_names, result.result_rows))
     return 0
 
 
@@ -133,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="generate labelled request traffic to a file or to Kafka")
     simulate_cli.add_arguments(p)
     p.set_defaults(func=simulate_cli.run)
+
+    from . import eval_cli
+    p = sub.add_parser("eval", help="measure detection on labelled traffic, with literature baselines")
+    eval_cli.add_arguments(p)
+    p.set_defaults(func=eval_cli.run)
 
     p = sub.add_parser("demo", help="end-to-end demo on the local broker: simulate, detect, print alerts")
     p.add_argument("--scenario", default="small", help="simulator scenario (default: small)")

@@ -91,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     labels_path = Path(args.labels) if args.labels else (_labels_path(args.out) if args.out else None)
     writer = None
     try:
+        for path in (labels_path, Path(args.out) if args.out else None):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
         if labels_path is not None:
             write_labels(sim.labels, labels_path)
         if args.out:
