@@ -298,8 +298,9 @@ def test_cli(tmp_path, capsys):
 
     rc = simulate_cli.run(parser.parse_args(["--scenario", "nope", "--out", str(out)]))
     assert rc == 2
+    (tmp_path / "a-file").write_text("")  # a folder that cannot be created
     rc = simulate_cli.run(parser.parse_args(["--scenario", "small",
-                                             "--out", str(tmp_path / "no" / "dir" / "x.jsonl")]))
+                                             "--out", str(tmp_path / "a-file" / "dir" / "x.jsonl")]))
     assert rc == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("distillguard simulate:") == 2
