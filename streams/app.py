@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterator, MutableMapping
 
 import faust
+import orjson
 from faust.streams import _current_event  # set per account before a table write, see _save_states
 
 from distillguard.models import Detector, load_config
@@ -31,6 +32,9 @@ from distillguard.schemas import BadEvent, parse_event
 
 from .settings import Settings
 from .sink import alert_row, sink_message
+from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents
+from .metrics import faust_lag, render as render_metrics
+from .ocsf import to_ocsf
 
 log = logging.getLogger("distillguard.worker")
 
@@ -113,6 +117,9 @@ def create_app(settings: Settings) -> faust.App:
     counters = Counters()
     partition_time: dict[int, int] = {}   # highest event time seen per source partition
     app.distillguard = {"detector": detector, "counters": counters, "cache": cache}
+    # integrations (issue #6): optional OCSF copy of the alerts, topic-level input adapters
+    ocsf = ocsf_topic(app, settings)
+    register_adapter_agents(app, settings, requests, dlq)
 
     @app.on_partitions_revoked.connect
     async def _forget(app, revoked, **kwargs) -> None:
@@ -153,6 +160,8 @@ def create_app(settings: Settings) -> faust.App:
             for alert in out:
                 counters.alerts[alert.severity] += 1
                 await alerts.send(key=alert.account_ids[0].encode(), value=alert.to_json())
+                if ocsf is not None:
+                    await ocsf.send(key=alert.account_ids[0].encode(), value=orjson.dumps(to_ocsf(alert.to_dict())))
             rows = aggregates.rows()
             if rows:
                 await sink.send(value=sink_message("account_minute", rows))
@@ -171,6 +180,14 @@ def create_app(settings: Settings) -> faust.App:
         if sink is not None:
             body["sink"] = sink.stats()
         return web.json(body)
+
+    @app.page("/metrics")
+    async def metrics_page(web, request):
+        sink = app.distillguard.get("sink")
+        text = render_metrics(counters, sink.stats() if sink is not None else None,
+                              faust_lag(app, [settings.topic_requests, *adapter_topics(settings).values()]),
+                              {k: dict(v) for k, v in app.distillguard.get("adapters", {}).items()})
+        return web.text(text, content_type="text/plain")  # aiohttp adds charset=utf-8; format 0.0.4
 
     return app
 

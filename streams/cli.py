@@ -158,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="create the Kafka topics distillguard uses (idempotent)")
     p.set_defaults(func=cmd_topics)
+
+    from . import export_ocsf_cli
+    p = sub.add_parser("export-ocsf", help="alert events as OCSF Detection Findings (JSONL), from a file or the topic")
+    export_ocsf_cli.add_arguments(p)
+    p.set_defaults(func=export_ocsf_cli.run)
+
+    from . import ingest_cli
+    p = sub.add_parser("ingest", help="map gateway logs (LiteLLM, OpenTelemetry GenAI spans) to request events")
+    ingest_cli.add_arguments(p)
+    p.set_defaults(func=ingest_cli.run)
     return parser
 
 

@@ -34,6 +34,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "DG_LOG_LEVEL": ("info", "worker log level: debug, info, warn, error"),
     "DG_FINGERPRINT_KEY": ("distillguard-dev-key", "HMAC key for prompt fingerprints (set a secret in production)"),
     "DG_DETECTOR_CONFIG": ("", "optional TOML file overriding detector thresholds"),
+    "DG_TOPIC_OCSF": ("", "if set, the worker also publishes every alert as an OCSF Detection Finding here"),
+    "DG_TOPIC_LITELLM": ("", "if set, LiteLLM StandardLoggingPayload records in; mapped to DG_TOPIC_REQUESTS"),
+    "DG_TOPIC_OTEL": ("", "if set, OpenTelemetry GenAI spans (OTLP/JSON) in; mapped to DG_TOPIC_REQUESTS"),
 }
 
 _SECRET = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
@@ -61,6 +64,9 @@ class Settings:
     log_level: str
     fingerprint_key: str
     detector_config: str
+    topic_ocsf: str = ""
+    topic_litellm: str = ""
+    topic_otel: str = ""
 
     @property
     def embedded_clickhouse(self) -> bool:
@@ -117,6 +123,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         log_level=level,
         fingerprint_key=_value(env, "DG_FINGERPRINT_KEY"),
         detector_config=_value(env, "DG_DETECTOR_CONFIG"),
+        topic_ocsf=_value(env, "DG_TOPIC_OCSF"),
+        topic_litellm=_value(env, "DG_TOPIC_LITELLM"),
+        topic_otel=_value(env, "DG_TOPIC_OTEL"),
     )
     if settings.partitions < 1:
         raise SettingsError("DG_PARTITIONS must be at least 1")

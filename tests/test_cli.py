@@ -7,7 +7,7 @@ import pytest
 from distillguard.streams.settings import ENV_VARS, SettingsError, describe, load_settings
 
 CLI = [sys.executable, "-m", "distillguard.streams.cli"]
-COMMANDS = ["worker", "replay", "simulate", "demo", "sql", "migrate", "topics", "eval"]
+COMMANDS = ["worker", "replay", "simulate", "demo", "sql", "migrate", "topics", "eval", "export-ocsf", "ingest"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
