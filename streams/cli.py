@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
     p.set_defaults(func=cmd_demo)
 
+    from . import report_ch
+    p = sub.add_parser("report", help="write a self-contained HTML report from ClickHouse")
+    report_ch.add_arguments(p)
+    p.set_defaults(func=report_ch.run)
+
     p = sub.add_parser("sql", help="run SQL against the configured ClickHouse and print a table")
     p.add_argument("query", help='e.g. "SELECT * FROM distillguard.alerts_latest FINAL"')
     p.set_defaults(func=cmd_sql)

@@ -157,8 +157,8 @@ class Store:
         if rows:
             self.client.insert(f"{self.db}.{table}", rows, column_names=COLUMNS[table])
 
-    def query(self, sql: str):
-        return self.client.query(sql)
+    def query(self, sql: str, parameters: dict | None = None):
+        return self.client.query(sql, parameters=parameters)
 
     def describe(self) -> str:
         return mask(self.settings.clickhouse_dsn)
