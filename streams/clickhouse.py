@@ -20,9 +20,8 @@ from .settings import Settings, mask
 
 # Versioned, idempotent migrations: (version, statements). Never edit a
 # shipped version; add a new one.
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (1, [
-        """CREATE TABLE IF NOT EXISTS {db}.alert_events (
+# Columns shared by the alert log and its latest-state table.
+_ALERT_COLUMNS = """
             alert_id String,
             activity LowCardinality(String),
             detector LowCardinality(String),
@@ -39,34 +38,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             sample_event_ids Array(String),
             recommended_action LowCardinality(String),
             model Nullable(String),
-            version UInt64,
+            version UInt64"""
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE IF NOT EXISTS {db}.alert_events (""" + _ALERT_COLUMNS + """,
             inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
         ) ENGINE = MergeTree
         ORDER BY (account_id, raised_at, alert_id)
         TTL toDateTime(raised_at) + INTERVAL 400 DAY""",
-        """CREATE TABLE IF NOT EXISTS {db}.alerts_latest (
-            alert_id String,
-            activity LowCardinality(String),
-            detector LowCardinality(String),
-            severity LowCardinality(String),
-            score Float64,
-            account_id String,
-            account_ids Array(String),
-            cluster_id Nullable(String),
-            window_start DateTime64(3, 'UTC'),
-            window_end DateTime64(3, 'UTC'),
-            raised_at DateTime64(3, 'UTC'),
-            event_count UInt64,
-            reasons String,
-            recommended_action LowCardinality(String),
-            model Nullable(String),
-            version UInt64
+        """CREATE TABLE IF NOT EXISTS {db}.alerts_latest (""" + _ALERT_COLUMNS + """
         ) ENGINE = ReplacingMergeTree(version)
         ORDER BY alert_id""",
         """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.alerts_latest_mv TO {db}.alerts_latest AS
-        SELECT alert_id, activity, detector, severity, score, account_id, account_ids, cluster_id,
-               window_start, window_end, raised_at, event_count, reasons, recommended_action, model, version
-        FROM {db}.alert_events""",
+        SELECT * EXCEPT inserted_at FROM {db}.alert_events""",
         """CREATE TABLE IF NOT EXISTS {db}.account_minute (
             account_id String,
             minute DateTime('UTC'),
