@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BROKER := infra/kafka/broker.sh
 export DG_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help venv broker broker-stop demo test test-unit test-integration bench clean
+.PHONY: help venv broker broker-stop demo test test-unit test-integration bench test-faults clean
 
 help:
 	@echo "make demo   - install, start the local Kafka broker, stream simulated traffic, print alerts"
@@ -47,6 +47,24 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+# Throughput, latency and memory on the real broker: var/bench/bench.{json,md}.
+# BENCH_EVENTS=50000 make bench for a quick run; BENCH_ARGS for more options.
+BENCH_EVENTS ?= 500000
+bench: $(STAMP)
+	@set -e; \
+	was_running=0; $(BROKER) status && was_running=1; \
+	$(BROKER) start; \
+	trap '[ $$was_running = 1 ] || $(BROKER) stop' EXIT; \
+	$(PY) -m distillguard.streams.bench --events $(BENCH_EVENTS) $(BENCH_ARGS)
+
+# The fault-injection suite in its full forms (make test runs the short forms).
+test-faults: $(STAMP)
+	@set -e; \
+	was_running=0; $(BROKER) status && was_running=1; \
+	$(BROKER) start; \
+	trap '[ $$was_running = 1 ] || $(BROKER) stop' EXIT; \
+	DG_TEST_BROKER=1 DG_FAULTS_FULL=1 $(PY) -m pytest -q -s -m faults $(PYTEST_ARGS)
 
 clean:
 	-$(BROKER) stop

@@ -16,6 +16,7 @@ are stable, so a re-processed batch cannot make a second, different alert.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from collections import Counter
@@ -37,6 +38,9 @@ from .metrics import faust_lag, render as render_metrics
 from .ocsf import to_ocsf
 
 log = logging.getLogger("distillguard.worker")
+# DLQ values are cut to this many bytes (header dg-truncated: original length): the producer's
+# and the broker's default limit is 1 MB, and a gateway topic may carry larger events.
+DLQ_MAX_VALUE_BYTES = 900_000
 
 
 class StateCache(MutableMapping):
@@ -85,6 +89,41 @@ class Counters:
         self.alerts: Counter = Counter()
         self.batches = 0
         self.started = time.time()
+        self.latency = LatencyHistogram()
+
+
+class LatencyHistogram:
+    """Kafka message timestamp (produce time) -> end of its batch's processing, in ms.
+
+    Log buckets of 5% width (20 per decade), so percentiles cost nothing to keep;
+    ``distillguard.streams.bench`` reads them from the status page."""
+
+    def __init__(self) -> None:
+        self.buckets: Counter = Counter()
+        self.n = 0
+
+    def add_batch(self, events) -> None:
+        now = time.time()
+        b = self.buckets
+        for event in events:
+            ms = (now - event.message.timestamp) * 1000.0
+            b[int(math.log10(ms + 1.0) * 20) if ms > 0 else 0] += 1
+        self.n += len(events)
+
+    def summary(self) -> dict:
+        out: dict = {"n": self.n}
+        if not self.n:
+            return out
+        keys = sorted(self.buckets)
+        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+            need, seen = q * self.n, 0
+            for k in keys:
+                seen += self.buckets[k]
+                if seen >= need:
+                    out[name] = round(10 ** ((k + 1) / 20) - 1.0, 1)   # bucket's upper edge
+                    break
+        out["max"] = round(10 ** ((keys[-1] + 1) / 20) - 1.0, 1)
+        return out
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -143,9 +182,16 @@ def create_app(settings: Settings) -> faust.App:
                 except BadEvent as err:
                     counters.dlq[err.reason] += 1
                     dlq_counts[(int(msg.timestamp) // 60 * 60, err.reason)] += 1
-                    await dlq.send(key=msg.key, value=msg.value, headers={
+                    headers = {
                         "dg-reason": err.reason.encode(), "dg-detail": err.detail.encode("utf-8", "replace"),
-                        "dg-source": f"{msg.topic}/{msg.partition}/{msg.offset}".encode()})
+                        "dg-source": f"{msg.topic}/{msg.partition}/{msg.offset}".encode()}
+                    value = msg.value
+                    if len(value) > DLQ_MAX_VALUE_BYTES:
+                        # a message larger than a produce request would crash the agent (and again
+                        # after each restart): keep a prefix, say how long the original was
+                        headers["dg-truncated"] = str(len(value)).encode()
+                        value = value[:DLQ_MAX_VALUE_BYTES]
+                    await dlq.send(key=msg.key, value=value, headers=headers)
                     continue
                 out.extend(detector.process_one(ev))
                 last_event_of[ev.account_id] = event
@@ -171,11 +217,13 @@ def create_app(settings: Settings) -> faust.App:
                 await sink.send(value=sink_message("dlq_minute", [[m, r, n] for (m, r), n in dlq_counts.items()]))
             counters.events += len(events)
             counters.batches += 1
+            counters.latency.add_batch(events)
 
     @app.page("/distillguard/")
     async def status(web, request):
         body = {"events": counters.events, "dlq": dict(counters.dlq), "alerts": dict(counters.alerts),
-                "accounts_cached": len(cache.local), "uptime_s": round(time.time() - counters.started)}
+                "accounts_cached": len(cache.local), "uptime_s": round(time.time() - counters.started),
+                "latency_ms": counters.latency.summary()}
         sink = app.distillguard.get("sink")
         if sink is not None:
             body["sink"] = sink.stats()

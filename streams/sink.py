@@ -10,10 +10,16 @@ So an outage of ClickHouse loses nothing and never blocks the stream: the
 Kafka topic is the spool (bounded by its retention), the sink pauses its
 consumer and retries with exponential backoff, and resumes where it left off.
 Delivery is at-least-once; ``alerts_latest`` dedupes alerts by ``alert_id``.
+
+Fault injection (tests only): ``DG_FAULT_CLICKHOUSE_DOWN_S=N`` makes every
+insert fail for N seconds from the sink's first insert attempt, as if
+ClickHouse were down (``tests/faults/test_clickhouse_down.py``). Unset, it
+costs nothing.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
@@ -55,6 +61,8 @@ class Sink(threading.Thread):
         self.retries = 0
         self.skipped_messages = 0
         self.last_error = ""
+        self._fault_down_s = float(os.environ.get("DG_FAULT_CLICKHOUSE_DOWN_S") or 0)  # tests only
+        self._fault_until: float | None = None
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap,
             "group.id": f"{settings.app_id}-sink",
@@ -105,12 +113,23 @@ class Sink(threading.Thread):
         buffer[table].extend(rows)
         self.pending_rows += len(rows)
 
+    def _injected_outage(self) -> None:
+        """DG_FAULT_CLICKHOUSE_DOWN_S: fail inserts for that long after the first attempt."""
+        now = time.monotonic()
+        if self._fault_until is None:
+            self._fault_until = now + self._fault_down_s
+            log.warning("sink: fault injection: ClickHouse 'down' for %.0fs", self._fault_down_s)
+        if now < self._fault_until:
+            raise ConnectionError("injected fault: ClickHouse unavailable (DG_FAULT_CLICKHOUSE_DOWN_S)")
+
     def _flush(self, buffer: dict[str, list[list]]) -> None:
         """Insert everything buffered, retrying with backoff; commit offsets after."""
         backoff = 0.5
         paused = False
         while True:
             try:
+                if self._fault_down_s:
+                    self._injected_outage()
                 for table in list(buffer):
                     self.store.insert(table, buffer[table])
                     self.inserted[table] += len(buffer[table])

@@ -28,6 +28,7 @@ def run_worker(settings: Settings) -> int:
         if applied:
             print(f"applied ClickHouse migrations {applied}", file=sys.stderr)
         sink = Sink(settings, store)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here, sink or not
     app = create_app(settings)
     if sink is not None:
         @app.task

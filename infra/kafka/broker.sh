@@ -9,14 +9,15 @@
 #   infra/kafka/broker.sh reset    stop and delete the broker's data
 #
 # Settings (environment): DG_KAFKA_PORT (19092), DG_KAFKA_CONTROLLER_PORT (19093),
-# DG_DATA_DIR (var), DG_KAFKA_HEAP (512m), DG_KAFKA_START_TIMEOUT (90 s).
+# DG_DATA_DIR (var), DG_KAFKA_HEAP (512m), DG_KAFKA_START_TIMEOUT (90 s),
+# DG_KAFKA_LIBS (jar folder, default $DG_DATA_DIR/kafka/libs; point a second broker at the first one's jars).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 data_dir="${DG_DATA_DIR:-$root/var}"
 kdir="$data_dir/kafka"
-libs="$kdir/libs"
+libs="${DG_KAFKA_LIBS:-$kdir/libs}"   # DG_KAFKA_LIBS: reuse jars fetched elsewhere (a second broker)
 logs="$kdir/data"
 pidfile="$kdir/broker.pid"
 logfile="$kdir/broker.log"

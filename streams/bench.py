@@ -1,0 +1,591 @@
+"""``python -m distillguard.streams.bench``: throughput, latency and memory, measured.
+
+One run, one pre-produced topic (the ``default`` simulator scenario, seeds
+concatenated with shifted timestamps and account suffixes up to ``--events``),
+read by four consumers in turn, each in its own process and consumer group:
+
+1. ``raw``: a confluent-kafka consumer that parses every value with orjson, nothing else;
+2. ``faust``: a bare Faust agent that only iterates ``take_events`` batches;
+3. ``pipeline``: ``distillguard worker`` (all detectors, alerts, the ClickHouse sink);
+4. ``pipeline_2workers``: two workers in one group (the second with ``DG_SINK=0``).
+
+Events/s is measured from the first processed event to the last (start-up and
+group joins excluded; for two workers, from the moment both process). Latency
+(Kafka produce timestamp → end of processing) is measured in separate paced
+runs at ``--rate`` events/s offered, where a backlog does not distort it; the
+worker reports it from a histogram on its status page. Peak RSS is VmHWM from
+/proc. Memory per account is ``models.state.state_bytes`` over the accounts of
+an in-process replay. Micro-benchmarks run in this process.
+
+Writes ``$DG_DATA_DIR/bench/bench.json`` and ``bench.md`` (also printed).
+Needs the broker (``make bench`` starts it). Never prints prompt text.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+TARGETS = {
+    "pipeline_eps": 25_000,            # events/s per worker
+    "pipeline_vs_faust": 0.5,          # pipeline / bare Faust
+    "pipeline_p99_ms": 1000,           # at 10k events/s offered
+    "bytes_per_account": 2048,
+    "two_workers_speedup": 1.7,        # 2 workers / 1
+}
+
+
+# -- events -------------------------------------------------------------------
+def bench_events(n: int, new_accounts: bool = True, first_seed: int = 1) -> Iterator[dict]:
+    """``n`` events of the default scenario: seeds ``first_seed, first_seed+1, ...`` one after
+    the other, each copy shifted past the previous one in event time; with ``new_accounts`` the
+    accounts of copy k get the suffix ``.k`` (more active accounts), else they continue."""
+    from distillguard.models.simulation import load_scenario, simulate
+    scenario = load_scenario("default")
+    sent, copy, shift = 0, 0, 0
+    while sent < n:
+        sim = simulate(scenario, seed=first_seed + copy)
+        last = 0
+        for ev in sim.events():
+            if sent >= n:
+                return
+            if copy:
+                ev["ts_ms"] += shift
+                ev["event_id"] = f"{ev['event_id']}.{copy}"
+                if new_accounts:
+                    ev["account_id"] = f"{ev['account_id']}.{copy}"
+            last = max(last, ev["ts_ms"])
+            sent += 1
+            yield ev
+        shift = last + 3_600_000 - scenario.start_ms if hasattr(scenario, "start_ms") else last + 3_600_000
+        copy += 1
+
+
+def produce(settings, topic: str, events, rate: float = 0.0) -> int:
+    """Produce dict events keyed by account; ``rate`` > 0 paces them. Returns the count."""
+    from .kafka_io import producer
+    p = producer(settings, **{"linger.ms": 5})
+    start = time.perf_counter()
+    sent = 0
+    for ev in events:
+        value = orjson.dumps(ev)
+        key = str(ev.get("account_id", "")).encode()
+        while True:
+            try:
+                p.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                p.poll(0.05)
+        sent += 1
+        if sent % 256 == 0:
+            p.poll(0)
+            if rate > 0:
+                ahead = sent / rate - (time.perf_counter() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+    if p.flush(120):
+        raise RuntimeError("not every event was delivered")
+    return sent
+
+
+def create_topic(settings, name: str, partitions: int) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    from .kafka_io import admin
+    client = admin(settings)  # keep a reference: the futures die with the client
+    for _t, fut in client.create_topics([NewTopic(name, partitions, 1)], operation_timeout=30).items():
+        fut.result()
+
+
+# -- process helpers ------------------------------------------------------------
+def vm_kb(pid: int, field: str = "VmHWM") -> int:
+    """A Vm* field of /proc/<pid>/status in kB (0 if the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def http_json(port: int, path: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return orjson.loads(r.read())
+    except (OSError, ValueError):
+        return None
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Child:
+    """A worker-like child process with a JSON status page."""
+
+    def __init__(self, args: list[str], env: dict, log: Path, path: str):
+        self.port = int(env["DG_WORKER_WEB_PORT"])
+        self.path = path
+        self.log = log
+        self.proc = subprocess.Popen([sys.executable, *args], env={**os.environ, **env},
+                                     stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def status(self) -> dict | None:
+        return http_json(self.port, self.path)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"child exited ({self.proc.returncode}); see {self.log}")
+            if self.status() is not None:
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"child did not start within {timeout}s; see {self.log}")
+
+    def stop(self) -> int:
+        """Peak RSS (kB), then SIGTERM (SIGKILL after 30 s)."""
+        hwm = vm_kb(self.proc.pid)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return hwm
+
+
+def follow(children: list[Child], n: int, timeout: float, all_active: bool = False) -> tuple[float, dict]:
+    """Poll until the children's events sum to ``n``; return (events/s, last status of the first).
+    The clock starts at the first poll where some child (``all_active``: every child) has events."""
+    t0 = e0 = None
+    deadline = time.monotonic() + timeout
+    last: list[dict] = []
+    while time.monotonic() < deadline:
+        now = time.perf_counter()
+        last = [c.status() or {} for c in children]
+        counts = [s.get("events", 0) for s in last]
+        total = sum(counts)
+        if t0 is None and (all(counts) if all_active else total > 0):
+            t0, e0 = now, total
+        if total >= n:
+            if t0 is None or now - t0 <= 0 or total - e0 <= 0:
+                return float("nan"), last[0]
+            return (total - e0) / (now - t0), last[0]
+        for c in children:
+            if c.proc.poll() is not None:
+                raise RuntimeError(f"child exited ({c.proc.returncode}); see {c.log}")
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout}s with {sum(s.get('events', 0) for s in last)}/{n} events")
+
+
+# -- the consumers under test -----------------------------------------------------
+def child_raw(topic: str, n: int, bootstrap: str) -> None:
+    """Child: confluent-kafka + orjson until ``n`` messages; prints one JSON line.
+    (No distillguard imports here, so its peak RSS is the client's own.)"""
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    lat = []
+    count, t0 = 0, None
+    deadline = time.monotonic() + 600
+    while count < n and time.monotonic() < deadline:
+        msgs = c.consume(num_messages=1000, timeout=0.5)
+        if not msgs:
+            continue
+        if t0 is None:
+            t0 = time.perf_counter()
+        for m in msgs:
+            if m.error():
+                continue
+            orjson.loads(m.value())
+            count += 1
+        now_ms = time.time() * 1000.0
+        lat.extend(now_ms - m.timestamp()[1] for m in msgs if not m.error())
+    elapsed = time.perf_counter() - (t0 or time.perf_counter())
+    c.close()
+    lat.sort()
+    pct = {"n": len(lat)}
+    if lat:
+        pct.update({k: round(lat[min(len(lat) - 1, int(q * len(lat)))], 1)
+                    for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))})
+        pct["max"] = round(lat[-1], 1)
+    print(orjson.dumps({"events": count, "eps": count / elapsed if elapsed > 0 else None,
+                        "latency_ms": pct, "vmhwm_kb": vm_kb(os.getpid())}).decode(), flush=True)
+
+
+def child_faust() -> None:
+    """Child: a bare Faust agent over take_events batches, status page /bench/."""
+    import faust
+
+    from .app import LatencyHistogram
+    from .settings import load_settings
+    s = load_settings()
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(s.app_id, broker=f"kafka://{s.kafka_bootstrap}", store="memory://",
+                    datadir=str(s.data_dir / "faust"), web_port=s.worker_web_port, web_host="127.0.0.1",
+                    topic_partitions=s.partitions, topic_replication_factor=1,
+                    consumer_auto_offset_reset="earliest", broker_commit_every=s.batch_max,
+                    stream_wait_empty=False)
+    topic = app.topic(s.topic_requests, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw")
+    state = {"events": 0}
+    hist = LatencyHistogram()
+
+    @app.agent(topic)
+    async def bare(stream):
+        async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+            state["events"] += len(events)
+            hist.add_batch(events)
+
+    @app.page("/bench/")
+    async def status(web, request):
+        return web.json({**state, "latency_ms": hist.summary()})
+
+    faust.Worker(app, loglevel="warn", quiet=True).execute_from_commandline()
+
+
+class Bench:
+    def __init__(self, args):
+        from .settings import load_settings
+        self.args = args
+        self.settings = load_settings()
+        self.run_id = uuid.uuid4().hex[:8]
+        self.out = Path(args.out or self.settings.data_dir / "bench")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work = self.out / f"run-{self.run_id}"
+        self.work.mkdir()
+        self.notes: list[str] = []
+
+    def env(self, name: str, topic: str, **extra) -> dict:
+        run = f"{self.run_id}-{name}-{uuid.uuid4().hex[:4]}"
+        return {"DG_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap, "DG_DATA_DIR": str(self.work / run),
+                "DG_APP_ID": f"bench-{run}", "DG_TOPIC_REQUESTS": topic,
+                "DG_TOPIC_DLQ": f"bench-{run}.dlq", "DG_TOPIC_ALERTS": f"bench-{run}.alerts",
+                "DG_TOPIC_SINK": f"bench-{run}.sink", "DG_PARTITIONS": str(self.settings.partitions),
+                "DG_WORKER_WEB_PORT": str(free_port()), "DG_LOG_LEVEL": "warn", **extra}
+
+    # one measurement per kind; returns {"eps", "latency_ms", "rss_kb"}
+    def run_raw(self, topic: str, n: int) -> dict:
+        out = subprocess.run([sys.executable, "-m", "distillguard.streams.bench", "_raw", topic, str(n),
+                              self.settings.kafka_bootstrap], capture_output=True, timeout=900, check=True)
+        doc = orjson.loads(out.stdout.strip().splitlines()[-1])
+        if doc["events"] < n:
+            raise RuntimeError(f"raw consumer saw {doc['events']}/{n}")
+        return {"eps": doc["eps"], "latency_ms": doc["latency_ms"], "rss_kb": doc["vmhwm_kb"]}
+
+    def run_faust(self, topic: str, n: int) -> dict:
+        env = self.env("faust", topic)
+        c = Child(["-m", "distillguard.streams.bench", "_faust"], env, self.work / "faust.log", "/bench/")
+        try:
+            c.wait_ready()
+            eps, st = follow([c], n, timeout=1800)
+        finally:
+            rss = c.stop()
+        return {"eps": eps, "latency_ms": st.get("latency_ms", {}), "rss_kb": rss}
+
+    def run_pipeline(self, topic: str, n: int, workers: int = 1) -> dict:
+        kids = []
+        try:
+            for i in range(workers):
+                env = self.env(f"pipe{workers}", topic, **({"DG_SINK": "0"} if i else {}))
+                if i:  # same group, topics and store as the first worker
+                    env.update({k: v for k, v in kids[0].env.items() if k not in ("DG_WORKER_WEB_PORT", "DG_DATA_DIR",
+                                                                                    "DG_SINK")})
+                c = Child(["-m", "distillguard.streams.cli", "worker"], env,
+                          self.work / f"pipeline{workers}-{i}.log", "/distillguard/")
+                c.env = env
+                kids.append(c)
+            for c in kids:
+                c.wait_ready()
+            eps, st = follow(kids, n, timeout=3600, all_active=workers > 1)
+        finally:
+            rss = [c.stop() for c in kids]
+        return {"eps": eps, "latency_ms": st.get("latency_ms", {}), "rss_kb": max(rss), "rss_kb_each": rss}
+
+    def paced(self, kind: str, n: int) -> dict:
+        """A fresh topic, the consumer up first, then ``n`` events at ``--rate``/s."""
+        topic = f"bench-{self.run_id}.paced-{kind}"
+        create_topic(self.settings, topic, self.settings.partitions)
+        events = list(bench_events(n, first_seed=self.args.seed))
+        if kind == "raw":
+            proc = subprocess.Popen([sys.executable, "-m", "distillguard.streams.bench", "_raw", topic, str(n),
+                                     self.settings.kafka_bootstrap], stdout=subprocess.PIPE)
+            time.sleep(3)  # let it join its group
+            produce(self.settings, topic, events, rate=self.args.rate)
+            out, _ = proc.communicate(timeout=600)
+            return orjson.loads(out.strip().splitlines()[-1])["latency_ms"]
+        if kind == "faust":
+            c = Child(["-m", "distillguard.streams.bench", "_faust"], self.env("pfaust", topic),
+                      self.work / "paced-faust.log", "/bench/")
+        else:
+            c = Child(["-m", "distillguard.streams.cli", "worker"], self.env("ppipe", topic),
+                      self.work / "paced-pipeline.log", "/distillguard/")
+        try:
+            c.wait_ready()
+            time.sleep(3)  # partitions assigned
+            produce(self.settings, topic, events, rate=self.args.rate)
+            _eps, st = follow([c], n, timeout=900)
+        finally:
+            c.stop()
+        return st.get("latency_ms", {})
+
+    # -- in-process --------------------------------------------------------------
+    def micro(self, n: int) -> dict:
+        from distillguard.models import Detector
+        from distillguard.models.features import extract
+        from distillguard.models.state import AccountState
+        from distillguard.schemas import parse_event
+
+        from .replay import replay
+        lines = [orjson.dumps(ev) for ev in bench_events(n, first_seed=self.args.seed)]
+        parsed = [parse_event(x) for x in lines]
+        key = self.settings.fingerprint_key.encode()
+        out: dict = {}
+
+        per_event = []
+        for _ in range(self.args.runs):
+            states: dict[str, AccountState] = {}
+            batch_us = []
+            for i in range(0, len(parsed), 1000):
+                chunk = parsed[i:i + 1000]
+                t = time.perf_counter()
+                for ev in chunk:
+                    s = states.get(ev.account_id)
+                    if s is None:
+                        s = states[ev.account_id] = AccountState()
+                    s.learn_one(extract(ev, key))
+                batch_us.append((time.perf_counter() - t) * 1e6 / len(chunk))
+            per_event.append(statistics.median(batch_us))
+        out["features_state_us"] = statistics.median(per_event)
+
+        t = time.perf_counter()
+        for x in lines[:20000]:
+            parse_event(x)
+        out["parse_us"] = (time.perf_counter() - t) * 1e6 / min(len(lines), 20000)
+
+        try:
+            from distillguard.models.anomaly import CohortAnomaly
+        except ImportError:
+            out["river_score_us"] = None
+            self.notes.append("models/anomaly.py is absent: no River figure.")
+        else:
+            import random
+            rnd = random.Random(1)
+            model = CohortAnomaly()
+            vecs = [{f"f{j}": rnd.random() for j in range(10)} for _ in range(1000)]
+            for v in vecs:
+                model.learn_one("pro", v)
+            runs = []
+            for _ in range(self.args.runs):
+                t = time.perf_counter()
+                for v in vecs:
+                    model.score_one("pro", v)
+                runs.append((time.perf_counter() - t) * 1e6 / len(vecs))
+            out["river_score_us"] = statistics.median(runs)
+            t = time.perf_counter()
+            for v in vecs:
+                model.learn_one("pro", v)
+            out["river_learn_us"] = (time.perf_counter() - t) * 1e6 / len(vecs)
+
+        eps, detector = [], None
+        try:
+            for _ in range(self.args.runs):
+                detector = Detector(key=key)
+                stats = replay(iter(lines), detector, lambda a: None)
+                eps.append(stats.eps)
+            out["replay_eps"] = statistics.median(eps)
+            out["replay_eps_runs"] = [round(e) for e in eps]
+            states = list(detector.states.values())
+        except Exception as err:  # noqa: BLE001 - report it, measure the rest
+            out["replay_eps"] = None
+            self.notes.append(f"replay benchmark FAILED: {type(err).__name__}: {str(err)[:200]}")
+            states = []
+            by_account: dict[str, AccountState] = {}
+            for ev in parsed:
+                st = by_account.get(ev.account_id) or by_account.setdefault(ev.account_id, AccountState())
+                st.learn_one(extract(ev, key))
+            states = list(by_account.values())
+
+        from distillguard.models import state as state_mod
+        if hasattr(state_mod, "state_bytes"):
+            sizes = sorted(state_mod.state_bytes(s) for s in states)
+            out["bytes_method"] = "models.state.state_bytes (deep in-memory size)"
+        else:
+            sizes = sorted(sys.getsizeof(s) + len(s.to_bytes()) for s in states)
+            out["bytes_method"] = "sys.getsizeof + len(to_bytes()) (state_bytes absent)"
+        out["accounts"] = len(sizes)
+        out["bytes_per_account"] = round(statistics.mean(sizes))
+        out["bytes_per_account_p99"] = sizes[min(len(sizes) - 1, int(len(sizes) * 0.99))]
+        out["bytes_per_account_max"] = sizes[-1]
+        out["serialized_bytes_per_account"] = round(statistics.mean(len(s.to_bytes()) for s in states))
+        return out
+
+    def run(self) -> dict:
+        a = self.args
+        n = a.events
+        result: dict = {"events": n, "partitions": self.settings.partitions, "rate_offered": a.rate,
+                        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                        "runs": {"micro": a.runs, "raw": a.kafka_runs, "faust": a.kafka_runs,
+                                 "pipeline": a.pipeline_runs, "pipeline_2workers": a.pipeline_runs}}
+        log = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+        log(f"micro-benchmarks over {min(n, a.micro_events):,} events, {a.runs} runs")
+        result["micro"] = self.micro(min(n, a.micro_events))
+        if a.skip_kafka:
+            return result
+        topic = f"bench-{self.run_id}.requests"
+        create_topic(self.settings, topic, self.settings.partitions)
+        log(f"producing {n:,} events to {topic}")
+        t = time.perf_counter()
+        produce(self.settings, topic, bench_events(n, first_seed=a.seed))
+        log(f"produced in {time.perf_counter() - t:.0f}s")
+        kinds = [("raw", self.run_raw, a.kafka_runs), ("faust", self.run_faust, a.kafka_runs),
+                 ("pipeline", self.run_pipeline, a.pipeline_runs),
+                 ("pipeline_2workers", lambda tp, k: self.run_pipeline(tp, k, workers=2), a.pipeline_runs)]
+        for name, fn, runs in kinds:
+            got = []
+            for i in range(runs):
+                r = fn(topic, n)
+                log(f"{name} run {i + 1}/{runs}: {r['eps']:,.0f} events/s, peak RSS {r['rss_kb'] / 1024:.0f} MB")
+                got.append(r)
+            result[name] = {"eps": statistics.median(r["eps"] for r in got),
+                            "eps_runs": [round(r["eps"]) for r in got],
+                            "rss_mb": round(max(r["rss_kb"] for r in got) / 1024, 1)}
+            if name == "pipeline_2workers":
+                result[name]["rss_mb_each"] = [round(k / 1024, 1) for k in got[-1]["rss_kb_each"]]
+        paced_n = int(a.rate * a.paced_s)
+        for name in ("raw", "faust", "pipeline"):
+            log(f"paced latency run: {name}, {paced_n:,} events at {a.rate:,.0f}/s")
+            result[name]["latency_ms"] = self.paced(name, paced_n)
+        result["paced_events"] = paced_n
+        return result
+
+
+def summarize(r: dict) -> dict:
+    m = r["micro"]
+    out = {"bytes_per_account": m["bytes_per_account"], "features_state_us": m["features_state_us"],
+           "river_score_us": m.get("river_score_us"), "replay_eps": m["replay_eps"]}
+    if "pipeline" in r:
+        out.update({
+            "raw_eps": r["raw"]["eps"], "faust_eps": r["faust"]["eps"], "pipeline_eps": r["pipeline"]["eps"],
+            "pipeline_2workers_eps": r["pipeline_2workers"]["eps"],
+            "pipeline_p50_ms": r["pipeline"]["latency_ms"].get("p50"),
+            "pipeline_p99_ms": r["pipeline"]["latency_ms"].get("p99"),
+        })
+        out["ratio_pipeline_raw"] = out["pipeline_eps"] / out["raw_eps"]
+        out["ratio_pipeline_faust"] = out["pipeline_eps"] / out["faust_eps"]
+        out["ratio_2workers_1"] = out["pipeline_2workers_eps"] / out["pipeline_eps"]
+    return out
+
+
+def targets(s: dict) -> list[tuple[str, str, bool | None]]:
+    def chk(key, ok_fn, text):
+        v = s.get(key)
+        shown = "n/a" if v is None else f"{v:,.2f}" if key.startswith("ratio") else f"{v:,.0f}"
+        return (text, shown, None if v is None else ok_fn(v))
+    return [
+        chk("pipeline_eps", lambda v: v >= TARGETS["pipeline_eps"], "pipeline ≥ 25,000 events/s per worker"),
+        chk("ratio_pipeline_faust", lambda v: v >= TARGETS["pipeline_vs_faust"], "pipeline ≥ 0.5 × bare Faust"),
+        chk("pipeline_p99_ms", lambda v: v <= TARGETS["pipeline_p99_ms"], "p99 ≤ 1,000 ms at 10k events/s offered"),
+        chk("bytes_per_account", lambda v: v <= TARGETS["bytes_per_account"], "≤ 2,048 bytes per active account"),
+        chk("ratio_2workers_1", lambda v: v >= TARGETS["two_workers_speedup"], "2 workers ≥ 1.7 × one"),
+    ]
+
+
+def markdown(r: dict, s: dict, notes: list[str]) -> str:
+    f = lambda v, d=0: "—" if v is None else f"{v:,.{d}f}"  # noqa: E731
+    lines = [f"# distillguard bench ({r['events']:,} events, {r['partitions']} partitions, "
+             f"{r['machine']['cpus']} CPUs, Python {r['machine']['python']})", ""]
+    if "pipeline" in r:
+        lines += ["| consumer | events/s (median) | runs | p50 ms | p99 ms | peak RSS MB |",
+                  "|---|---:|---|---:|---:|---:|"]
+        for name, label in (("raw", "1. confluent-kafka + orjson"), ("faust", "2. bare Faust agent"),
+                            ("pipeline", "3. distillguard worker"), ("pipeline_2workers", "4. two workers")):
+            x = r[name]
+            lat = x.get("latency_ms", {})
+            lines.append(f"| {label} | {f(x['eps'])} | {', '.join(f'{e:,}' for e in x['eps_runs'])} | "
+                         f"{f(lat.get('p50'), 1)} | {f(lat.get('p99'), 1)} | {f(x['rss_mb'], 0)}"
+                         + (f" ({' + '.join(f'{v:.0f}' for v in x.get('rss_mb_each', []))})" if 'rss_mb_each' in x else "")
+                         + " |")
+        lines += ["", f"Ratios: pipeline/raw **{s['ratio_pipeline_raw']:.3f}**, pipeline/Faust "
+                  f"**{s['ratio_pipeline_faust']:.3f}**, 2 workers/1 **{s['ratio_2workers_1']:.2f}**.", "",
+                  f"Latency: paced runs of {r['paced_events']:,} events at {r['rate_offered']:,.0f} events/s "
+                  "offered (Kafka produce timestamp → end of processing of the batch; 5% histogram buckets, "
+                  "upper edges). Two-worker latency is not measured separately.", ""]
+    m = r["micro"]
+    lines += ["| in-process | value |", "|---|---:|",
+              f"| parse (orjson + contract checks), µs/event | {f(m['parse_us'], 1)} |",
+              f"| features + state update, µs/event (median over 1,000-event batches) | {f(m['features_state_us'], 1)} |",
+              f"| River HST score_one, µs/call | {f(m.get('river_score_us'), 1)} |",
+              f"| replay (whole detector, parse included), events/s | {f(m.get('replay_eps'))} |",
+              f"| bytes per active account: mean / p99 / max ({m['accounts']} accounts) | "
+              f"{m['bytes_per_account']:,} / {m['bytes_per_account_p99']:,} / {m['bytes_per_account_max']:,} |",
+              f"| serialized state (changelog value), bytes, mean | {m['serialized_bytes_per_account']:,} |",
+              "", f"Memory method: {m['bytes_method']}.", "", "| target | measured | |", "|---|---:|---|"]
+    for text, value, ok in targets(s):
+        lines.append(f"| {text} | {value} | {'n/a' if ok is None else 'met' if ok else 'MISSED'} |")
+    rn = r["runs"]
+    lines += ["", f"Runs per figure: micro-benchmarks {rn['micro']}, raw and Faust {rn['raw']}, "
+              f"pipelines {rn['pipeline']} (each pipeline run starts fresh workers; fewer runs to keep the "
+              "shared machine free); latency 1 paced run each.",
+              "Events/s counts from the first processed event to the last (start-up excluded; two workers: "
+              "from when both process). All consumers share the machine with the broker and this script."]
+    lines += [f"Note: {x}" for x in notes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_raw"]:
+        child_raw(argv[1], int(argv[2]), argv[3])
+        return 0
+    if argv[:1] == ["_faust"]:
+        sys.argv = [sys.argv[0], "worker"]
+        child_faust()
+        return 0
+    ap = argparse.ArgumentParser(prog="python -m distillguard.streams.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS") or 50_000),
+                    help="events in the topic (env BENCH_EVENTS; make bench uses 500000)")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each in-process micro-benchmark")
+    ap.add_argument("--kafka-runs", type=int, default=3, help="runs of the raw and bare-Faust consumers")
+    ap.add_argument("--pipeline-runs", type=int, default=1, help="runs of each pipeline (1 and 2 workers)")
+    ap.add_argument("--rate", type=float, default=10_000, help="offered events/s of the paced latency runs")
+    ap.add_argument("--paced-s", type=float, default=15, help="seconds of paced production per latency run")
+    ap.add_argument("--micro-events", type=int, default=50_000, help="events of the in-process benchmarks")
+    ap.add_argument("--seed", type=int, default=1, help="first simulator seed")
+    ap.add_argument("--skip-kafka", action="store_true", help="in-process benchmarks only")
+    ap.add_argument("--out", help="output folder (default $DG_DATA_DIR/bench)")
+    args = ap.parse_args(argv)
+    bench = Bench(args)
+    if not args.skip_kafka:
+        from .kafka_io import check_broker
+        check_broker(bench.settings)
+    result = bench.run()
+    s = summarize(result)
+    doc = {**s, "targets": {t: {"value": v, "met": ok} for t, v, ok in targets(s)}, "detail": result,
+           "notes": bench.notes}
+    (bench.out / "bench.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    md = markdown(result, s, bench.notes)
+    (bench.out / "bench.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
