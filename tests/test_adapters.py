@@ -285,7 +285,6 @@ def test_topic_adapters_forward_to_requests(tmp_path, isolated_env, isolated_set
            "DG_TOPIC_OTEL": isolated_env["DG_TOPIC_REQUESTS"] + ".otel", "DG_SINK": "0"}
     settings = isolated_settings
     ensure_topics(settings)
-    (tmp_path / "var").mkdir(exist_ok=True)   # with DG_SINK=0 no store creates DG_DATA_DIR
     records = []
     for i in range(20):
         rec = copy.deepcopy(LITELLM_OK)
