@@ -38,19 +38,10 @@ demo: $(STAMP)
 	trap '[ $$was_running = 1 ] || $(BROKER) stop' EXIT; \
 	$(VENV)/bin/distillguard demo
 
-# kcat (an independent Kafka client) for the interoperability test; installed with apt-get
-# when missing and we are root, otherwise skipped politely (the test then skips with a reason).
+# Debian packages used by some tests (kcat, chromium); see infra/system-deps.sh.
 .PHONY: system-deps
 system-deps:
-	@command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing kcat with apt-get"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat >/dev/null 2>&1; } || \
-	    echo "note: could not install kcat; tests/test_kcat.py will be skipped"; \
-	  else \
-	    echo "note: kcat is not installed (needs root and apt-get); tests/test_kcat.py will be skipped"; \
-	  fi; }
+	@infra/system-deps.sh
 
 test: $(STAMP) system-deps
 	@set -e; \
