@@ -30,6 +30,15 @@ class DetectorConfig:
     template_share: float = 0.5
     logprob_share: float = 0.5
     grader_share: float = 0.5
+    # per-cohort River Half-Space Trees on account vectors; the anomaly term alone stays below medium
+    hst_height: int = 8
+    seed: int = 42
+    anomaly_weight: float = 0.4
+    anomaly_lo: float = 0.7
+    anomaly_hi: float = 0.95
+    max_reasons: int = 6
+    # per-account state of accounts idle this long (event time) is deleted by Detector.expire_idle
+    idle_expiry_ms: int = 48 * 3_600_000
 
 
 def load_config(path: str | Path | None = None) -> DetectorConfig:

@@ -2,13 +2,18 @@
 
 The same object runs inside the Faust agent (with its state mapping backed by
 a changelogged table) and inside ``distillguard replay`` (with a dict), so a
-stream and a replay of the same events give the same alerts.
+stream and a replay of the same events give the same alerts. Per-account
+state lives in ``states``; cohort-wide models (River anomaly trees, tier
+baselines, see :class:`~.scoring.Scorer`) live in this object, one per worker
+process, and are relearned after a restart.
 
 >>> from distillguard.schemas import parse_event
 >>> d = Detector()
 >>> d.process_one(parse_event(b'{"schema_version":"1","event_id":"e","ts_ms":1,"account_id":"a",'
 ...     b'"model":"m","operation":"chat","messages":[],"params":{}}'))
 []
+>>> d.expire_idle(1 + d.config.idle_expiry_ms + 1)
+['a']
 """
 from __future__ import annotations
 
@@ -17,9 +22,9 @@ from collections.abc import MutableMapping
 from distillguard.schemas import Alert, RequestEvent
 
 from .config import DetectorConfig
-from .features import extract
+from .features import EventFeatures, extract
 from .lifecycle import Lifecycle
-from .scoring import score_state
+from .scoring import Scorer
 from .state import AccountState
 
 DETECTOR = "account_extraction"
@@ -40,11 +45,13 @@ class Detector:
         self.key = key
         self.states: MutableMapping[str, AccountState] = {} if states is None else states
         self.lifecycle = Lifecycle(DETECTOR, self.config)
+        self.scorer = Scorer(self.config)
         self.max_scores: dict[str, float] = {}
         self.open_alerts: set[str] = set()  # accounts with an open alert, for expiry
         self.watermark = 0                  # highest event time seen
 
     def _due(self, s: AccountState) -> bool:
+        """Score when the state changed materially: at ``min_events``, then every ``score_every``."""
         n = s.events
         if n < self.config.min_events:
             return False
@@ -52,28 +59,33 @@ class Detector:
 
     def process_one(self, event: RequestEvent) -> list[Alert]:
         """Learn one event; return the alert events (create/update/close) it causes."""
-        f = extract(event, self.key)
-        account = event.account_id
+        return self.learn_features(event.account_id, extract(event, self.key))
+
+    def learn_features(self, account: str, f: EventFeatures) -> list[Alert]:
+        """``process_one`` after feature extraction (evaluation sweeps reuse extracted features)."""
+        self.last_features = f  # read by the cross-account stage (models/clusters.py), features computed once
         s = self.states.get(account)
         if s is None:
             s = AccountState()
         s.learn_one(f)
         if f.reasoning or f.grader or f.logprob_probe or f.logit_bias_size:
             s.remember_sample(f.event_id)
-        if event.ts_ms > self.watermark:
-            self.watermark = event.ts_ms
+        ts = f.ts_ms
+        if ts > self.watermark:
+            self.watermark = ts
         out: list[Alert] = []
         if s.alert is not None:
-            s.alert, closed = self.lifecycle.expire(s.alert, account, [account], event.ts_ms, event.model)
+            s.alert, closed = self.lifecycle.expire(s.alert, account, [account], ts, f.model)
             if closed:
                 out.append(closed)
         if self._due(s):
-            score, reasons = score_state(s, self.config)
+            score, reasons = self.scorer.score_one(s)
+            self.scorer.learn_one(s, score)
             if score > self.max_scores.get(account, 0.0):
                 self.max_scores[account] = score
             samples = s.samples or [f.event_id]
-            s.alert, alert = self.lifecycle.observe(s.alert, account, [account], score, reasons, event.ts_ms,
-                                                   s.first_ms, s.events, samples, event.model)
+            s.alert, alert = self.lifecycle.observe(s.alert, account, [account], score, reasons, ts,
+                                                   s.first_ms, s.events, samples, f.model)
             if alert:
                 out.append(alert)
         if s.alert is not None:
@@ -87,7 +99,7 @@ class Detector:
         """Close alerts of accounts quiet since ``now_ms - close_after_ms`` (default: the watermark)."""
         now = self.watermark if now_ms is None else now_ms
         out = []
-        for account in list(self.open_alerts):
+        for account in sorted(self.open_alerts):
             s = self.states.get(account)
             if s is None or s.alert is None:
                 self.open_alerts.discard(account)
@@ -98,3 +110,12 @@ class Detector:
                 self.open_alerts.discard(account)
                 self.states[account] = s
         return out
+
+    def expire_idle(self, now_ms: int) -> list[str]:
+        """Delete the state of accounts idle (in event time) for more than ``idle_expiry_ms``;
+        return their ids. Accounts with an open alert are kept until ``advance`` closes it."""
+        cutoff = now_ms - self.config.idle_expiry_ms
+        idle = sorted(a for a, s in self.states.items() if s.last_ms < cutoff and s.alert is None)
+        for account in idle:
+            del self.states[account]
+        return idle

@@ -1,15 +1,17 @@
 """Per-event features: what one request says, in a few numbers.
 
 ``extract`` is the only place that reads prompt text; everything downstream
-sees :class:`EventFeatures` (fingerprints and counts, no text).
+sees :class:`EventFeatures` (fingerprints, flags and counts, no text). Why each
+one separates extraction from use is said where the account-level feature is
+built (``scoring.account_features``).
 
 >>> from distillguard.schemas import parse_event
 >>> ev = parse_event(b'{"schema_version":"1","event_id":"e","ts_ms":5,"account_id":"a","model":"m",'
 ...     b'"operation":"chat","messages":[{"role":"user","content":"Explain step by step: 2+2?"}],'
-...     b'"params":{"max_tokens":1,"logprobs":true,"top_logprobs":5}}')
+...     b'"params":{"max_tokens":1,"logprobs":true,"top_logprobs":5},"access_tier":"pro"}')
 >>> f = extract(ev, b"k")
->>> f.reasoning, f.logprob_probe
-(True, True)
+>>> f.reasoning, f.logprob_probe, f.fresh, f.tier   # asks for reasoning, but 1 token cannot hold it
+(False, True, True, 'pro')
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from .text import analyze, fingerprint, grader_cues, reasoning_cues
 from .topics import topic_of
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
+REASONING_MIN_TOKENS = 256  # a request capped below this cannot get a reasoning trace back, whatever it says
+_SYSTEM_CACHE_MAX = 4096   # system prompts repeat per account: analyse each distinct one once
 
 
 @dataclass(slots=True)
@@ -29,59 +33,80 @@ class EventFeatures:
     event_id: str
     skeleton_fp: int          # keyed fingerprint of the whole prompt's shape
     wrapper_fp: int           # keyed fingerprint of the instruction wrapper only
-    system_fp: int            # keyed fingerprint of the system prompt (0 if none)
     topic: int
     reasoning: bool
     grader: bool
     logprob_probe: bool       # logprobs with tiny outputs: reading the distribution, not the text
     logit_bias_size: int
-    long_output: bool
+    long_output: bool         # max_tokens >= LONG_OUTPUT_TOKENS
     truncated: bool           # finish_reason == "length"
     input_tokens: int
     output_tokens: int
     error: bool
     model: str
+    fresh: bool = True        # no earlier turn and no system prompt: a standalone query
+    tier: str | None = None
+    created_ms: int | None = None
 
 
-def user_prompt(event: RequestEvent) -> tuple[str, str]:
-    """(last user turn, first system prompt) of a request; the new question is the last user turn."""
-    prompt = system = ""
-    for m in event.messages:
-        if m.role == "user":
-            prompt = m.content
-        elif m.role == "system" and not system:
-            system = m.content
-    return prompt, system
+class _SystemWords:
+    """Cue words of system prompts, memoised (bounded) because a deployment sends the same one
+    with every request; the cache holds derived word sets only, keyed by the text in memory."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, frozenset] = {}
+
+    def __call__(self, text: str) -> frozenset:
+        words = self._cache.get(text)
+        if words is None:
+            if len(self._cache) >= _SYSTEM_CACHE_MAX:
+                self._cache.clear()
+            words = self._cache[text] = analyze(text).words
+        return words
+
+
+_system_words = _SystemWords()
 
 
 def extract(event: RequestEvent, key: bytes) -> EventFeatures:
-    prompt, system = user_prompt(event)
+    """One request → :class:`EventFeatures` (reads the last user turn and the system prompt)."""
+    prompt = system = ""
+    turns = 0
+    for m in event.messages:
+        role = m.role
+        if role == "user":
+            prompt = m.content
+            turns += 1
+        elif role == "system":
+            if not system:
+                system = m.content
+        else:
+            turns += 1
     params = event.params
     max_tokens = params.get("max_tokens") or 0
-    bias = params.get("logit_bias") or {}
+    bias = params.get("logit_bias")
     usage = event.usage
     p = analyze(prompt)
     cue_words = p.words
-    system_fp = 0
     if system:
-        s = analyze(system)
-        system_fp = fingerprint(key, s.skeleton)
-        cue_words = cue_words | s.words
+        cue_words = cue_words | _system_words(system)
     return EventFeatures(
-        ts_ms=event.ts_ms,
-        event_id=event.event_id,
-        skeleton_fp=fingerprint(key, p.skeleton),
-        wrapper_fp=fingerprint(key, p.wrapper),
-        system_fp=system_fp,
-        topic=topic_of(p.words),
-        reasoning=reasoning_cues(cue_words) >= 2,
-        grader=grader_cues(cue_words) >= 2,
-        logprob_probe=bool(params.get("logprobs")) and (params.get("top_logprobs") or 0) >= 1 and 0 < max_tokens <= 5,
-        logit_bias_size=len(bias),
-        long_output=max_tokens >= LONG_OUTPUT_TOKENS,
-        truncated=event.finish_reason == "length",
-        input_tokens=usage.get("input_tokens") or 0,
-        output_tokens=usage.get("output_tokens") or 0,
-        error=event.status not in (None, "ok"),
-        model=event.model,
+        event.ts_ms,
+        event.event_id,
+        fingerprint(key, p.skeleton),
+        fingerprint(key, p.wrapper),
+        topic_of(p.words),
+        reasoning_cues(cue_words) >= 2 and not 0 < max_tokens < REASONING_MIN_TOKENS,
+        grader_cues(cue_words) >= 2,
+        bool(params.get("logprobs")) and (params.get("top_logprobs") or 0) >= 1 and 0 < max_tokens <= 5,
+        len(bias) if bias else 0,
+        max_tokens >= LONG_OUTPUT_TOKENS,
+        event.finish_reason == "length",
+        usage.get("input_tokens") or 0,
+        usage.get("output_tokens") or 0,
+        event.status not in (None, "ok"),
+        event.model,
+        turns <= 1 and not system,
+        event.access_tier,
+        event.account_created_ms,
     )

@@ -1,14 +1,33 @@
-"""Account state → one combined score in 0..1 with reasons, strongest first.
+"""Account state → named features → evidence → one combined score in 0..1 with reasons.
 
-Each piece of evidence is a number in 0..1 that a distillation campaign
-pushes up and ordinary use does not; they are combined by noisy-OR, so any
-one crisp signal can carry an alert while weak signals add up.
+``account_features`` turns an :class:`AccountState` into named numbers, each
+with the reason it separates extraction from ordinary use. ``evidence`` turns
+them into per-finding strengths in 0..1: crisp rules for crisp signals
+(logit-bias / logprob probing, grader prompts at volume, reasoning harvested
+at volume) and graded ones for sweeps and pivots. :class:`Scorer` adds the
+per-cohort River anomaly score and combines everything by noisy-OR, so one
+crisp signal can carry an alert while weak signals add up. The anomaly term
+alone is capped below ``medium``: unusual is not the same as extracting.
+
+>>> from distillguard.models.config import DetectorConfig
+>>> from distillguard.models.state import AccountState
+>>> sc = Scorer(DetectorConfig())
+>>> score, reasons = sc.score_one(AccountState())
+>>> score, reasons[0]["feature"]
+(0.0, 'capability_sweep')
 """
 from __future__ import annotations
 
+from .anomaly import CohortAnomaly, scale
+from .baseline import CohortBaseline
 from .config import DetectorConfig
-from .state import (C_BIAS, C_GRADER, C_LOGPROB, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS,
-                    H_DAY, H_HOUR, AccountState)
+from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_OUT,
+                    C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS, C_TEMPLATE_FILL,
+                    C_TRUNCATED, H_DAY, H_HOUR, H_SHORT, HORIZONS_MS, AccountState)
+
+DAY_MS = 86_400_000
+PRIOR_REQUESTS = 10.0  # shares shrink towards 0 by this many pseudo-requests: a quiet hour of 3 requests
+                       # on a new model is not a "100% pivot"
 
 
 def _ramp(x: float, lo: float, hi: float) -> float:
@@ -20,37 +39,127 @@ def _ramp(x: float, lo: float, hi: float) -> float:
     return (x - lo) / (hi - lo)
 
 
-def score_state(s: AccountState, cfg: DetectorConfig) -> tuple[float, list[dict]]:
-    """Combined score of one account and the reasons behind it."""
-    n_day = s.count(C_REQUESTS, H_DAY)
+def account_features(s: AccountState) -> dict[str, float]:
+    """Named account features at the state's latest event time (fixed order: River and the
+    baselines see the same vector whatever the process's hash seed)."""
     areas, entropy = s.topic_spread()
-    reasoning = s.share(C_REASONING, H_DAY)
-    template = s.share(C_REPEAT_SKELETON, H_HOUR)
-    logprob = s.share(C_LOGPROB, H_HOUR)
-    bias = s.share(C_BIAS, H_HOUR)
-    grader = s.share(C_GRADER, H_DAY)
-    volume = _ramp(n_day, cfg.min_events, 4 * cfg.min_events)
-    breadth = _ramp(areas, cfg.broad_areas - 3, cfg.broad_areas) * _ramp(entropy, 0.3, 0.6)
-    evidence = {
-        "capability_sweep": breadth * max(_ramp(reasoning, cfg.reasoning_share / 2, cfg.reasoning_share),
-                                          _ramp(template, cfg.template_share / 2, cfg.template_share)) * volume,
-        "logprob_probing": _ramp(max(logprob, bias), cfg.logprob_share / 2, cfg.logprob_share) * volume,
-        "grader_abuse": _ramp(grader, cfg.grader_share / 2, cfg.grader_share) * volume * 0.8,
+    n_hour = s.count(C_REQUESTS, H_HOUR)
+    n_day = s.count(C_REQUESTS, H_DAY)
+    shrink = n_hour / (n_hour + PRIOR_REQUESTS)
+
+    def hour_share(counter: int) -> float:
+        return s.share(counter, H_HOUR) * shrink
+
+    age = (s.last_ms - s.created_ms) / DAY_MS if s.created_ms is not None else 365.0
+    return {
+        # volume and rate: distillation needs thousands of samples, people send dozens
+        "requests_day": n_day,
+        "requests_per_min": s.count(C_REQUESTS, H_SHORT) * 60_000 / HORIZONS_MS[H_SHORT],
+        # burstiness: scripts fire requests back to back, people read the answer first
+        "burst_share": hour_share(C_BURST),
+        # inter-arrival regularity: a scripted loop has near-constant gaps (small spread)
+        "gap_spread": s.gap_spread(),
+        # template-ness: one wrapper filled with many payloads (dataset generation)...
+        "template_fill_share": hour_share(C_TEMPLATE_FILL),
+        "top_template_share": s.top_template_share(),
+        # ...and exact repeats (retries, follow-up chit-chat), which are *not* harvesting
+        "repeat_share": hour_share(C_REPEAT_SKELETON),
+        # distinct skeletons per request: a sweep never asks the same thing twice
+        "novelty": min(s.distinct_skeletons() / max(s.events, 1), 1.0),
+        # coverage: campaigns sweep every capability area, customers live in one to three
+        "topic_areas": float(areas),
+        "topic_entropy": entropy,
+        # reasoning elicitation: chain-of-thought traces are the most valuable thing to distil
+        "reasoning_share": s.share(C_REASONING, H_DAY),
+        # grader abuse: harvesting judgements / preference labels with rubric prompts
+        "grader_share": s.share(C_GRADER, H_DAY),
+        # output harvesting: long outputs asked for and returned, cut off at the limit
+        "long_output_share": hour_share(C_LONG_OUT),
+        "out_in_ratio": s.ratio(C_OUT_TOKENS, C_IN_TOKENS, H_HOUR),
+        "truncated_share": hour_share(C_TRUNCATED),
+        # distribution probing: logprobs with one-token outputs, logit-bias sweeps
+        "logprob_share": hour_share(C_LOGPROB),
+        "logit_bias_share": hour_share(C_BIAS),
+        # standalone queries: no conversation, no system prompt — a dataset, not a product
+        "standalone_share": s.share(C_FRESH, H_DAY) * n_day / (n_day + PRIOR_REQUESTS),
+        "error_share": hour_share(C_ERRORS),
+        # account context: new accounts and sudden moves onto a fresh model are riskier
+        "account_age_days": max(age, 0.0),
+        "models_used": float(s.models_used()),
+        "new_model_share": hour_share(C_NEW_MODEL),
     }
-    miss = 1.0
-    for v in evidence.values():
-        miss *= 1.0 - v
-    score = 1.0 - miss
-    reasons = [
-        {"feature": "topic_areas", "value": areas, "baseline": 2.0},
-        {"feature": "topic_entropy", "value": round(entropy, 3), "baseline": 0.25},
-        {"feature": "reasoning_share", "value": round(reasoning, 3), "baseline": 0.05},
-        {"feature": "template_share", "value": round(template, 3), "baseline": 0.1},
-        {"feature": "logprob_share", "value": round(max(logprob, bias), 3), "baseline": 0.0},
-        {"feature": "grader_share", "value": round(grader, 3), "baseline": 0.01},
-        {"feature": "requests_day", "value": round(n_day, 1), "baseline": None},
-    ]
-    reasons.sort(key=lambda r: -(r["value"] - (r["baseline"] or 0)) / max(r["baseline"] or 1.0, 0.05))
-    top = max(evidence, key=evidence.__getitem__)
-    reasons.insert(0, {"feature": top, "value": round(evidence[top], 3), "baseline": 0.0})
-    return round(score, 4), reasons
+
+
+def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
+    """Strength in 0..1 of each extraction finding, from the named features."""
+    volume = _ramp(x["requests_day"], cfg.min_events, 4 * cfg.min_events)
+    breadth = _ramp(x["topic_areas"], cfg.broad_areas - 3, cfg.broad_areas) * _ramp(x["topic_entropy"], 0.3, 0.6)
+    reasoning = _ramp(x["reasoning_share"], cfg.reasoning_share / 2, cfg.reasoning_share)
+    template = _ramp(x["template_fill_share"], cfg.template_share / 2, cfg.template_share)
+    standalone = _ramp(x["standalone_share"], 0.3, 0.7)
+    harvest = _ramp(x["long_output_share"], 0.2, 0.6)
+    return {
+        # a sweep elicits reasoning across many areas, as standalone or templated queries; a batch job over
+        # mixed inputs is broad and templated but asks for no reasoning, an eval harness reasons on one area
+        "capability_sweep": breadth * reasoning * max(standalone, template) * volume,
+        # reasoning traces harvested at volume with long outputs, whatever the areas (crisp)
+        "reasoning_harvest": _ramp(x["reasoning_share"], 0.6, 0.8) * harvest * standalone
+                             * _ramp(x["requests_day"], 100, 300),
+        "logprob_probing": _ramp(max(x["logprob_share"], x["logit_bias_share"]),
+                                 cfg.logprob_share / 2, cfg.logprob_share) * volume,
+        "grader_abuse": _ramp(x["grader_share"], cfg.grader_share / 2, cfg.grader_share) * volume,
+        "model_pivot": _ramp(x["new_model_share"], 0.4, 0.8) * max(reasoning, harvest) * volume,
+    }
+
+
+class Scorer:
+    """Scores account states; owns the per-cohort anomaly models and baselines (per worker process)."""
+
+    def __init__(self, cfg: DetectorConfig):
+        self.cfg = cfg
+        self.anomaly = CohortAnomaly(height=cfg.hst_height, seed=cfg.seed)
+        self.baseline = CohortBaseline()
+
+    @staticmethod
+    def anomaly_vector(x: dict[str, float]) -> dict[str, float]:
+        """The features River sees, scaled to [0, 1]."""
+        return {
+            "requests_day": scale(x["requests_day"], 200.0),
+            "requests_per_min": scale(x["requests_per_min"], 2.0),
+            "burst_share": x["burst_share"],
+            "gap_spread": scale(x["gap_spread"], 0.5),
+            "template_fill_share": x["template_fill_share"],
+            "novelty": x["novelty"],
+            "topic_entropy": x["topic_entropy"],
+            "reasoning_share": x["reasoning_share"],
+            "long_output_share": x["long_output_share"],
+            "standalone_share": x["standalone_share"],
+            "out_in_ratio": scale(x["out_in_ratio"], 5.0),
+        }
+
+    def score_one(self, s: AccountState) -> tuple[float, list[dict]]:
+        """Combined score of one account and the reasons behind it, strongest first."""
+        cfg = self.cfg
+        x = account_features(s)
+        ev = evidence(x, cfg)
+        cohort = s.tier or "unknown"
+        hst = self.anomaly.score_one(cohort, self.anomaly_vector(x))
+        ev["anomaly"] = cfg.anomaly_weight * _ramp(hst, cfg.anomaly_lo, cfg.anomaly_hi)
+        miss = 1.0
+        for v in ev.values():
+            miss *= 1.0 - v
+        score = round(1.0 - miss, 4)
+        top = max(ev, key=lambda k: (ev[k], k != "anomaly"))  # ties: a named finding over "anomaly"
+        reasons = [{"feature": top, "value": round(ev[top], 4), "baseline": 0.0}]
+        reasons += self.baseline.explain(cohort, x)[: cfg.max_reasons]
+        return score, reasons
+
+    def learn_one(self, s: AccountState, score: float) -> None:
+        """Update the cohort models with an account that is not alerting (attackers must not
+        become the norm)."""
+        if score >= self.cfg.medium:
+            return
+        x = account_features(s)
+        cohort = s.tier or "unknown"
+        self.anomaly.learn_one(cohort, self.anomaly_vector(x))
+        self.baseline.learn_one(cohort, x)

@@ -4,21 +4,27 @@ Instead of windows of raw events we keep exponentially decayed counters over
 three horizons (about 5 minutes, 1 hour and 1 day). A decayed counter is the
 event-time analogue of a sliding window: it never needs a wall-clock purge
 (the Faust windowed-table pitfall), costs a few floats whatever the traffic,
-and takes a late event by discounting it for its lateness instead of dropping
-it. Sketches (small rings, a k-minimum-values distinct counter) stand in for
-sets. Everything lives in ``array`` objects so an active account costs well
-under 2 KB (measured by ``make bench``).
+and takes a late (out-of-order) event by discounting it for its lateness
+instead of dropping it. Sketches stand in for sets: rings of recent
+fingerprints (repeats and template fills), a k-minimum-values distinct
+counter, and a 4-slot Space-Saving heavy-hitter table of templates.
+Everything lives in ``array`` objects, so an active account costs under
+2 KB (``state_bytes``; tests/test_state.py checks a busy account).
 
 >>> s = AccountState()
 >>> for i in range(10):
-...     s.learn_one(EventFeatures(i * 1000, f"e{i}", 1, 2, 0, 3, True, False, False, 0,
+...     s.learn_one(EventFeatures(i * 1000, f"e{i}", 1, 2, 3, True, False, False, 0,
 ...                               False, False, 10, 20, False, "m"))
 >>> round(s.count(C_REQUESTS, H_HOUR), 2), round(s.share(C_REASONING, H_HOUR), 2)
 (9.99, 1.0)
+>>> state_bytes(s) < 2048
+True
 """
 from __future__ import annotations
 
 import math
+import sys
+import zlib
 from array import array
 
 import orjson
@@ -28,37 +34,53 @@ from .topics import TOPICS
 
 HORIZONS_MS = (5 * 60_000, 60 * 60_000, 24 * 3_600_000)
 H_SHORT, H_HOUR, H_DAY = range(3)
-(C_REQUESTS, C_REASONING, C_GRADER, C_LOGPROB, C_BIAS, C_LONG_OUT, C_TRUNCATED,
- C_REPEAT_SKELETON, C_REPEAT_WRAPPER, C_IN_TOKENS, C_OUT_TOKENS, C_ERRORS, C_BIAS_SIZE) = range(13)
-N_COUNTERS = 13
-RING = 32           # recent skeleton / wrapper fingerprints kept for repeat detection
+(C_REQUESTS, C_REASONING, C_GRADER, C_LOGPROB, C_BIAS, C_LONG_OUT, C_TRUNCATED, C_REPEAT_SKELETON,
+ C_TEMPLATE_FILL, C_IN_TOKENS, C_OUT_TOKENS, C_ERRORS, C_FRESH, C_BURST, C_NEW_MODEL) = range(15)
+N_COUNTERS = 15
+RING = 16           # recent skeleton / wrapper fingerprints kept for repeat detection
 KMV_K = 16          # k of the k-minimum-values distinct-skeleton sketch
-MAX_MODELS = 6
+TOP_K = 4           # heavy-hitter template slots
+MAX_MODELS = 4
+MAX_SAMPLES = 3
+BURST_GAP_MS = 1000                 # a request within 1 s of the previous one is part of a burst
+PIVOT_HISTORY_MS = 6 * 3_600_000    # a model adopted after this much history on others is "new"...
+PIVOT_RECENT_MS = 24 * 3_600_000    # ...for this long after its first use
+FORMAT = 2
+# Layout of the two packed arrays (one array object each: ~64 bytes of overhead per array saved).
+# ``num`` (float32; shares need no more precision): counters per horizon, topic mix, gap EWMA.
+N_TOPICS = len(TOPICS)
+TOPIC0 = N_COUNTERS * len(HORIZONS_MS)
+GAP_MEAN = TOPIC0 + N_TOPICS
+GAP_VAR = GAP_MEAN + 1
+N_NUM = GAP_VAR + 1
+# ``sketch`` (int64): skeleton ring, wrapper ring, Space-Saving fps and counts, KMV, then
+# (model id, first use ms) pairs; 0 marks an empty slot.
+SKEL0, WRAP0, TOPFP0, TOPN0, KMV0 = 0, RING, 2 * RING, 2 * RING + TOP_K, 2 * RING + 2 * TOP_K
+MODEL0 = KMV0 + KMV_K
+N_SKETCH = MODEL0 + 2 * MAX_MODELS
 _HASH_SPACE = float(2**63)
 _REBASE_AFTER_MS = 20 * HORIZONS_MS[H_SHORT]  # keeps exp() of the scaled counters below e^20
+_TAUS = tuple(enumerate(HORIZONS_MS))
+_MODEL_IDS: dict[str, int] = {}  # model name -> id, memoised (a handful of names)
 
 
 class AccountState:
     """Everything distillguard remembers about one account."""
 
-    __slots__ = ("first_ms", "last_ms", "base_ms", "events", "counters", "topics", "skeletons", "wrappers",
-                 "kmv", "gap_mean", "gap_var", "models", "samples", "alert")
+    __slots__ = ("first_ms", "last_ms", "base_ms", "events", "num", "sketch", "tier", "created_ms", "samples",
+                 "alert")
 
     def __init__(self) -> None:
         self.first_ms = 0
         self.last_ms = 0
-        self.base_ms = 0                                         # time the stored counters are scaled to
+        self.base_ms = 0                                  # time the stored counters are scaled to
         self.events = 0
-        self.counters = array("d", bytes(8 * N_COUNTERS * len(HORIZONS_MS)))
-        self.topics = array("d", bytes(8 * len(TOPICS)))        # decayed at the day horizon
-        self.skeletons = array("q", bytes(8 * RING))
-        self.wrappers = array("q", bytes(8 * RING))
-        self.kmv = array("q")                                    # smallest KMV_K skeleton hashes
-        self.gap_mean = 0.0                                      # EWMA of log10 inter-arrival gap (s)
-        self.gap_var = 0.0
-        self.models: dict[str, int] = {}                         # model -> first use (ms)
-        self.samples: list[str] = []                             # a few suspicious event ids
-        self.alert: list | None = None                           # open alert, see lifecycle.py
+        self.num = array("f", [0.0]) * N_NUM              # (repetition allocates exactly, bytes() does not)
+        self.sketch = array("q", [0]) * N_SKETCH
+        self.tier: str | None = None
+        self.created_ms: int | None = None
+        self.samples: list[str] = []                      # a few suspicious event ids
+        self.alert: list | None = None                    # open alert, see lifecycle.py
 
     # -- updates ---------------------------------------------------------
     # Counters are stored scaled by exp((t - base_ms) / tau) so an update only
@@ -66,122 +88,216 @@ class AccountState:
     # scale back to ``last_ms``. ``_rebase`` keeps the exponents small.
     def _rebase(self, ts: int) -> None:
         dt = ts - self.base_ms
-        c = self.counters
-        for h, tau in enumerate(HORIZONS_MS):
+        c = self.num
+        for h, tau in _TAUS:
             f = math.exp(-dt / tau)
             base = h * N_COUNTERS
             for i in range(base, base + N_COUNTERS):
                 c[i] *= f
         f = math.exp(-dt / HORIZONS_MS[H_DAY])
-        t = self.topics
-        for i in range(len(t)):
-            t[i] *= f
+        for i in range(TOPIC0, TOPIC0 + N_TOPICS):
+            c[i] *= f
         self.base_ms = ts
 
     def learn_one(self, f: EventFeatures) -> None:
         """Fold one event's features into the state (event time; late events are discounted)."""
         ts = f.ts_ms
+        c = self.num
+        burst = False
         if self.events == 0:
             self.first_ms = self.last_ms = self.base_ms = ts
-        elif ts > self.last_ms:
-            lg = math.log10((ts - self.last_ms) / 1000.0 + 1e-3)
-            d = lg - self.gap_mean
-            self.gap_mean += 0.1 * d
-            self.gap_var = 0.9 * (self.gap_var + 0.1 * d * d)
+        elif ts >= self.last_ms:
+            gap = ts - self.last_ms
+            burst = gap < BURST_GAP_MS
+            d = math.log10(gap / 1000.0 + 1e-3) - c[GAP_MEAN]
+            c[GAP_MEAN] += 0.1 * d
+            c[GAP_VAR] = 0.9 * (c[GAP_VAR] + 0.1 * d * d)
             self.last_ms = ts
             if ts - self.base_ms > _REBASE_AFTER_MS:
                 self._rebase(ts)
         self.events += 1
-        repeat_skeleton = f.skeleton_fp in self.skeletons
-        repeat_wrapper = f.wrapper_fp in self.wrappers
+        if f.tier is not None:
+            self.tier = f.tier
+        if f.created_ms is not None:
+            self.created_ms = f.created_ms
+        sk, wr = f.skeleton_fp, f.wrapper_fp
+        sketch = self.sketch
+        repeat_skeleton = sk in sketch[SKEL0:SKEL0 + RING]
+        # a template fill: the wrapper seen recently around a payload not seen recently
+        template_fill = not repeat_skeleton and sk != wr and wr in sketch[WRAP0:WRAP0 + RING]
         slot = self.events % RING
-        self.skeletons[slot] = f.skeleton_fp
-        self.wrappers[slot] = f.wrapper_fp
+        sketch[SKEL0 + slot] = sk
+        sketch[WRAP0 + slot] = wr
         if not repeat_skeleton:
-            self._kmv_add(f.skeleton_fp)
-        values = ((C_REQUESTS, 1.0), (C_REASONING, f.reasoning), (C_GRADER, f.grader),
-                  (C_LOGPROB, f.logprob_probe), (C_BIAS, f.logit_bias_size > 0), (C_LONG_OUT, f.long_output),
-                  (C_TRUNCATED, f.truncated), (C_REPEAT_SKELETON, repeat_skeleton),
-                  (C_REPEAT_WRAPPER, repeat_wrapper), (C_IN_TOKENS, f.input_tokens),
-                  (C_OUT_TOKENS, f.output_tokens), (C_ERRORS, f.error), (C_BIAS_SIZE, f.logit_bias_size))
-        values = [(i, v) for i, v in values if v]
-        c = self.counters
+            self._kmv_add(sk)
+        self._top_add(wr)
+        new_model = self._model_is_new(f.model, ts)
+        values = [(C_REQUESTS, 1.0)]
+        add = values.append
+        if f.reasoning:
+            add((C_REASONING, 1.0))
+        if f.grader:
+            add((C_GRADER, 1.0))
+        if f.logprob_probe:
+            add((C_LOGPROB, 1.0))
+        if f.logit_bias_size:
+            add((C_BIAS, 1.0))
+        if f.long_output:
+            add((C_LONG_OUT, 1.0))
+        if f.truncated:
+            add((C_TRUNCATED, 1.0))
+        if repeat_skeleton:
+            add((C_REPEAT_SKELETON, 1.0))
+        if template_fill:
+            add((C_TEMPLATE_FILL, 1.0))
+        if f.input_tokens:
+            add((C_IN_TOKENS, f.input_tokens))
+        if f.output_tokens:
+            add((C_OUT_TOKENS, f.output_tokens))
+        if f.error:
+            add((C_ERRORS, 1.0))
+        if f.fresh:
+            add((C_FRESH, 1.0))
+        if burst:
+            add((C_BURST, 1.0))
+        if new_model:
+            add((C_NEW_MODEL, 1.0))
         dt = ts - self.base_ms
-        for h, tau in enumerate(HORIZONS_MS):
+        w = 1.0
+        for h, tau in _TAUS:
             w = math.exp(dt / tau)
             base = h * N_COUNTERS
             for i, v in values:
                 c[base + i] += w * v
-        self.topics[f.topic] += math.exp(dt / HORIZONS_MS[H_DAY])
-        if f.model not in self.models and len(self.models) < MAX_MODELS:
-            self.models[f.model] = ts
+        c[TOPIC0 + f.topic] += w  # the day horizon is the last one
+
+    def _model_is_new(self, model: str, ts: int) -> bool:
+        """Is ``model`` one the account moved to recently, after hours of history on others?"""
+        mid = _MODEL_IDS.get(model)
+        if mid is None:
+            if len(_MODEL_IDS) > 4096:
+                _MODEL_IDS.clear()
+            mid = _MODEL_IDS[model] = zlib.crc32(model.encode()) | 1 << 32  # deterministic, never 0
+        sketch = self.sketch
+        first_use = ts
+        for i in range(MODEL0, MODEL0 + 2 * MAX_MODELS, 2):
+            if sketch[i] == mid:
+                first_use = sketch[i + 1]
+                break
+            if sketch[i] == 0:
+                sketch[i], sketch[i + 1] = mid, ts
+                break
+        return first_use - self.first_ms >= PIVOT_HISTORY_MS and ts - first_use <= PIVOT_RECENT_MS
 
     def _kmv_add(self, h: int) -> None:
-        kmv = self.kmv
-        if len(kmv) < KMV_K:
-            if h not in kmv:
-                kmv.append(h)
+        """Keep the KMV_K smallest distinct hashes, sorted, empty (0) slots last; once full, almost
+        every hash is rejected by one comparison with the largest kept."""
+        sketch = self.sketch
+        last = sketch[KMV0 + KMV_K - 1]
+        if (last and h >= last) or h == 0:
             return
-        top = max(kmv)
-        if h < top and h not in kmv:
-            kmv[kmv.index(top)] = h
+        kept = [v for v in sketch[KMV0:KMV0 + KMV_K] if v]
+        if h in kept:
+            return
+        kept.append(h)
+        kept.sort()
+        del kept[KMV_K:]
+        sketch[KMV0:KMV0 + len(kept)] = array("q", kept)
+
+    def _top_add(self, fp: int) -> None:
+        """Space-Saving: count ``fp`` exactly if tracked, else evict the smallest count."""
+        sketch = self.sketch
+        fps = sketch[TOPFP0:TOPFP0 + TOP_K]
+        if fp in fps:
+            sketch[TOPN0 + fps.index(fp)] += 1
+            return
+        ns = sketch[TOPN0:TOPN0 + TOP_K]
+        i = ns.index(min(ns))
+        sketch[TOPFP0 + i] = fp
+        sketch[TOPN0 + i] += 1
 
     def remember_sample(self, event_id: str) -> None:
         if event_id not in self.samples:
             self.samples.append(event_id)
-            del self.samples[:-5]
+            del self.samples[:-MAX_SAMPLES]
 
     # -- reads -----------------------------------------------------------
     def count(self, counter: int, horizon: int) -> float:
         """Decayed count at ``last_ms`` over ``horizon``."""
         scale = math.exp(-(self.last_ms - self.base_ms) / HORIZONS_MS[horizon])
-        return self.counters[horizon * N_COUNTERS + counter] * scale
+        return self.num[horizon * N_COUNTERS + counter] * scale
 
     def share(self, counter: int, horizon: int) -> float:
-        n = self.counters[horizon * N_COUNTERS]
-        return self.counters[horizon * N_COUNTERS + counter] / n if n > 0 else 0.0
+        return self.ratio(counter, C_REQUESTS, horizon)
+
+    def ratio(self, num: int, den: int, horizon: int) -> float:
+        d = self.num[horizon * N_COUNTERS + den]
+        return min(self.num[horizon * N_COUNTERS + num] / d, 1e6) if d > 0 else 0.0
 
     def distinct_skeletons(self) -> float:
         """Estimated distinct prompt skeletons ever seen (KMV estimator)."""
-        if len(self.kmv) < KMV_K:
-            return float(len(self.kmv))
-        return (KMV_K - 1) * _HASH_SPACE / (max(self.kmv) + 1)
+        last = self.sketch[KMV0 + KMV_K - 1]
+        if not last:
+            return float(sum(1 for h in self.sketch[KMV0:KMV0 + KMV_K] if h))
+        return (KMV_K - 1) * _HASH_SPACE / (last + 1)
+
+    def top_template_share(self) -> float:
+        """Share of all requests that used the most frequent wrapper (Space-Saving upper bound)."""
+        return max(self.sketch[TOPN0:TOPN0 + TOP_K]) / self.events if self.events else 0.0
 
     def topic_spread(self) -> tuple[int, float]:
         """(areas holding ≥ 3% of the day's traffic, normalised entropy of the area mix)."""
-        total = sum(self.topics)
+        topics = self.num[TOPIC0:TOPIC0 + N_TOPICS]
+        total = sum(topics)
         if total <= 0:
             return 0, 0.0
         entropy = 0.0
         areas = 0
-        for v in self.topics:
+        for v in topics:
             if v > 0:
                 p = v / total
                 entropy -= p * math.log(p)
                 areas += p >= 0.03
-        return areas, entropy / math.log(len(self.topics))
+        return areas, entropy / math.log(N_TOPICS)
 
-    def gap_cv(self) -> float:
-        """Spread of log inter-arrival gaps: scripts are regular (small), people are not."""
-        return math.sqrt(max(self.gap_var, 0.0))
+    def models_used(self) -> int:
+        """Distinct models used (up to MAX_MODELS)."""
+        return sum(1 for i in range(MODEL0, MODEL0 + 2 * MAX_MODELS, 2) if self.sketch[i])
+
+    def gap_spread(self) -> float:
+        """Spread (std) of log10 inter-arrival gaps: scripts are regular (small), people are not."""
+        return math.sqrt(max(self.num[GAP_VAR], 0.0))
 
     # -- persistence -----------------------------------------------------
     def to_bytes(self) -> bytes:
-        return orjson.dumps([1, self.first_ms, self.last_ms, self.base_ms, self.events, self.counters.tolist(),
-                             self.topics.tolist(), self.skeletons.tolist(), self.wrappers.tolist(),
-                             self.kmv.tolist(), self.gap_mean, self.gap_var, self.models, self.samples,
+        return orjson.dumps([FORMAT, self.first_ms, self.last_ms, self.base_ms, self.events, self.num.tolist(),
+                             self.sketch.tolist(), self.tier, self.created_ms, self.samples,
                              self.alert])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> AccountState:
-        (_v, first, last, base, events, counters, topics, skeletons, wrappers, kmv, gap_mean, gap_var,
-         models, samples, alert) = orjson.loads(raw)
+        """Inverse of :meth:`to_bytes`. A state of an older layout is dropped and relearned
+        (a fresh state), so a worker never crashes on its own changelog after an upgrade."""
+        doc = orjson.loads(raw)
         s = cls()
-        s.first_ms, s.last_ms, s.base_ms, s.events = first, last, base, events
-        s.counters = array("d", counters)
-        s.topics = array("d", topics)
-        s.skeletons = array("q", skeletons)
-        s.wrappers = array("q", wrappers)
-        s.kmv = array("q", kmv)
-        s.gap_mean, s.gap_var, s.models, s.samples, s.alert = gap_mean, gap_var, models, samples, alert
+        if doc[0] != FORMAT:
+            return s
+        (_v, s.first_ms, s.last_ms, s.base_ms, s.events, num, sketch, s.tier, s.created_ms, s.samples,
+         s.alert) = doc
+        s.num = array("f", num)
+        s.sketch = array("q", sketch)
         return s
+
+
+def state_bytes(state: AccountState) -> int:
+    """Deep in-memory size of one state: the object, its slots, and the contents of its
+    containers (strings included, as if none were shared)."""
+    total = sys.getsizeof(state)
+    for name in AccountState.__slots__:
+        value = getattr(state, name)
+        total += sys.getsizeof(value)
+        if isinstance(value, dict):
+            total += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in value.items())
+        elif isinstance(value, list):
+            total += sum(sys.getsizeof(v) for v in value)
+    return total

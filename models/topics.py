@@ -43,17 +43,18 @@ _WORD_TOPIC: dict[str, int] = {}
 for _index, _words in enumerate(_LEXICON.values()):
     for _w in _words.split():
         _WORD_TOPIC.setdefault(_w, _index)
+_LEXICON_WORDS = frozenset(_WORD_TOPIC)
 
 
 def topic_of(words: frozenset) -> int:
     """Index into :data:`TOPICS` of the area a prompt's distinct ``words`` are most about."""
-    counts: dict[int, int] = {}
-    for w in words:
-        t = _WORD_TOPIC.get(w)
-        if t is not None:
-            counts[t] = counts.get(t, 0) + 1
-    if not counts:
+    hits = words & _LEXICON_WORDS  # C-level intersection: only lexicon words reach the Python loop
+    if not hits:
         return OTHER
+    counts: dict[int, int] = {}
+    for w in hits:
+        t = _WORD_TOPIC[w]
+        counts[t] = counts.get(t, 0) + 1
     # ties go to the lower index: set iteration order varies with the process's
     # string-hash seed, and a stream worker must agree with a replay
     return max(counts, key=lambda t: (counts[t], -t))
