@@ -191,25 +191,28 @@ def event_from_dict(doc: Any) -> RequestEvent:
         raise BadEvent("missing_field", "params")
     messages = _messages(doc["messages"])
     params = _params(doc["params"])
-    ev = RequestEvent(event_id, ts, account_id, model, operation, messages, params)
+    optional = {}
     for name in OPTIONAL_STR:
-        if name in doc:
-            setattr(ev, name, _text(doc, name, False))
+        value = doc.get(name)
+        if value is not None:
+            if type(value) is not str:
+                raise BadEvent("wrong_type", f"{name} must be a string")
+            optional[name] = value
     for name in OPTIONAL_INT:
         value = doc.get(name)
         if value is not None:
             if not _is_int(value):
                 raise BadEvent("wrong_type", f"{name} must be an integer")
-            setattr(ev, name, value)
-    ev.usage = _usage(doc.get("usage"))
+            optional[name] = value
     status = doc.get("status")
     if status is not None:
         if type(status) is not str:
             raise BadEvent("wrong_type", "status must be a string")
-        ev.status = status
+        optional["status"] = status
+    ev = RequestEvent(event_id, ts, account_id, model, operation, messages, params,
+                      usage=_usage(doc.get("usage")), **optional)
     if len(doc) > len(KNOWN) or not KNOWN.issuperset(doc):
-        extra = {k: v for k, v in doc.items() if k not in KNOWN}
-        ev.extra = extra or None
+        ev.extra = {k: v for k, v in doc.items() if k not in KNOWN} or None
     return ev
 
 
