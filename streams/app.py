@@ -202,7 +202,6 @@ def create_app(settings: Settings) -> faust.App:
             # Close quiet alerts at the low watermark: partitions are consumed at different
             # speeds, so one partition's event time says nothing about another's accounts.
             out.extend(detector.advance(min(partition_time.values(), default=0)))
-            _save_states(cache, table, last_event_of)
             for alert in out:
                 counters.alerts[alert.severity] += 1
                 await alerts.send(key=alert.account_ids[0].encode(), value=alert.to_json())
@@ -215,6 +214,12 @@ def create_app(settings: Settings) -> faust.App:
                 await sink.send(value=sink_message("alert_events", [alert_row(a) for a in out]))
             if dlq_counts:
                 await sink.send(value=sink_message("dlq_minute", [[m, r, n] for (m, r), n in dlq_counts.items()]))
+            # States last, once the batch's outputs are delivered: a state in the changelog that
+            # already includes this batch means its alerts and rows are out. (The other order lost
+            # them after a kill -9: the restored state did not raise them again on re-processing.)
+            if out or rows or dlq_counts:
+                await app.producer.flush()
+            _save_states(cache, table, last_event_of)
             counters.events += len(events)
             counters.batches += 1
             counters.latency.add_batch(events)
