@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -116,6 +117,14 @@ class UserError(Exception):
     """An error the user can fix; printed without a traceback."""
 
 
+def _module_command(sub, name: str, module: str, help_text: str) -> None:
+    """A subcommand whose module brings its own ``add_arguments(parser)`` and ``run(args)``."""
+    mod = importlib.import_module(f"{__package__}.{module}")
+    p = sub.add_parser(name, help=help_text)
+    mod.add_arguments(p)
+    p.set_defaults(func=mod.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillguard", description=(
         "Real-time detector of model-extraction (distillation) attacks against an LLM API. "
@@ -133,15 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_replay)
 
-    from . import simulate_cli
-    p = sub.add_parser("simulate", help="generate labelled request traffic to a file or to Kafka")
-    simulate_cli.add_arguments(p)
-    p.set_defaults(func=simulate_cli.run)
+    _module_command(sub, "simulate", "simulate_cli", "generate labelled request traffic to a file or to Kafka")
 
-    from . import eval_cli
-    p = sub.add_parser("eval", help="measure detection on labelled traffic, with literature baselines")
-    eval_cli.add_arguments(p)
-    p.set_defaults(func=eval_cli.run)
+    _module_command(sub, "eval", "eval_cli", "measure detection on labelled traffic, with literature baselines")
 
     p = sub.add_parser("demo", help="end-to-end demo on the local broker: simulate, detect, print alerts")
     p.add_argument("--scenario", default="small", help="simulator scenario (default: small)")
@@ -149,10 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
     p.set_defaults(func=cmd_demo)
 
-    from . import report_ch
-    p = sub.add_parser("report", help="write a self-contained HTML report from ClickHouse")
-    report_ch.add_arguments(p)
-    p.set_defaults(func=report_ch.run)
+    _module_command(sub, "report", "report_ch", "write a self-contained HTML report from ClickHouse")
 
     p = sub.add_parser("sql", help="run SQL against the configured ClickHouse and print a table")
     p.add_argument("query", help='e.g. "SELECT * FROM distillguard.alerts_latest FINAL"')
@@ -164,15 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("topics", help="create the Kafka topics distillguard uses (idempotent)")
     p.set_defaults(func=cmd_topics)
 
-    from . import export_ocsf_cli
-    p = sub.add_parser("export-ocsf", help="alert events as OCSF Detection Findings (JSONL), from a file or the topic")
-    export_ocsf_cli.add_arguments(p)
-    p.set_defaults(func=export_ocsf_cli.run)
-
-    from . import ingest_cli
-    p = sub.add_parser("ingest", help="map gateway logs (LiteLLM, OpenTelemetry GenAI spans) to request events")
-    ingest_cli.add_arguments(p)
-    p.set_defaults(func=ingest_cli.run)
+    _module_command(sub, "export-ocsf", "export_ocsf_cli",
+                    "alert events as OCSF Detection Findings (JSONL), from a file or the topic")
+    _module_command(sub, "ingest", "ingest_cli", "map gateway logs (LiteLLM, OpenTelemetry GenAI spans) to request events")
     return parser
 
 
