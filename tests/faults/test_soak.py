@@ -1,4 +1,4 @@
-"""Soak: 1M events (full form; 50k short) through one worker; its RSS stays flat
+"""Soak: 1M events (full form; 20k short) through one worker; its RSS stays flat
 after warm-up. The accounts continue across the concatenated scenario copies
 (same ids, later event times), so the state does not grow with the copies."""
 import threading
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 def test_soak_rss_flat(tmp_path, isolated_env, isolated_settings, report):
     settings = isolated_settings
-    n = pick(50_000, 1_000_000)
+    n = pick(20_000, 1_000_000)
     ensure_topics(settings)
     worker = WorkerProcess(isolated_env, tmp_path / "worker.log", DG_LOG_LEVEL="warn").start()
     produced: list[int] = []
