@@ -31,6 +31,7 @@ from distillguard.models.aggregates import MinuteAggregates
 from distillguard.models.state import AccountState
 from distillguard.schemas import BadEvent, parse_event
 
+from .cluster_agents import register_cluster_agents
 from .settings import Settings
 from .sink import alert_row, sink_message
 from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents
@@ -156,6 +157,7 @@ def create_app(settings: Settings) -> faust.App:
     counters = Counters()
     partition_time: dict[int, int] = {}   # highest event time seen per source partition
     app.distillguard = {"detector": detector, "counters": counters, "cache": cache}
+    clusters = register_cluster_agents(app, settings, detector, alerts, sink, counters)  # issue #5
     # integrations (issue #6): optional OCSF copy of the alerts, topic-level input adapters
     ocsf = ocsf_topic(app, settings)
     register_adapter_agents(app, settings, requests, dlq)
@@ -194,6 +196,7 @@ def create_app(settings: Settings) -> faust.App:
                     await dlq.send(key=msg.key, value=value, headers=headers)
                     continue
                 out.extend(detector.process_one(ev))
+                await clusters.observe(ev, detector)   # link observations for cross-account detection
                 last_event_of[ev.account_id] = event
                 if ev.ts_ms > partition_time.get(msg.partition, 0):
                     partition_time[msg.partition] = ev.ts_ms
@@ -228,7 +231,7 @@ def create_app(settings: Settings) -> faust.App:
     async def status(web, request):
         body = {"events": counters.events, "dlq": dict(counters.dlq), "alerts": dict(counters.alerts),
                 "accounts_cached": len(cache.local), "uptime_s": round(time.time() - counters.started),
-                "latency_ms": counters.latency.summary()}
+                "latency_ms": counters.latency.summary(), "clusters": clusters.stats()}
         sink = app.distillguard.get("sink")
         if sink is not None:
             body["sink"] = sink.stats()

@@ -70,6 +70,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ORDER BY (minute, reason)
         TTL minute + INTERVAL 90 DAY""",
     ]),
+    (2, [
+        # cross-account (hydra) clusters: a row per member whenever a cluster is scored with a new
+        # membership or raises an alert event; the latest row per (cluster_id, account_id) is current
+        """CREATE TABLE IF NOT EXISTS {db}.cluster_members (
+            cluster_id String,
+            account_id String,
+            updated_at DateTime64(3, 'UTC'),
+            score Float64,
+            evidence String
+        ) ENGINE = ReplacingMergeTree(updated_at)
+        ORDER BY (cluster_id, account_id)
+        TTL toDateTime(updated_at) + INTERVAL 400 DAY""",
+    ]),
 ]
 
 # Column order of the rows the sink inserts, per table.
@@ -79,6 +92,7 @@ COLUMNS: dict[str, list[str]] = {
                      "sample_event_ids", "recommended_action", "model", "version"],
     "account_minute": ["account_id", "minute", "requests", "input_tokens", "output_tokens", "errors"],
     "dlq_minute": ["minute", "reason", "count"],
+    "cluster_members": ["cluster_id", "account_id", "updated_at", "score", "evidence"],
 }
 
 

@@ -43,6 +43,8 @@ def topic_specs(settings: Settings) -> dict[str, int]:
         settings.topic_dlq: 1,
         settings.topic_alerts: 1,
         settings.topic_sink: settings.partitions,
+        settings.topic_links: settings.partitions,
+        settings.topic_cluster: 1,   # one cluster agent instance cluster-wide (streams/cluster_agents.py)
     }
 
 

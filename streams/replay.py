@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillguard.models import Detector
+from distillguard.models.clusters import HydraPipeline
 from distillguard.schemas import Alert, BadEvent, RequestEvent, parse_event
 
 PROGRESS_EVERY_S = 1.0
@@ -85,8 +86,16 @@ def ordered_events(lines: Iterable[bytes], stats: ReplayStats, reorder: int = 50
 
 def replay(lines: Iterable[bytes], detector: Detector, on_alert: Callable[[Alert], None],
            progress: Callable[[ReplayStats], None] | None = None, reorder: int = 50_000,
-           on_bad: Callable[[int, BadEvent], None] | None = None) -> ReplayStats:
-    """Run ``detector`` over ``lines``; call ``on_alert`` for every alert event."""
+           on_bad: Callable[[int, BadEvent], None] | None = None,
+           hydra: HydraPipeline | None | bool = None) -> ReplayStats:
+    """Run ``detector`` over ``lines``; call ``on_alert`` for every alert event.
+
+    After the per-account detector, every event also goes through the cross-account
+    pipeline (``models.clusters.HydraPipeline``, the code the stream's link, linker and
+    cluster agents run); by default one is built for a :class:`Detector`, ``hydra=False``
+    turns it off."""
+    if hydra is None and isinstance(detector, Detector):
+        hydra = HydraPipeline(detector.key, detector.config)
     stats = ReplayStats()
     start = last_report = time.perf_counter()
     last_advance = 0
@@ -95,9 +104,17 @@ def replay(lines: Iterable[bytes], detector: Detector, on_alert: Callable[[Alert
         for alert in detector.process_one(ev):
             stats.alerts += 1
             on_alert(alert)
+        if hydra:
+            for alert in hydra.process_one(ev, getattr(detector, "last_features", None),
+                                           detector.states.get(ev.account_id)):
+                stats.alerts += 1
+                on_alert(alert)
         if ev.ts_ms - last_advance >= 60_000:   # close quiet alerts once a minute of event time
             last_advance = ev.ts_ms
             for alert in detector.advance():
+                stats.alerts += 1
+                on_alert(alert)
+            for alert in hydra.advance() if hydra else ():
                 stats.alerts += 1
                 on_alert(alert)
         if progress and stats.events % 4096 == 0:
@@ -106,7 +123,7 @@ def replay(lines: Iterable[bytes], detector: Detector, on_alert: Callable[[Alert
                 last_report = now
                 stats.seconds = now - start
                 progress(stats)
-    for alert in detector.advance():
+    for alert in [*detector.advance(), *(hydra.advance() if hydra else ())]:
         stats.alerts += 1
         on_alert(alert)
     stats.seconds = time.perf_counter() - start

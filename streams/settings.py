@@ -37,6 +37,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "DG_TOPIC_OCSF": ("", "if set, the worker also publishes every alert as an OCSF Detection Finding here"),
     "DG_TOPIC_LITELLM": ("", "if set, LiteLLM StandardLoggingPayload records in; mapped to DG_TOPIC_REQUESTS"),
     "DG_TOPIC_OTEL": ("", "if set, OpenTelemetry GenAI spans (OTLP/JSON) in; mapped to DG_TOPIC_REQUESTS"),
+    "DG_TOPIC_LINKS": ("", "internal: link observations keyed by link key (cross-account); default <DG_APP_ID>.links"),
+    "DG_TOPIC_CLUSTER": ("", "internal: account-pair evidence, one partition (cross-account); default <DG_APP_ID>.cluster"),
 }
 
 _SECRET = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
@@ -67,6 +69,8 @@ class Settings:
     topic_ocsf: str = ""
     topic_litellm: str = ""
     topic_otel: str = ""
+    topic_links: str = "distillguard.links"
+    topic_cluster: str = "distillguard.cluster"
 
     @property
     def embedded_clickhouse(self) -> bool:
@@ -126,6 +130,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         topic_ocsf=_value(env, "DG_TOPIC_OCSF"),
         topic_litellm=_value(env, "DG_TOPIC_LITELLM"),
         topic_otel=_value(env, "DG_TOPIC_OTEL"),
+        # internal topics of one app (like Faust's changelogs): named after the app id by default
+        topic_links=_value(env, "DG_TOPIC_LINKS") or f"{_value(env, 'DG_APP_ID')}.links",
+        topic_cluster=_value(env, "DG_TOPIC_CLUSTER") or f"{_value(env, 'DG_APP_ID')}.cluster",
     )
     if settings.partitions < 1:
         raise SettingsError("DG_PARTITIONS must be at least 1")

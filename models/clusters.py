@@ -1,0 +1,617 @@
+"""Cross-account detection, stage 3: pair evidence → clusters → collective scores → alerts.
+
+Hydra networks: tens to thousands of accounts, each too small or too narrow
+for the per-account detector (``DetectorConfig.min_events``), acting as one
+extraction campaign. :class:`ClusterEngine` combines the pair evidence of
+``models/linking.py`` into clusters and scores each cluster on its
+*collective* behaviour; :class:`HydraPipeline` chains all three stages
+in-process for ``distillguard replay``; the stream runs the same classes in
+three agents (``streams/cluster_agents.py``).
+
+Linking. A pair of accounts collects decayed evidence per kind (shared
+payment, network, wrapper, system prompt, client; ``linking.BASE_WEIGHT``)
+plus synchrony (observations on a shared key within ``linking.SYNC_MS``,
+counted in distinct minutes). The pair's strength is the noisy-OR of its
+kinds; a pair at ``LINK_THRESHOLD`` or more joins the two accounts'
+clusters (union-find). No single kind reaches the threshold: payment with a
+network does, a wrapper with a network and synchronised bursts does.
+
+Scoring (``score_cluster``) multiplies
+
+* *collective extraction*: the cluster's pooled topic mix is broad
+  (areas, entropy) and it elicits reasoning or shares one wrapper, or it
+  probes logprobs / grades at scale -- the per-account vocabulary, pooled;
+* *coordination*: members are young accounts, on low-verification tiers,
+  rotating networks, and firing in synchronised bursts;
+* size (at least ``MIN_MEMBERS``) and pooled volume.
+
+Why an enterprise is not a hydra. An enterprise whose teams share one
+payment method and one office network *is* linked into a cluster -- that
+is a true statement about it -- but its score stays near zero: its accounts
+are old (months to years), on the enterprise tier, each keep to the same
+network, and send ordinary, human-paced requests with no shared extraction
+wrapper, so the coordination factor is ~0 and the product is ~0 however
+broad the pooled topic mix of many teams looks. Pooled breadth alone never
+alerts: many honest people together cover many topics. Sybil farms that buy
+aged accounts still show synchrony and IP rotation, which carry the
+coordination factor on their own (0.5 and 0.4 of it).
+
+Bounds: ``MAX_PAIRS`` pairs (each ≤ 5 kinds + ``SYNC_KEEP`` sync minutes),
+``MAX_ACCOUNTS`` account summaries with ``TS_RING`` timestamps each,
+clusters of at most ``MAX_CLUSTER`` members; pairs idle for ``PAIR_TTL_MS``
+and accounts idle for ``ACCOUNT_TTL_MS`` of event time are evicted at each
+sweep (every ``SWEEP_MS``), and the union-find is rebuilt from the live
+strong pairs then, so decayed links fall apart. Deterministic: iteration is
+over sorted accounts / pairs; ids are SHA-256 of event-time facts.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import deque
+from collections.abc import Mapping
+
+from distillguard.schemas import Alert
+
+from .config import DetectorConfig
+from .features import extract
+from .lifecycle import A_EMITTED_EVENTS, A_LAST_STRONG, Lifecycle, severity_of
+from .linking import SYNC_MS, Linker, LinkObserver
+from .topics import TOPICS
+
+DETECTOR = "hydra_cluster"
+LINK_THRESHOLD = 0.7
+PAIR_HOLD_MS = 6 * 3_600_000      # pair evidence counts fully this long after it was last seen,
+PAIR_TTL_MS = 12 * 3_600_000      # then fades linearly to nothing here (and the pair is forgotten)
+RETIRED_MAX = 10_000              # records of clusters that fell apart, kept to reuse their alert
+ACCOUNT_TTL_MS = 24 * 3_600_000
+SWEEP_MS = 30 * 60_000
+PAIR_SEED_WEIGHT = 0.2            # weaker evidence reinforces existing pairs but starts none
+SCORE_EVERY_MS = 60_000           # re-score a cluster at most once a minute of event time (or on growth)
+MIN_MEMBERS = 3
+MAX_CLUSTER = 2_000
+MAX_PAIRS = 500_000
+MAX_ACCOUNTS = 200_000
+TS_RING = 8                       # recent observation times per account (synchrony)
+SYNC_KEEP = 4                     # distinct sync minutes kept per pair
+YOUNG_MS = 30 * 86_400_000        # accounts younger than this at their first request are "young"
+LOW_TIERS = frozenset({None, "free", "trial", "startup", "education"})
+MAX_SAMPLES = 5
+SETTLE_MS = 5 * 60_000            # score evidence of time t once everything up to t + this has arrived
+STREAM_SETTLE = 256               # stream: score/close at the oldest event time of the last this-many messages
+
+
+def _fade(age: int) -> float:
+    """Weight of evidence ``age`` ms old: held for PAIR_HOLD_MS, then fading out by PAIR_TTL_MS.
+    (A step-and-fade, not an exponential: links must not flicker between sweeps.)"""
+    if age <= PAIR_HOLD_MS:
+        return 1.0
+    return max(0.0, 1.0 - (age - PAIR_HOLD_MS) / (PAIR_TTL_MS - PAIR_HOLD_MS))
+
+
+def _ramp(x: float, lo: float, hi: float) -> float:
+    if x <= lo:
+        return 0.0
+    if x >= hi:
+        return 1.0
+    return (x - lo) / (hi - lo)
+
+
+class _Account:
+    __slots__ = ("summary", "times", "last_ts", "samples")
+
+    def __init__(self) -> None:
+        self.summary: dict = {}
+        self.times: list[int] = []
+        self.last_ts = 0
+        self.samples: list[str] = []
+
+
+class _Pair:
+    __slots__ = ("kinds", "sync", "last_ts", "first_ts")
+
+    def __init__(self, ts: int) -> None:
+        self.kinds: dict[str, list] = {}    # kind -> [weight, ts]
+        self.sync: list[int] = []           # distinct minutes with synchronised observations
+        self.last_ts = ts
+        self.first_ts = ts
+
+    def strength(self, now: int) -> float:
+        miss = 1.0
+        for w, ts in self.kinds.values():
+            miss *= 1.0 - w * _fade(now - ts)
+        if self.sync:
+            miss *= 1.0 - (0.5 if len(self.sync) >= 2 else 0.3)
+        return 1.0 - miss
+
+
+class _Cluster:
+    __slots__ = ("cluster_id", "first_link_ts", "alert", "last_scored", "scored_size", "emitted_members",
+                 "model", "last_ts", "rows_members")
+
+    def __init__(self, first_link_ts: int) -> None:
+        self.cluster_id: str | None = None   # fixed when first needed (alert or persisted row)
+        self.first_link_ts = first_link_ts
+        self.alert: list | None = None
+        self.last_scored = -1
+        self.scored_size = 0
+        self.emitted_members: tuple[str, ...] = ()
+        self.model: str | None = None
+        self.last_ts = first_link_ts
+        self.rows_members: tuple[str, ...] = ()
+
+
+def topic_spread(topics: Mapping[str, float]) -> tuple[int, float]:
+    """(areas holding ≥ 3% of the pooled traffic, normalised entropy): as ``AccountState.topic_spread``."""
+    total = sum(topics.values())
+    if total <= 0:
+        return 0, 0.0
+    areas = 0
+    entropy = 0.0
+    for v in topics.values():
+        p = v / total
+        if p >= 0.03:
+            areas += 1
+        if p > 0:
+            entropy -= p * math.log(p)
+    return areas, entropy / math.log(len(TOPICS))
+
+
+def synchrony(times: Mapping[str, list[int]]) -> float:
+    """Share of members' recent observations with ≥ 2 other members within ±``SYNC_MS``."""
+    events = sorted((t, a) for a, ts in times.items() for t in ts)
+    if not events:
+        return 0.0
+    hits = 0
+    lo = hi = 0
+    n = len(events)
+    for t, a in events:
+        while events[lo][0] < t - SYNC_MS:
+            lo += 1
+        while hi < n and events[hi][0] <= t + SYNC_MS:
+            hi += 1
+        others = {b for _, b in events[lo:hi] if b != a}
+        if len(others) >= 2:
+            hits += 1
+    return hits / n
+
+
+def score_cluster(members: Mapping[str, dict], times: Mapping[str, list[int]], kinds: Mapping[str, int]
+                  ) -> tuple[float, list[dict], dict]:
+    """Collective score of one cluster: (score, reasons strongest first, evidence numbers).
+
+    ``members`` maps account → summary (``linking.summarize``), ``times`` account →
+    recent observation times, ``kinds`` link kind → members linked through it.
+    """
+    n = len(members)
+    topics: dict[str, float] = {}
+    reqs = reasoning = template = 0.0
+    young = low_tier = rotating = 0
+    alone_areas = []
+    alone_reqs = []
+    for s in members.values():
+        rd = s.get("rd") or s.get("n") or 0.0
+        reqs += rd
+        reasoning += s.get("r", 0.0) * rd
+        template += s.get("tp", 0.0) * rd
+        for t, v in s.get("t", {}).items():
+            topics[t] = topics.get(t, 0.0) + v
+        alone_areas.append(topic_spread(s.get("t", {}))[0])
+        alone_reqs.append(rd)
+        created = s.get("created")
+        if created is not None and s.get("first", 0) - created < YOUNG_MS:
+            young += 1
+        if s.get("tier") in LOW_TIERS:
+            low_tier += 1
+        if s.get("nets", 0) >= 2:
+            rotating += 1
+    if n == 0:
+        return 0.0, [], {}
+    reasoning = reasoning / reqs if reqs else 0.0
+    template = template / reqs if reqs else 0.0
+    wrapper_share = kinds.get("wrap", 0) / n
+    areas, entropy = topic_spread(topics)
+    sync = synchrony(times)
+    ev = {
+        "members": n, "requests": round(reqs, 1), "topic_areas": areas, "topic_entropy": round(entropy, 3),
+        "reasoning_share": round(reasoning, 3), "template_share": round(max(template, wrapper_share), 3),
+        "young_share": round(young / n, 3), "low_tier_share": round(low_tier / n, 3),
+        "ip_rotation_share": round(rotating / n, 3), "timing_synchrony": round(sync, 3),
+        "median_member_requests": round(sorted(alone_reqs)[n // 2], 1),
+        "median_member_areas": sorted(alone_areas)[n // 2],
+    }
+    breadth = _ramp(areas, 3, 6) * _ramp(entropy, 0.3, 0.6)
+    reasoning_r = _ramp(reasoning, 0.2, 0.4)
+    template_r = _ramp(ev["template_share"], 0.25, 0.5)
+    extraction = max(breadth * max(reasoning_r, template_r),
+                     # one reasoning-eliciting wrapper shared across accounts over several areas:
+                     # harvesting chains of thought, even before the pooled mix looks broad
+                     0.85 * reasoning_r * template_r * _ramp(areas, 1, 3))
+    coordination = 1.0 - ((1 - 0.6 * young / n) * (1 - 0.2 * low_tier / n) * (1 - 0.4 * rotating / n)
+                          * (1 - 0.5 * _ramp(sync, 0.1, 0.4)))
+    ev["collective_extraction"] = round(extraction, 3)
+    ev["coordination"] = round(coordination, 3)
+    score = extraction * _ramp(coordination, 0.2, 0.5) * _ramp(n, MIN_MEMBERS - 1, 5) * _ramp(reqs, 4, 10)
+    baselines = {"topic_areas": 2.0, "topic_entropy": 0.25, "reasoning_share": 0.05, "template_share": 0.1,
+                 "young_share": 0.05, "low_tier_share": 0.3, "ip_rotation_share": 0.05,
+                 "timing_synchrony": 0.02}
+    reasons = [{"feature": f, "value": ev[f], "baseline": b} for f, b in baselines.items()]
+    reasons.sort(key=lambda r: -(r["value"] - r["baseline"]) / max(r["baseline"], 0.05))
+    linked = [{"feature": f"linked_by_{k}", "value": c, "baseline": None}
+              for k, c in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))]
+    head = [{"feature": "cluster_members", "value": n, "baseline": None},
+            {"feature": "collective_extraction", "value": ev["collective_extraction"], "baseline": 0.0},
+            {"feature": "coordination", "value": ev["coordination"], "baseline": 0.0}]
+    return round(min(max(score, 0.0), 1.0), 4), head + linked + reasons + [
+        {"feature": "median_member_requests", "value": ev["median_member_requests"], "baseline": None},
+        {"feature": "median_member_areas", "value": ev["median_member_areas"], "baseline": None}], ev
+
+
+class ClusterEngine:
+    """Stage 3: pair evidence → clusters, scores, alert events and ``cluster_members`` rows."""
+
+    def __init__(self, config: DetectorConfig | None = None, settle: int = 1):
+        """Clusters touched by evidence of time t are scored (as of t: ``raised_at_ms`` = t) once
+        the clock passes t + ``SETTLE_MS``; the clock is the oldest event time among the last
+        ``settle`` messages: 1 for an ordered replay, ``STREAM_SETTLE`` in the stream, where the
+        evidence of one instant arrives from partitions consumed at different speeds. Both then
+        score a cluster with all its evidence up to t + SETTLE_MS, so the stream's cluster ids
+        and alert ids agree with a replay's. The price: alerts leave SETTLE_MS of event time
+        after the evidence that raised them."""
+        self.config = config or DetectorConfig()
+        self._pending: dict[str, int] = {}              # account -> evidence time awaiting scoring
+        self.lifecycle = Lifecycle(DETECTOR, self.config)
+        self.accounts: dict[str, _Account] = {}
+        self.pairs: dict[tuple[str, str], _Pair] = {}
+        self.parent: dict[str, str] = {}
+        self.size: dict[str, int] = {}
+        self.clusters: dict[str, _Cluster] = {}        # root -> cluster
+        self.watermark = 0
+        self.last_sweep = 0
+        self.pending_rows: list[list] = []              # cluster_members rows, drained by the caller
+        self.max_scores: dict[str, float] = {}          # cluster id -> highest score
+        self.retired: dict[str, _Cluster] = {}          # cluster id -> record of a cluster that fell apart
+        self._recent_ts: deque[int] = deque(maxlen=max(1, settle))
+
+    # -- union-find ------------------------------------------------------
+    def find(self, a: str) -> str:
+        parent = self.parent
+        root = a
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(a, a) != root:
+            parent[a], a = root, parent[a]
+        return root
+
+    def _members(self, root: str) -> list[str]:
+        return sorted(a for a in self.parent if self.find(a) == root)
+
+    def _union(self, a: str, b: str, ts: int) -> str | None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return ra
+        sa, sb = self.size.get(ra, 1), self.size.get(rb, 1)
+        if sa + sb > MAX_CLUSTER:
+            return None
+        if (sa, rb) > (sb, ra):  # bigger root wins; ties by account id, so replay and stream agree
+            ra, rb, sa, sb = rb, ra, sb, sa
+        # ra: the smaller side is attached under rb
+        self.parent.setdefault(ra, ra)
+        self.parent.setdefault(rb, rb)
+        self.parent[ra] = rb
+        self.size[rb] = sa + sb
+        self.size.pop(ra, None)
+        ca, cb = self.clusters.pop(ra, None), self.clusters.get(rb)
+        keep, drop = _older(ca, cb)
+        if keep is None:
+            keep = _Cluster(ts)
+        if drop is not None:
+            keep.first_link_ts = min(keep.first_link_ts, drop.first_link_ts)
+            self._absorbed(drop, ts)
+        self.clusters[rb] = keep
+        return rb
+
+    def _absorbed(self, c: _Cluster, ts: int) -> None:
+        """A cluster merged into an older one: close its open alert (the older id carries on)."""
+        if c.alert is not None:
+            c.alert[A_LAST_STRONG] = ts - self.config.close_after_ms
+            c.alert, closed = self.lifecycle.expire(c.alert, c.cluster_id, list(c.emitted_members), ts,
+                                                   c.model, c.cluster_id)
+            if closed:
+                closed.reasons = [{"feature": "merged_into_older_cluster", "value": 1, "baseline": None}]
+                self._out.append(closed)
+
+    # -- input -------------------------------------------------------------
+    def _account(self, account: str, summary: dict | None, ts: int) -> _Account:
+        acc = self.accounts.get(account)
+        if acc is None:
+            acc = self.accounts[account] = _Account()
+        if summary:
+            acc.summary = summary
+        acc.last_ts = max(acc.last_ts, ts)
+        return acc
+
+    def process(self, msg: dict) -> list[Alert]:
+        """Fold one pair-evidence message (``Linker.process`` output); return alert events."""
+        self._out: list[Alert] = []
+        a, ts, kind, w = msg["a"], msg["ts"], msg["kind"], msg["w"]
+        if ts > self.watermark:
+            self.watermark = ts
+        self._recent_ts.append(ts)
+        acc = self._account(a, msg.get("sa"), ts)
+        if not acc.times or acc.times[-1] != ts:
+            acc.times.append(ts)
+            acc.times.sort()
+            del acc.times[:-TS_RING]
+        if msg.get("e") and msg["e"] not in acc.samples:
+            acc.samples.append(msg["e"])
+            del acc.samples[:-2]
+        touched: set[str] = set()
+        for b, sync, sb in msg["p"]:
+            self._account(b, sb, 0)
+            key = (a, b) if a < b else (b, a)
+            p = self.pairs.get(key)
+            if p is None:
+                if w < PAIR_SEED_WEIGHT or len(self.pairs) >= MAX_PAIRS:
+                    continue
+                p = self.pairs[key] = _Pair(ts)
+            old = p.kinds.get(kind)
+            if old is None or w >= old[0] * _fade(ts - old[1]):
+                p.kinds[kind] = [w, ts]
+            if sync:
+                minute = ts // 60_000
+                if minute not in p.sync:
+                    p.sync.append(minute)
+                    del p.sync[:-SYNC_KEEP]
+            p.last_ts = max(p.last_ts, ts)
+            if p.strength(ts) >= LINK_THRESHOLD:
+                root = self._union(a, b, ts)
+                if root is not None:
+                    touched.add(root)
+        if a in self.parent:
+            touched.add(self.find(a))
+        if msg.get("m"):
+            for r in touched:
+                if r in self.clusters:
+                    self.clusters[r].model = msg["m"]
+        if touched:
+            self._pending[a] = min(ts, self._pending.get(a, ts))   # earliest: a busy account never starves
+        self._flush_pending(self.close_clock() - SETTLE_MS)
+        if ts - self.last_sweep >= SWEEP_MS:
+            self.last_sweep = ts
+            self._sweep(ts)
+        return self._out
+
+    def _flush_pending(self, clock: int) -> None:
+        due = sorted((t, a) for a, t in self._pending.items() if t <= clock)
+        done: set[str] = set()
+        for t, a in due:
+            del self._pending[a]
+            root = self.find(a)
+            if root not in done:
+                done.add(root)
+                self._score(root, t)
+
+    def flush(self) -> list[Alert]:
+        """Score every cluster still waiting to settle (the stream went quiet: all delivered)."""
+        self._out = []
+        self._flush_pending(self.watermark)
+        return self._out
+
+    def close_clock(self) -> int:
+        """Event time up to which every source has (probably) delivered: the oldest time among the
+        last CLOCK_WINDOW messages. In a stream, evidence comes from partitions consumed at
+        different speeds (a low watermark, as the per-account detector uses); in a replay this
+        trails the watermark slightly, which only delays closes."""
+        return min(self._recent_ts, default=self.watermark)
+
+
+    # -- scoring -----------------------------------------------------------
+    def _cluster_id(self, c: _Cluster, members: list[str]) -> str:
+        if c.cluster_id is None:
+            def first(m: str) -> int:
+                return self.accounts[m].summary.get("first", 0) if m in self.accounts else 0
+            earliest = min(members, key=lambda m: (first(m), m))
+            # the hour of the earliest member's first request, not of the first link: event-time
+            # facts that do not depend on the order in which partitions delivered the evidence
+            hour = (first(earliest) or c.first_link_ts) // 3_600_000 * 3_600_000
+            c.cluster_id = "hc-" + hashlib.sha256(f"{earliest}|{hour}".encode()).hexdigest()[:20]
+            old = self.retired.pop(c.cluster_id, None)
+            if old is not None:   # the same cluster formed again: carry on with its open alert
+                c.alert, c.emitted_members, c.rows_members = old.alert, old.emitted_members, old.rows_members
+        return c.cluster_id
+
+    def _kinds(self, members: list[str], ts: int) -> dict[str, int]:
+        """Link kind -> members with a live pair of that kind inside the cluster."""
+        mset = set(members)
+        by_kind: dict[str, set] = {}
+        for (x, y), p in self.pairs.items():
+            if x in mset and y in mset and p.strength(ts) >= LINK_THRESHOLD:
+                for k in p.kinds:
+                    by_kind.setdefault(k, set()).update((x, y))
+                if p.sync:
+                    by_kind.setdefault("sync", set()).update((x, y))
+        return {k: len(v) for k, v in sorted(by_kind.items())}
+
+    def _score(self, root: str, ts: int) -> None:
+        c = self.clusters.get(root)
+        if c is None:
+            return
+        c.last_ts = max(c.last_ts, ts)
+        size = self.size.get(root, 1)
+        if size < MIN_MEMBERS:
+            return
+        if ts - c.last_scored < SCORE_EVERY_MS and size == c.scored_size:
+            return
+        c.last_scored, c.scored_size = ts, size
+        members = self._members(root)
+        summaries = {m: self.accounts[m].summary if m in self.accounts else {} for m in members}
+        times = {m: self.accounts[m].times if m in self.accounts else [] for m in members}
+        kinds = self._kinds(members, ts)
+        score, reasons, ev = score_cluster(summaries, times, kinds)
+        cid = self._cluster_id(c, members)
+        if score > self.max_scores.get(cid, 0.0):
+            self.max_scores[cid] = score
+        members_t = tuple(members)
+        if c.alert is not None and members_t != c.emitted_members and severity_of(score, self.config):
+            c.alert[A_EMITTED_EVENTS] = 0    # membership changed: the next observe emits an update
+        samples = []
+        for m in members:
+            if m in self.accounts:
+                samples.extend(self.accounts[m].samples[:1])
+            if len(samples) >= MAX_SAMPLES:
+                break
+        events = int(sum(s.get("n", 0) for s in summaries.values()))
+        first = min((self.accounts[m].times[0] for m in members if m in self.accounts and self.accounts[m].times),
+                    default=ts)
+        last_strong = c.alert[A_LAST_STRONG] if c.alert is not None else ts
+        c.alert, alert = self.lifecycle.observe(c.alert, cid, list(members), score, reasons, ts, first, events,
+                                                samples, c.model, cid)
+        if c.alert is not None and c.alert[A_LAST_STRONG] < last_strong:
+            c.alert[A_LAST_STRONG] = last_strong     # late evidence never makes a cluster look quieter
+        if alert is not None:
+            self._out.append(alert)
+            c.emitted_members = members_t
+        if members_t != c.rows_members or alert is not None:
+            # membership as analysts see it: every scored cluster, again when it changes or alerts
+            c.rows_members = members_t
+            evidence = dict(ev, linked_by=kinds, alerted=c.alert is not None)
+            for m in members:
+                self.pending_rows.append([cid, m, ts, score, evidence])
+
+    # -- maintenance ---------------------------------------------------------
+    def _sweep(self, now: int) -> None:
+        """Evict idle pairs and accounts, then rebuild the union-find from the live strong pairs."""
+        self.pairs = {k: p for k, p in self.pairs.items() if now - p.last_ts <= PAIR_TTL_MS}
+        live = {a for pair in self.pairs for a in pair}
+        self.accounts = {a: acc for a, acc in self.accounts.items()
+                         if a in live or now - acc.last_ts <= ACCOUNT_TTL_MS}
+        if len(self.accounts) > MAX_ACCOUNTS:
+            keep = sorted(self.accounts, key=lambda a: (-self.accounts[a].last_ts, a))[:MAX_ACCOUNTS]
+            self.accounts = {a: self.accounts[a] for a in sorted(keep)}
+        old_root = {a: self.find(a) for a in self.parent}
+        old_clusters = self.clusters
+        self.parent, self.size, self.clusters = {}, {}, {}
+        for (a, b) in sorted(self.pairs):
+            p = self.pairs[(a, b)]
+            if p.strength(now) >= LINK_THRESHOLD:
+                ra, rb = self.find(a), self.find(b)
+                if ra == rb or self.size.get(ra, 1) + self.size.get(rb, 1) > MAX_CLUSTER:
+                    continue
+                if (self.size.get(ra, 1), rb) > (self.size.get(rb, 1), ra):
+                    ra, rb = rb, ra
+                self.parent.setdefault(ra, ra)
+                self.parent.setdefault(rb, rb)
+                self.parent[ra] = rb
+                self.size[rb] = self.size.pop(ra, 1) + self.size.get(rb, 1)
+        # carry cluster records (ids, open alerts) over: each old record to the new component
+        # holding most of its members; a component with several candidates keeps the oldest
+        claims: dict[str, list[tuple[int, str]]] = {}
+        for old in sorted(old_clusters):
+            votes: dict[str, int] = {}
+            for a, r in old_root.items():
+                if r == old and a in self.parent:
+                    nr = self.find(a)
+                    votes[nr] = votes.get(nr, 0) + 1
+            if votes:
+                best = min(votes, key=lambda r: (-votes[r], r))
+                claims.setdefault(best, []).append((votes[best], old))
+        for root in sorted(claims):
+            cands = [old_clusters[o] for _, o in claims[root]]
+            keep = cands[0]
+            for c in cands[1:]:
+                keep, drop = _older(keep, c)
+                self._absorbed_silent(drop, now)
+            self.clusters[root] = keep
+        for root in sorted({self.find(a) for a in self.parent}):
+            if root not in self.clusters:
+                self.clusters[root] = _Cluster(now)
+        kept = {id(c) for c in self.clusters.values()}
+        for old, c in sorted(old_clusters.items()):
+            if id(c) not in kept and c.cluster_id is not None:
+                self.retired[c.cluster_id] = c    # fell apart: its alert closes when quiet
+        now = self.close_clock()
+        for cid in sorted(self.retired):
+            c = self.retired[cid]
+            if c.alert is not None:
+                c.alert, closed = self.lifecycle.expire(c.alert, cid, list(c.emitted_members), now, c.model, cid)
+                if closed:
+                    self._out.append(closed)
+        while len(self.retired) > RETIRED_MAX:
+            del self.retired[min(self.retired, key=lambda k: (self.retired[k].last_ts, k))]
+        # close alerts of quiet clusters
+        now = self.close_clock()
+        for root in sorted(self.clusters):
+            c = self.clusters[root]
+            if c.alert is not None:
+                c.alert, closed = self.lifecycle.expire(c.alert, c.cluster_id, list(c.emitted_members), now,
+                                                       c.model, c.cluster_id)
+                if closed:
+                    self._out.append(closed)
+
+    def _absorbed_silent(self, c: _Cluster, now: int) -> None:
+        self._absorbed(c, now)
+
+    def advance(self, now_ms: int | None = None) -> list[Alert]:
+        """Close alerts of clusters quiet for ``close_after_ms`` (default: at ``close_clock()``)."""
+        self._out = []
+        if now_ms is not None:
+            self._flush_pending(now_ms)
+        now = self.close_clock() if now_ms is None else now_ms
+        for root in sorted(self.clusters):
+            c = self.clusters[root]
+            if c.alert is not None:
+                c.alert, closed = self.lifecycle.expire(c.alert, c.cluster_id, list(c.emitted_members), now,
+                                                       c.model, c.cluster_id)
+                if closed:
+                    self._out.append(closed)
+        return self._out
+
+    def drain_rows(self) -> list[list]:
+        """``cluster_members`` rows produced since the last call: [cluster_id, account, ts, score, evidence]."""
+        rows, self.pending_rows = self.pending_rows, []
+        return rows
+
+    def stats(self) -> dict:
+        return {"accounts": len(self.accounts), "pairs": len(self.pairs), "clusters": len(self.clusters),
+                "largest": max(self.size.values(), default=0)}
+
+
+def _older(a: _Cluster | None, b: _Cluster | None) -> tuple[_Cluster | None, _Cluster | None]:
+    """(the record that keeps its id, the one absorbed): an alerted / older record wins."""
+    if a is None:
+        return b, None
+    if b is None:
+        return a, None
+    ka = (a.cluster_id is None, a.first_link_ts, a.cluster_id or "")
+    kb = (b.cluster_id is None, b.first_link_ts, b.cluster_id or "")
+    return (a, b) if ka <= kb else (b, a)
+
+
+class HydraPipeline:
+    """All three stages in one process, for ``distillguard replay`` and tests.
+
+    ``process_one(event, features, state)`` after ``Detector.process_one(event)``:
+    ``features`` is the detector's ``last_features`` (recomputed if None), ``state``
+    the account's ``AccountState`` (unused for now: the observer keeps its own small
+    per-account profile, so this stage does not depend on that class's layout).
+    """
+
+    def __init__(self, key: bytes, config: DetectorConfig | None = None):
+        self.key = key
+        self.observer = LinkObserver(key)
+        self.linker = Linker()
+        self.engine = ClusterEngine(config)
+
+    def process_one(self, event, features=None, state=None) -> list[Alert]:
+        if features is None:
+            features = extract(event, self.key)
+        out: list[Alert] = []
+        for obs in self.observer.observe(event, features):
+            msg = self.linker.process(obs)
+            if msg is not None:
+                out.extend(self.engine.process(msg))
+        return out
+
+    def advance(self, now_ms: int | None = None) -> list[Alert]:
+        return self.engine.advance(now_ms)

@@ -1,0 +1,367 @@
+"""Cross-account linking, stages 1 and 2: link observations and per-key linkers.
+
+A hydra campaign spreads extraction over many small accounts; what ties them
+together is what they *share*: a prompt wrapper, a system prompt, a payment
+method, a network, a client. Stage 1 (:class:`LinkObserver`, in the detect
+agent, next to the per-account detector) turns each request into at most one
+*link observation* per (account, link key) every ``DEDUPE_MS`` of event time,
+so the link stream is much thinner than the request stream. Stage 2
+(:class:`Linker`, keyed by link key) remembers, per key, a bounded sample of
+the accounts that used it and emits *pair evidence* (account, partner, kind,
+weight, synchrony) for stage 3 (``models/clusters.py``).
+
+Link keys are keyed BLAKE2b fingerprints of ``kind|value`` (``text.fingerprint``):
+no prompt text, IP address or payment token ever leaves this module.
+
+Kinds and base weights (a pair's evidence is combined by noisy-OR in stage 3):
+
+======  ======================================================  ======
+kind    value                                                   weight
+======  ======================================================  ======
+pay     payment fingerprint                                     0.60
+net     client network: IPv4 /24, IPv6 /48                      0.35
+wrap    last tokens of the user prompt (numbers masked): the    0.35
+        instruction wrapper around a swept payload
+sys     system prompt                                           0.25
+ua      user agent + shape of the api key id                    0.15
+======  ======================================================  ======
+
+A key used by many accounts says little about any two of them (a browser
+user agent, "You are a helpful assistant."), so the weight of ``net``,
+``wrap``, ``sys`` and ``ua`` falls with the key's estimated number of
+distinct accounts (``REF_CARD``), and a key whose weight is negligible emits
+no pairs at all. Payment is not discounted: one card behind hundreds of
+accounts is itself the finding.
+
+Bounds (documented in README, "Cross-account detection"):
+
+* observer: ``OBSERVER_MAX`` (account, key) dedupe entries and
+  ``OBSERVER_MAX_ACCOUNTS`` per-account profiles (16 topic counts, a few
+  counters, ``NET_RING`` networks, 8 wrapper fingerprints: ~1 KB each);
+* linker: ``MAX_KEYS`` keys, each with a bottom-``ANCHORS`` sketch of accounts
+  (the anchors: the accounts with the smallest hashes, which doubles as a
+  k-minimum-values distinct counter) and a ring of the ``RECENT`` latest
+  observations; keys idle for ``KEY_TTL_MS`` of event time are evicted;
+* one observation yields at most ``ANCHORS + RECENT`` partners.
+
+Everything is deterministic: hashes are BLAKE2b (not Python's ``hash``),
+iteration is over lists or insertion-ordered dicts fed in event order.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import re
+from collections import OrderedDict
+
+from .text import fingerprint
+from .topics import TOPICS
+
+KINDS = ("pay", "net", "wrap", "sys", "ua")
+BASE_WEIGHT = {"pay": 0.6, "net": 0.35, "wrap": 0.35, "sys": 0.25, "ua": 0.15}
+REF_CARD = {"pay": float("inf"), "net": 256.0, "wrap": 150.0, "sys": 40.0, "ua": 15.0}
+MIN_WEIGHT = 0.05            # keys weaker than this emit no pairs (they still count accounts)
+NOVEL_WRAP_BUDGET = 2        # new (never repeated by the account) wrapper keys sent per DEDUPE_MS
+
+DEDUPE_MS = 180_000          # an account sends each key at most once per 3 minutes...
+SLOW_DEDUPE_MS = 1_800_000   # ...and a key that rarely changes (pay, sys, ua) once per 30 minutes
+SLOW_KINDS = frozenset({"pay", "sys", "ua"})
+OBSERVER_MAX = 200_000       # (account, key) dedupe entries per worker
+OBSERVER_MAX_ACCOUNTS = 100_000
+NET_RING = 8                 # networks remembered per account (IP rotation)
+NET_WINDOW_MS = 3_600_000    # networks used within the last hour count for rotation
+
+ANCHORS = 12                 # bottom-k accounts kept per key
+RECENT = 8                   # latest observations kept per key (synchrony)
+SYNC_MS = 8_000              # two accounts on one key within this many ms are synchronised
+PAIR_WINDOW_MS = 2 * 3_600_000   # anchors idle longer than this are not paired with
+KEY_TTL_MS = 6 * 3_600_000   # keys idle longer than this are forgotten
+MAX_KEYS = 100_000
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+_WRAP_TAIL_CHARS = 160
+_WRAP_TOKENS = 6
+_WRAP_MIN_CHARS = 60         # shorter prompts are all payload, no wrapper
+_HASH_SPACE = float(2**64)
+
+
+def account_hash(account: str) -> int:
+    """A stable 64-bit hash of an account id (the per-key sketches order accounts by it)."""
+    return int.from_bytes(hashlib.blake2b(account.encode(), digest_size=8).digest(), "big")
+
+
+def network_of(ip: str | None) -> str | None:
+    """IPv4 /24 or IPv6 /48 of ``ip``; None if absent or unparsable.
+
+    >>> network_of("10.1.2.3"), network_of("2a02:1:2:3::4"), network_of("x")
+    ('10.1.2', '2a02:1:2::/48', None)
+    """
+    if not ip:
+        return None
+    if ip.count(".") == 3 and ":" not in ip:
+        return ip.rsplit(".", 1)[0]
+    try:
+        return str(ipaddress.ip_network(f"{ip}/48", strict=False))
+    except ValueError:
+        return None
+
+
+def _key_shape(api_key: str | None) -> str:
+    """The pattern of an api key id: its prefix up to '_' or '-', and its length."""
+    if not api_key:
+        return "-"
+    for sep in ("_", "-"):
+        if sep in api_key:
+            return f"{api_key.split(sep, 1)[0]}{sep}{len(api_key)}"
+    return str(len(api_key))
+
+
+def link_values(event) -> list[tuple[str, str]]:
+    """(kind, raw value) pairs of one request; raw values never leave this module."""
+    out: list[tuple[str, str]] = []
+    if event.payment_fingerprint:
+        out.append(("pay", event.payment_fingerprint))
+    net = network_of(event.client_ip)
+    if net:
+        out.append(("net", net))
+    prompt = system = ""
+    for m in event.messages:
+        if m.role == "user":
+            prompt = m.content
+        elif m.role == "system" and not system:
+            system = m.content
+    if len(prompt) >= _WRAP_MIN_CHARS:
+        tail = _TOKEN.findall(prompt[-_WRAP_TAIL_CHARS:].lower())[1:]  # first token may be cut
+        if len(tail) >= _WRAP_TOKENS:
+            out.append(("wrap", " ".join("0" if t[0] <= "9" else t for t in tail[-_WRAP_TOKENS:])))
+    if system:
+        out.append(("sys", system[:400].lower()))
+    if event.user_agent:
+        out.append(("ua", f"{event.user_agent}|{_key_shape(event.api_key_id)}"))
+    return out
+
+
+DAY_MS = 86_400_000
+_N_TOPICS = len(TOPICS)
+
+
+class _Profile:
+    """What the observer keeps per account for its summary: day-decayed request, reasoning and
+    repeated-wrapper counts and topic mix (the per-account vocabulary), from EventFeatures only,
+    so the cross-account stage does not depend on the layout of ``AccountState``."""
+
+    __slots__ = ("first", "last", "n", "req", "reasoning", "template", "topics", "wrappers", "nets",
+                 "wrap_tails", "budget_t", "budget")
+
+    def __init__(self, ts: int) -> None:
+        self.first = self.last = ts
+        self.n = 0
+        self.req = self.reasoning = self.template = 0.0
+        self.topics = [0.0] * _N_TOPICS
+        self.wrappers: list[int] = []
+        self.nets: dict[str, int] = {}
+        self.wrap_tails: list[str] = []   # recent wrapper-key fingerprints of this account
+        self.budget_t = 0
+        self.budget = 0
+
+    def allow_wrap(self, k: str, ts: int) -> bool:
+        """A wrapper key the account repeats is always sent (deduplicated); a novel one only
+        within a small budget, so free-text traffic (every prompt a new tail) is not multiplied."""
+        repeated = k in self.wrap_tails
+        if not repeated:
+            self.wrap_tails.append(k)
+            del self.wrap_tails[:-8]
+            if ts - self.budget_t >= DEDUPE_MS:
+                self.budget_t, self.budget = ts, 0
+            if self.budget >= NOVEL_WRAP_BUDGET:
+                return False
+            self.budget += 1
+        return True
+
+    def learn(self, f, ts: int) -> None:
+        if ts > self.last:
+            d = math.exp(-(ts - self.last) / DAY_MS)
+            self.req *= d
+            self.reasoning *= d
+            self.template *= d
+            self.topics = [v * d for v in self.topics]
+            self.last = ts
+        self.n += 1
+        self.req += 1.0
+        if f is None:
+            return
+        self.reasoning += bool(f.reasoning)
+        topic = getattr(f, "topic", None)
+        if topic is not None and 0 <= topic < _N_TOPICS:
+            self.topics[topic] += 1.0
+        w = getattr(f, "wrapper_fp", None)
+        if w is not None:
+            if w in self.wrappers:
+                self.template += 1.0
+            else:
+                self.wrappers.append(w)
+                del self.wrappers[:-8]
+
+    def rotation(self, net: str | None, ts: int) -> int:
+        ring = self.nets
+        if net is not None:
+            ring[net] = max(ts, ring.get(net, 0))
+            if len(ring) > NET_RING:
+                del ring[min(ring, key=lambda k: (ring[k], k))]
+        return sum(1 for t in ring.values() if ts - t <= NET_WINDOW_MS)
+
+    def summary(self, event, nets: int) -> dict:
+        """A per-account summary for collective features (a few hundred bytes, no text)."""
+        req = self.req
+        return {"n": self.n, "rd": round(req, 2), "r": round(self.reasoning / req, 3) if req else 0.0,
+                "tp": round(self.template / req, 3) if req else 0.0,
+                "t": {str(i): round(v, 2) for i, v in enumerate(self.topics) if v >= 0.01},
+                "first": self.first, "created": event.account_created_ms, "tier": event.access_tier,
+                "nets": nets}
+
+
+class LinkObserver:
+    """Stage 1: requests → deduplicated link observations (dicts, ready for JSON).
+
+    An observation is ``{"a": account, "kind", "k": key fingerprint (hex), "ts",
+    "e": event id, "m": model, "s": summary}``.
+    """
+
+    def __init__(self, key: bytes):
+        self.key = key
+        self.sent: OrderedDict[tuple[str, str], int] = OrderedDict()   # (account, key) -> ts sent
+        self.profiles: OrderedDict[str, _Profile] = OrderedDict()       # least recently seen first
+        self._fp_cache: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def _fp(self, kind: str, value: str) -> str:
+        ck = (kind, value)
+        fp = self._fp_cache.get(ck)
+        if fp is None:
+            fp = self._fp_cache[ck] = f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
+            if len(self._fp_cache) > 50_000:
+                self._fp_cache.popitem(last=False)
+        return fp
+
+    def observe(self, event, features=None) -> list[dict]:
+        """Link observations for one request (usually none: most are deduplicated).
+
+        ``features`` are the request's ``EventFeatures`` (``Detector.last_features``)."""
+        values = link_values(event)
+        account, ts = event.account_id, event.ts_ms
+        prof = self.profiles.get(account)
+        if prof is None:
+            prof = self.profiles[account] = _Profile(ts)
+            if len(self.profiles) > OBSERVER_MAX_ACCOUNTS:
+                self.profiles.popitem(last=False)
+        else:
+            self.profiles.move_to_end(account)
+        prof.learn(features, ts)
+        net = next((v for k, v in values if k == "net"), None)
+        nets = prof.rotation(net, ts)
+        out: list[dict] = []
+        summary = None
+        for kind, value in values:
+            k = self._fp(kind, value)
+            dk = (account, k)
+            last = self.sent.get(dk)
+            if last is not None and ts - last < (SLOW_DEDUPE_MS if kind in SLOW_KINDS else DEDUPE_MS):
+                continue
+            if kind == "wrap" and not prof.allow_wrap(k, ts):
+                continue
+            self.sent[dk] = ts
+            self.sent.move_to_end(dk)
+            if summary is None:
+                summary = prof.summary(event, nets)
+            out.append({"a": account, "kind": kind, "k": k, "ts": ts, "e": event.event_id,
+                        "m": event.model, "s": summary})
+        while len(self.sent) > OBSERVER_MAX:
+            self.sent.popitem(last=False)
+        return out
+
+
+class _Key:
+    __slots__ = ("kind", "anchors", "recent", "last_ts")
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.anchors: list[list] = []    # [hash, account, last_ts, summary], sorted by hash, <= ANCHORS
+        self.recent: list[list] = []     # [account, ts, summary], newest last, <= RECENT
+        self.last_ts = 0
+
+    def cardinality(self) -> float:
+        """Estimated distinct accounts (k-minimum-values over the anchors' hashes)."""
+        if len(self.anchors) < ANCHORS:
+            return float(len(self.anchors))
+        return (ANCHORS - 1) / (self.anchors[-1][0] / _HASH_SPACE)
+
+
+def key_weight(kind: str, card: float) -> float:
+    """Evidence weight of sharing one key of ``kind`` used by about ``card`` accounts."""
+    return BASE_WEIGHT[kind] * min(1.0, REF_CARD[kind] / max(card, 1.0))
+
+
+class Linker:
+    """Stage 2: link observations of one key → pair evidence.
+
+    Partners of an observation are the key's anchors (the bottom-``ANCHORS``
+    accounts by hash: the same few accounts for every key a population
+    shares, so a pair collects evidence of several kinds) active within
+    ``PAIR_WINDOW_MS``, plus the accounts of the ``RECENT`` latest
+    observations within ``SYNC_MS`` (synchronised bursts).
+
+    Output: ``{"a", "sa": summary, "kind", "w": weight, "ts", "e", "m",
+    "p": [[partner, sync (0/1), summary], ...]}``, or None.
+    """
+
+    def __init__(self) -> None:
+        self.keys: OrderedDict[str, _Key] = OrderedDict()
+        self.evicted = 0
+
+    def process(self, obs: dict) -> dict | None:
+        k, account, ts = obs["k"], obs["a"], obs["ts"]
+        st = self.keys.get(k)
+        if st is None:
+            st = self.keys[k] = _Key(obs["kind"])
+        else:
+            self.keys.move_to_end(k)
+        st.last_ts = max(st.last_ts, ts)
+        h = account_hash(account)
+        summary = obs["s"]
+        partners: dict[str, list] = {}
+        for a_h, a_acct, a_ts, a_sum in st.anchors:
+            if a_acct != account and ts - a_ts <= PAIR_WINDOW_MS:
+                partners[a_acct] = [a_acct, int(abs(ts - a_ts) <= SYNC_MS), a_sum]
+        for r_acct, r_ts, r_sum in st.recent:
+            if r_acct != account and abs(ts - r_ts) <= SYNC_MS:
+                partners[r_acct] = [r_acct, 1, r_sum]
+        # update the sketch and the ring
+        for entry in st.anchors:
+            if entry[1] == account:
+                entry[2] = max(entry[2], ts)
+                entry[3] = summary
+                break
+        else:
+            if len(st.anchors) < ANCHORS or h < st.anchors[-1][0]:
+                st.anchors.append([h, account, ts, summary])
+                st.anchors.sort(key=lambda e: (e[0], e[1]))
+                del st.anchors[ANCHORS:]
+        st.recent = [r for r in st.recent if r[0] != account]
+        st.recent.append([account, ts, summary])
+        del st.recent[:-RECENT]
+        self._evict(ts)
+        w = key_weight(st.kind, st.cardinality())
+        if not partners or w < MIN_WEIGHT:
+            return None
+        return {"a": account, "sa": summary, "kind": st.kind, "w": round(w, 4), "ts": ts, "e": obs.get("e"),
+                "m": obs.get("m"), "p": [partners[p] for p in sorted(partners)]}
+
+    def _evict(self, now: int) -> None:
+        keys = self.keys
+        while keys:
+            k, st = next(iter(keys.items()))
+            if len(keys) > MAX_KEYS or now - st.last_ts > KEY_TTL_MS:
+                del keys[k]
+                self.evicted += 1
+            else:
+                break
