@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from distillguard.models import Detector, load_config
+from distillguard.models.clusters import HydraPipeline
 from distillguard.models.evaluation import DISTILLGUARD, Harness, default_baselines
 from distillguard.streams.replay import open_lines, print_progress, replay
 from distillguard.streams.report_html import render_report
@@ -133,7 +134,9 @@ def evaluate_file(input_path: str | Path, labels: dict[str, dict], config_path: 
     bls = default_baselines() if baselines else []
     harness = Harness(detector, bls, labels)
     started = time.time()
-    stats = replay(open_lines(input_path), harness, lambda _a: None, progress=progress)
+    # the cross-account (hydra) stage runs as in `distillguard replay`; its cluster alerts count too
+    hydra = HydraPipeline(detector.key, detector.config)
+    stats = replay(open_lines(input_path), harness, harness.on_alert, progress=progress, hydra=hydra)
     t0 = time.perf_counter()
     detectors = harness.evaluate()
     metrics_s = time.perf_counter() - t0

@@ -281,7 +281,8 @@ def test_harness_counts_attack_requests_before_alert():
     labels = {"a": {"label": "attack", "cohort": "c", "first_attack_ts_ms": T0 + 2_000}}
     h = Harness(FakeDetector(), [], labels)
     for i in range(8):
-        h.process_one(event_from_dict(ev("a", T0 + i * 1000, "hello", i)))
+        for alert in h.process_one(event_from_dict(ev("a", T0 + i * 1000, "hello", i))):
+            h.on_alert(alert)
     m = h.evaluate()["distillguard"]
     assert m["accounts"]["a"]["first_alert_ms"] == T0 + 4000
     assert m["accounts"]["a"]["attack_requests_before"] == 3   # requests at +2s, +3s, +4s

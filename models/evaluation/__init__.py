@@ -3,7 +3,8 @@ side-by-side harness behind ``distillguard eval`` (plain Python + numpy/scipy).
 
     from distillguard.models.evaluation import Harness, default_baselines
     h = Harness(Detector(), default_baselines(), labels)
-    for ev in events: h.process_one(ev)
+    replay(lines, h, h.on_alert, hydra=HydraPipeline(key, config))   # or, by hand:
+    for ev in events: [h.on_alert(a) for a in h.process_one(ev)]
     metrics = h.evaluate()   # detector name -> cohorts / overall / sweep / auc / accounts
 """
 from .baselines import (Baseline, HashedText, MmdBaseline, PradaBaseline, VolumeBaseline, default_baselines,

@@ -35,6 +35,7 @@ class Harness:
         self.detector_seconds = 0.0
         self.baseline_seconds: dict[str, float] = {b.name: 0.0 for b in self.baselines}
         self.alert_events = 0
+        self.alert_scores: dict[str, float] = {}  # highest alert score per account (cluster alerts included)
 
     def _count(self, event: RequestEvent) -> None:
         acct = event.account_id
@@ -45,15 +46,27 @@ class Harness:
             if start is None or event.ts_ms >= start:
                 self.attack_requests[acct] = self.attack_requests.get(acct, 0) + 1
 
-    def _on_alerts(self, alerts: list[Alert]) -> None:
-        for a in alerts:
-            self.alert_events += 1
-            if a.activity == "close":
-                continue
-            for acct in a.account_ids:
-                self.severity[acct] = max_severity(self.severity.get(acct), a.severity) or a.severity
-                if a.severity in ALERTING and acct not in self.first_alert:
-                    self.first_alert[acct] = (a.raised_at_ms, self.attack_requests.get(acct, 0))
+    # replay's cross-account stage reads these from its "detector"
+    @property
+    def states(self):
+        return self.detector.states
+
+    @property
+    def last_features(self):
+        return getattr(self.detector, "last_features", None)
+
+    def on_alert(self, a: Alert) -> None:
+        """Record one alert event: per-account ones from ``process_one`` and cluster alerts
+        from replay's cross-account stage alike (pass this as replay's ``on_alert``)."""
+        self.alert_events += 1
+        if a.activity == "close":
+            return
+        for acct in a.account_ids:
+            self.severity[acct] = max_severity(self.severity.get(acct), a.severity) or a.severity
+            if a.score > self.alert_scores.get(acct, 0.0):
+                self.alert_scores[acct] = a.score
+            if a.severity in ALERTING and acct not in self.first_alert:
+                self.first_alert[acct] = (a.raised_at_ms, self.attack_requests.get(acct, 0))
 
     def process_one(self, event: RequestEvent) -> list[Alert]:
         self._count(event)
@@ -61,7 +74,6 @@ class Harness:
         alerts = self.detector.process_one(event)
         t1 = time.perf_counter()
         self.detector_seconds += t1 - t0
-        self._on_alerts(alerts)
         for b in self.baselines:
             t0 = time.perf_counter()
             hit = b.learn_one(event)
@@ -75,7 +87,6 @@ class Harness:
         t0 = time.perf_counter()
         alerts = self.detector.advance(now_ms)
         self.detector_seconds += time.perf_counter() - t0
-        self._on_alerts(alerts)
         return alerts
 
     # ----------------------------------------------------------------- results
@@ -86,7 +97,8 @@ class Harness:
         dg: dict[str, AccountResult] = {}
         for acct in self.seen | set(self.first_alert) | set(self.detector.max_scores):
             first = self.first_alert.get(acct)
-            dg[acct] = AccountResult(self.detector.max_scores.get(acct, 0.0),
+            score = max(self.detector.max_scores.get(acct, 0.0), self.alert_scores.get(acct, 0.0))
+            dg[acct] = AccountResult(score,
                                      first[0] if first else None, first[1] if first else None,
                                      self.severity.get(acct))
         out[DISTILLGUARD] = dg
