@@ -39,6 +39,7 @@ from .metrics import faust_lag, render as render_metrics
 from .ocsf import to_ocsf
 
 log = logging.getLogger("distillguard.worker")
+EXPIRY_EVERY_MS = 10 * 60_000  # event time between idle-account expiry passes
 # DLQ values are cut to this many bytes (header dg-truncated: original length): the producer's
 # and the broker's default limit is 1 MB, and a gateway topic may carry larger events.
 DLQ_MAX_VALUE_BYTES = 900_000
@@ -56,6 +57,8 @@ class StateCache(MutableMapping):
         self.table = table
         self.local: dict[str, AccountState] = {}
         self.dirty: set[str] = set()
+        self.partition: dict[str, int] = {}        # account -> changelog partition of its state
+        self.to_delete: dict[str, int] = {}        # expired accounts whose tombstone is not written yet
 
     def __getitem__(self, key: str) -> AccountState:
         s = self.local.get(key)
@@ -71,8 +74,13 @@ class StateCache(MutableMapping):
         self.dirty.add(key)
 
     def __delitem__(self, key: str) -> None:
+        # The table row goes at the end of a batch that has an event of its partition
+        # (a changelog tombstone needs that partition as the current event).
         self.local.pop(key, None)
-        del self.table[key]
+        self.dirty.discard(key)
+        partition = self.partition.pop(key, None)
+        if partition is not None:
+            self.to_delete[key] = partition
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.local)
@@ -156,6 +164,7 @@ def create_app(settings: Settings) -> faust.App:
                         states=cache)
     counters = Counters()
     partition_time: dict[int, int] = {}   # highest event time seen per source partition
+    expiry = {"last": 0, "accounts": 0}     # idle-account expiry: last run (event ms), accounts expired
     app.distillguard = {"detector": detector, "counters": counters, "cache": cache}
     clusters = register_cluster_agents(app, settings, detector, alerts, sink, counters)  # issue #5
     # integrations (issue #6): optional OCSF copy of the alerts, topic-level input adapters
@@ -204,7 +213,11 @@ def create_app(settings: Settings) -> faust.App:
                                      ev.usage.get("output_tokens") or 0, ev.status not in (None, "ok"))
             # Close quiet alerts at the low watermark: partitions are consumed at different
             # speeds, so one partition's event time says nothing about another's accounts.
-            out.extend(detector.advance(min(partition_time.values(), default=0)))
+            low_watermark = min(partition_time.values(), default=0)
+            out.extend(detector.advance(low_watermark))
+            if low_watermark - expiry["last"] >= EXPIRY_EVERY_MS:  # forget long-idle accounts
+                expiry["last"] = low_watermark
+                expiry["accounts"] += len(detector.expire_idle(low_watermark))
             for alert in out:
                 counters.alerts[alert.severity] += 1
                 await alerts.send(key=alert.account_ids[0].encode(), value=alert.to_json())
@@ -230,7 +243,8 @@ def create_app(settings: Settings) -> faust.App:
     @app.page("/distillguard/")
     async def status(web, request):
         body = {"events": counters.events, "dlq": dict(counters.dlq), "alerts": dict(counters.alerts),
-                "accounts_cached": len(cache.local), "uptime_s": round(time.time() - counters.started),
+                "accounts_cached": len(cache.local), "accounts_expired": expiry["accounts"],
+                "uptime_s": round(time.time() - counters.started),
                 "latency_ms": counters.latency.summary(), "clusters": clusters.stats()}
         sink = app.distillguard.get("sink")
         if sink is not None:
@@ -249,11 +263,12 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def _save_states(cache: StateCache, table, last_event_of: dict[str, object]) -> None:
-    """Write each dirty account state to the table once per batch.
+    """Write each dirty account state to the table once per batch, and delete expired ones.
 
     Faust routes a table write to the changelog partition of the *current*
     event; in a batch there is none, so we make the account's last event of
-    the batch current while writing its state.
+    the batch current while writing its state (and, for a deletion, any event
+    of the same partition).
     """
     for account in cache.dirty:
         event = last_event_of.get(account)
@@ -261,5 +276,14 @@ def _save_states(cache: StateCache, table, last_event_of: dict[str, object]) -> 
             continue
         _current_event.set(weakref.ref(event))
         table[account] = cache.local[account].to_bytes()
+        cache.partition[account] = event.message.partition
+    for account, partition in list(cache.to_delete.items()):
+        event = next((e for e in last_event_of.values() if e.message.partition == partition), None)
+        if event is None:
+            continue
+        _current_event.set(weakref.ref(event))
+        if account in table:
+            del table[account]
+        del cache.to_delete[account]
     _current_event.set(None)
     cache.dirty.clear()

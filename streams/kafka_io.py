@@ -38,7 +38,7 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> None:
 
 def topic_specs(settings: Settings) -> dict[str, int]:
     """Topic name -> partitions for every topic distillguard reads or writes itself."""
-    return {
+    specs = {
         settings.topic_requests: settings.partitions,
         settings.topic_dlq: 1,
         settings.topic_alerts: 1,
@@ -46,6 +46,14 @@ def topic_specs(settings: Settings) -> dict[str, int]:
         settings.topic_links: settings.partitions,
         settings.topic_cluster: 1,   # one cluster agent instance cluster-wide (streams/cluster_agents.py)
     }
+    # optional topics, when switched on: created before the worker subscribes, so its
+    # first assignment already includes them
+    for name in (settings.topic_litellm, settings.topic_otel):
+        if name:
+            specs[name] = settings.partitions
+    if settings.topic_ocsf:
+        specs[settings.topic_ocsf] = 1
+    return specs
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
