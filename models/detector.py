@@ -17,7 +17,7 @@ process, and are relearned after a restart.
 """
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 
 from distillguard.schemas import Alert, RequestEvent
 
@@ -49,6 +49,9 @@ class Detector:
         self.max_scores: dict[str, float] = {}
         self.open_alerts: set[str] = set()  # accounts with an open alert, for expiry
         self.watermark = 0                  # highest event time seen
+        # optional callback(account, ts_ms, score, reasons) on every scoring: the stream stores
+        # these as feature snapshots for analysts (account_features)
+        self.on_score: Callable[[str, int, float, list[dict]], None] | None = None
 
     def _due(self, s: AccountState) -> bool:
         """Score when the state changed materially: at ``min_events``, then every ``score_every``."""
@@ -83,6 +86,8 @@ class Detector:
             self.scorer.learn_one(s, score)
             if score > self.max_scores.get(account, 0.0):
                 self.max_scores[account] = score
+            if self.on_score is not None:
+                self.on_score(account, ts, score, reasons)
             samples = s.samples or [f.event_id]
             s.alert, alert = self.lifecycle.observe(s.alert, account, [account], score, reasons, ts,
                                                    s.first_ms, s.events, samples, f.model)

@@ -163,6 +163,9 @@ def create_app(settings: Settings) -> faust.App:
     detector = Detector(load_config(settings.detector_config or None), settings.fingerprint_key.encode(),
                         states=cache)
     counters = Counters()
+    snapshots: list[list] = []            # account_features rows of the current batch
+    detector.on_score = lambda account, ts, score, reasons: snapshots.append(
+        [account, ts, score, {r["feature"]: float(r["value"]) for r in reasons}])
     partition_time: dict[int, int] = {}   # highest event time seen per source partition
     expiry = {"last": 0, "accounts": 0}     # idle-account expiry: last run (event ms), accounts expired
     app.distillguard = {"detector": detector, "counters": counters, "cache": cache}
@@ -209,8 +212,9 @@ def create_app(settings: Settings) -> faust.App:
                 last_event_of[ev.account_id] = event
                 if ev.ts_ms > partition_time.get(msg.partition, 0):
                     partition_time[msg.partition] = ev.ts_ms
-                aggregates.learn_one(ev.account_id, ev.ts_ms, ev.usage.get("input_tokens") or 0,
-                                     ev.usage.get("output_tokens") or 0, ev.status not in (None, "ok"))
+                f = detector.last_features
+                aggregates.learn_one(ev.account_id, ev.ts_ms, f.input_tokens, f.output_tokens, f.error,
+                                     f.skeleton_fp, f.topic)
             # Close quiet alerts at the low watermark: partitions are consumed at different
             # speeds, so one partition's event time says nothing about another's accounts.
             low_watermark = min(partition_time.values(), default=0)
@@ -225,7 +229,11 @@ def create_app(settings: Settings) -> faust.App:
                     await ocsf.send(key=alert.account_ids[0].encode(), value=orjson.dumps(to_ocsf(alert.to_dict())))
             rows = aggregates.rows()
             if rows:
-                await sink.send(value=sink_message("account_minute", rows))
+                await sink.send(value=sink_message("account_minute_in", rows))
+            feature_rows = snapshots[:]
+            snapshots.clear()
+            if feature_rows:
+                await sink.send(value=sink_message("account_features", feature_rows))
             if out:
                 await sink.send(value=sink_message("alert_events", [alert_row(a) for a in out]))
             if dlq_counts:
@@ -233,7 +241,7 @@ def create_app(settings: Settings) -> faust.App:
             # States last, once the batch's outputs are delivered: a state in the changelog that
             # already includes this batch means its alerts and rows are out. (The other order lost
             # them after a kill -9: the restored state did not raise them again on re-processing.)
-            if out or rows or dlq_counts:
+            if out or rows or dlq_counts or feature_rows:
                 await app.producer.flush()
             _save_states(cache, table, last_event_of)
             counters.events += len(events)

@@ -83,6 +83,59 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ORDER BY (cluster_id, account_id)
         TTL toDateTime(updated_at) + INTERVAL 400 DAY""",
     ]),
+    (3, [
+        # The sink inserts per-minute partial aggregates here; materialized views fan them out
+        # into the minute sums (account_minute), minute sketches and the hourly rollup.
+        """CREATE TABLE IF NOT EXISTS {db}.account_minute_in (
+            account_id String,
+            minute DateTime('UTC'),
+            requests UInt64,
+            input_tokens UInt64,
+            output_tokens UInt64,
+            errors UInt64,
+            skeletons Array(UInt64),
+            topics Array(UInt8)
+        ) ENGINE = Null""",
+        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.account_minute_mv TO {db}.account_minute AS
+        SELECT account_id, minute, requests, input_tokens, output_tokens, errors FROM {db}.account_minute_in""",
+        """CREATE TABLE IF NOT EXISTS {db}.account_minute_states (
+            account_id String,
+            minute DateTime('UTC'),
+            skeletons AggregateFunction(uniq, UInt64),
+            topics AggregateFunction(uniq, UInt8)
+        ) ENGINE = AggregatingMergeTree
+        ORDER BY (account_id, minute)
+        TTL minute + INTERVAL 90 DAY""",
+        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.account_minute_states_mv TO {db}.account_minute_states AS
+        SELECT account_id, minute, uniqArrayState(skeletons) AS skeletons, uniqArrayState(topics) AS topics
+        FROM {db}.account_minute_in GROUP BY account_id, minute""",
+        """CREATE TABLE IF NOT EXISTS {db}.account_hour (
+            account_id String,
+            hour DateTime('UTC'),
+            requests SimpleAggregateFunction(sum, UInt64),
+            input_tokens SimpleAggregateFunction(sum, UInt64),
+            output_tokens SimpleAggregateFunction(sum, UInt64),
+            errors SimpleAggregateFunction(sum, UInt64),
+            skeletons AggregateFunction(uniq, UInt64),
+            topics AggregateFunction(uniq, UInt8)
+        ) ENGINE = AggregatingMergeTree
+        ORDER BY (account_id, hour)
+        TTL hour + INTERVAL 400 DAY""",
+        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.account_hour_mv TO {db}.account_hour AS
+        SELECT account_id, toStartOfHour(minute) AS hour, sum(requests) AS requests,
+               sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(errors) AS errors,
+               uniqArrayState(skeletons) AS skeletons, uniqArrayState(topics) AS topics
+        FROM {db}.account_minute_in GROUP BY account_id, hour""",
+        # what the detector saw when it scored an account: feature value per name
+        """CREATE TABLE IF NOT EXISTS {db}.account_features (
+            account_id String,
+            ts DateTime64(3, 'UTC'),
+            score Float64,
+            features Map(LowCardinality(String), Float64)
+        ) ENGINE = MergeTree
+        ORDER BY (account_id, ts)
+        TTL toDateTime(ts) + INTERVAL 90 DAY""",
+    ]),
 ]
 
 # Column order of the rows the sink inserts, per table.
@@ -93,6 +146,9 @@ COLUMNS: dict[str, list[str]] = {
     "account_minute": ["account_id", "minute", "requests", "input_tokens", "output_tokens", "errors"],
     "dlq_minute": ["minute", "reason", "count"],
     "cluster_members": ["cluster_id", "account_id", "updated_at", "score", "evidence"],
+    "account_minute_in": ["account_id", "minute", "requests", "input_tokens", "output_tokens", "errors",
+                          "skeletons", "topics"],
+    "account_features": ["account_id", "ts", "score", "features"],
 }
 
 

@@ -82,12 +82,17 @@ def test_stream_end_to_end(tmp_path, isolated_env, isolated_settings, small_sim)
         latest = store.query(f"SELECT count() FROM {db}.alerts_latest FINAL").result_rows[0][0]
         requests = store.query(f"SELECT sum(requests) FROM {db}.account_minute").result_rows[0][0]
         dlq_rows = store.query(f"SELECT sum(count) FROM {db}.dlq_minute").result_rows[0][0]
+        hourly = store.query(f"SELECT sum(requests), uniqMerge(skeletons) > 0 FROM {db}.account_hour").result_rows[0]
+        snapshots = store.query(f"SELECT count(), countIf(length(features) > 3) FROM {db}.account_features"
+                                ).result_rows[0]
     finally:
         store.close()
     assert n_rows == len(alerts)
     assert latest == len({a["alert_id"] for a in alerts})
     assert requests == len(lines)
     assert dlq_rows == len(MALFORMED)
+    assert hourly == (len(lines), True)
+    assert snapshots[0] > 0 and snapshots[0] == snapshots[1]
 
     # replay on the same events finds the same alerts
     replayed = []

@@ -26,12 +26,13 @@ def filled_store_env(tmp_path, small_sim):
     detector, agg, alerts = Detector(), MinuteAggregates(), []
     for ev in ordered_events(open_lines(small_sim[0]), ReplayStats()):
         alerts.extend(detector.process_one(ev))
-        agg.learn_one(ev.account_id, ev.ts_ms, 1, 1, False)
+        f = detector.last_features
+        agg.learn_one(ev.account_id, ev.ts_ms, f.input_tokens, f.output_tokens, f.error, f.skeleton_fp, f.topic)
     store = Store(load_settings(env))
     try:
         store.migrate()
         store.insert("alert_events", [alert_row(a) for a in alerts])
-        store.insert("account_minute", agg.rows())
+        store.insert("account_minute_in", agg.rows())
     finally:
         store.close()
     return env, alerts

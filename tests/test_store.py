@@ -2,6 +2,7 @@
 it and a second one gets a clear error."""
 import subprocess
 import sys
+import time
 
 from distillguard.streams.clickhouse import MIGRATIONS, Store
 from distillguard.streams.settings import load_settings
@@ -15,7 +16,29 @@ def test_migrations_apply_once(tmp_path):
         assert store.migrate() == [v for v, _ in MIGRATIONS]
         assert store.migrate() == []
         tables = {r[0] for r in store.query("SHOW TABLES FROM distillguard").result_rows}
-        assert {"alert_events", "alerts_latest", "account_minute", "dlq_minute"} <= tables
+        assert {"alert_events", "alerts_latest", "account_minute", "dlq_minute", "cluster_members",
+                "account_minute_states", "account_hour", "account_features"} <= tables
+    finally:
+        store.close()
+
+
+def test_minute_rows_fan_out_to_sums_sketches_and_the_hourly_rollup(tmp_path):
+    store = Store(load_settings({"DG_DATA_DIR": str(tmp_path)}))
+    try:
+        store.migrate()
+        # two partial rows of one minute (two batches), and one of the next hour; recent
+        # times, since rows older than a table's TTL are dropped
+        h = int(time.time()) // 3600 * 3600 - 7200
+        store.insert("account_minute_in", [["a", h, 2, 10, 20, 0, [1, 2], [3]],
+                                           ["a", h, 1, 5, 5, 1, [2, 9], [4]],
+                                           ["a", h + 3660, 4, 1, 1, 0, [1], [3]]])
+        db = store.db
+        q = lambda sql: store.query(sql).result_rows
+        assert q(f"SELECT sum(requests), sum(errors) FROM {db}.account_minute") == [(7, 1)]
+        assert q(f"SELECT uniqMerge(skeletons), uniqMerge(topics) FROM {db}.account_minute_states "
+                 f"WHERE minute = toDateTime({h})") == [(3, 2)]
+        assert q(f"SELECT toUnixTimestamp(hour), sum(requests), uniqMerge(skeletons) FROM {db}.account_hour "
+                 "GROUP BY hour ORDER BY hour") == [(h, 3, 3), (h + 3600, 4, 1)]
     finally:
         store.close()
 
