@@ -205,10 +205,10 @@ def create_app(settings: Settings) -> faust.App:
                         # after each restart): keep a prefix, say how long the original was
                         headers["dg-truncated"] = str(len(value)).encode()
                         value = value[:DLQ_MAX_VALUE_BYTES]
-                    await dlq.send(key=msg.key, value=value, headers=headers)
+                    dlq.send_soon(key=msg.key, value=value, headers=headers)
                     continue
                 out.extend(detector.process_one(ev))
-                await clusters.observe(ev, detector)   # link observations for cross-account detection
+                clusters.observe(ev, detector)   # link observations for cross-account detection
                 last_event_of[ev.account_id] = event
                 if ev.ts_ms > partition_time.get(msg.partition, 0):
                     partition_time[msg.partition] = ev.ts_ms
@@ -224,25 +224,26 @@ def create_app(settings: Settings) -> faust.App:
                 expiry["accounts"] += len(detector.expire_idle(low_watermark))
             for alert in out:
                 counters.alerts[alert.severity] += 1
-                await alerts.send(key=alert.account_ids[0].encode(), value=alert.to_json())
+                alerts.send_soon(key=alert.account_ids[0].encode(), value=alert.to_json())
                 if ocsf is not None:
-                    await ocsf.send(key=alert.account_ids[0].encode(), value=orjson.dumps(to_ocsf(alert.to_dict())))
+                    ocsf.send_soon(key=alert.account_ids[0].encode(),
+                                   value=orjson.dumps(to_ocsf(alert.to_dict())))
             rows = aggregates.rows()
             if rows:
-                await sink.send(value=sink_message("account_minute_in", rows))
+                sink.send_soon(value=sink_message("account_minute_in", rows))
             feature_rows = snapshots[:]
             snapshots.clear()
             if feature_rows:
-                await sink.send(value=sink_message("account_features", feature_rows))
+                sink.send_soon(value=sink_message("account_features", feature_rows))
             if out:
-                await sink.send(value=sink_message("alert_events", [alert_row(a) for a in out]))
+                sink.send_soon(value=sink_message("alert_events", [alert_row(a) for a in out]))
             if dlq_counts:
-                await sink.send(value=sink_message("dlq_minute", [[m, r, n] for (m, r), n in dlq_counts.items()]))
-            # States last, once the batch's outputs are delivered: a state in the changelog that
-            # already includes this batch means its alerts and rows are out. (The other order lost
-            # them after a kill -9: the restored state did not raise them again on re-processing.)
-            if out or rows or dlq_counts or feature_rows:
-                await app.producer.flush()
+                sink.send_soon(value=sink_message("dlq_minute", [[m, r, n] for (m, r), n in dlq_counts.items()]))
+            # Outputs are buffered (send_soon: no event-loop round trip per message) and
+            # delivered here. States last, once the batch's outputs are delivered: a state in the
+            # changelog that already includes this batch means its alerts and rows are out. (The
+            # other order lost them after a kill -9: the restored state did not raise them again.)
+            await app.producer.flush()
             _save_states(cache, table, last_event_of)
             counters.events += len(events)
             counters.batches += 1

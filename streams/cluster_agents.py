@@ -55,13 +55,13 @@ class ClusterIO:
         self.cluster_alerts = 0
         self.engine: ClusterEngine | None = None
 
-    async def observe(self, event, detector) -> None:
+    def observe(self, event, detector) -> None:
         features = getattr(detector, "last_features", None)
         if features is None or features.event_id != event.event_id:
             features = extract(event, self.key)
         for obs in self.observer.observe(event, features):
             self.observations += 1
-            await self.links.send(key=obs["k"].encode(), value=orjson.dumps(obs))
+            self.links.send_soon(key=obs["k"].encode(), value=orjson.dumps(obs))
 
     def stats(self) -> dict:
         out = {"observations": self.observations, "evidence": self.evidence, "cluster_alerts": self.cluster_alerts}
