@@ -25,6 +25,9 @@ from .kafka_io import KafkaUnavailable, check_broker, consume, ensure_topics, pr
 from .settings import Settings
 
 SEV_MARK = {"low": ".", "medium": "!", "high": "!!", "critical": "!!!"}
+MALFORMED = [b"{not json", b'{"schema_version":"1","event_id":"bad","account_id":"x"}',
+             b'{"schema_version":"1","event_id":"bad2","ts_ms":"today","account_id":"x","model":"m",'
+             b'"operation":"chat","messages":[],"params":{}}']
 
 
 class DemoError(RuntimeError):
@@ -69,6 +72,22 @@ def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | No
             raise DemoError(f"the worker exited (code {proc.returncode}) while waiting for {what}:\n{tail}")
         time.sleep(0.5)
     raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _wait_settled(settings: Settings, proc, log_path, quiet_s: float = 6.0, timeout: float = 90.0) -> None:
+    """Wait until the worker's alert count stops moving (cluster alerts settle a little after
+    the last event) and its sink has stored everything."""
+    last, since = None, time.monotonic()
+
+    def settled():
+        nonlocal last, since
+        s = _worker_status(settings) or {}
+        now = (sum(s.get("alerts", {}).values()), s.get("sink", {}).get("pending_rows"))
+        if now != last:
+            last, since = now, time.monotonic()
+        return time.monotonic() - since >= quiet_s and now[1] == 0
+
+    wait_until(settled, timeout, "alerts and sink rows to settle", proc, log_path)
 
 
 def _shifted(events, run_tag: str, shift_ms: int):
@@ -126,11 +145,13 @@ def run_demo(settings: Settings, args) -> int:
         events = list(sim.events())
         shift = int(time.time() * 1000) - events[-1]["ts_ms"]
         print(f"streaming {len(events):,} simulated events through {settings.topic_requests} ...", flush=True)
-        sent = produce_events(settings, _shifted(events, run_tag, shift), progress=True)
+        # a few malformed messages too: they must land in the DLQ, not stop the worker
+        stream = [*_shifted(events, run_tag, shift), *MALFORMED]
+        sent = produce_events(settings, stream, progress=True)
         base = (_worker_status(settings) or {}).get("events", 0)
         wait_until(lambda: (_worker_status(settings) or {}).get("events", 0) >= sent or None,
                    args.timeout, f"the worker to process {sent} events (had {base})", proc, log_path)
-        time.sleep(3.0)  # let the last alerts and sink rows flush
+        _wait_settled(settings, proc, log_path)
         stop_reading.set()
     finally:
         code = stop_worker(proc)
@@ -143,7 +164,7 @@ def run_demo(settings: Settings, args) -> int:
 
 def _summary(settings, Store, alerts, labels, run_tag, sent, elapsed) -> int:
     created = [a for a in alerts if a["activity"] == "create"]
-    alerted = {a["account_ids"][0] for a in alerts if a["severity"] in ("medium", "high", "critical")}
+    alerted = {acct for a in alerts if a["severity"] in ("medium", "high", "critical") for acct in a["account_ids"]}
     attacks = {a for a, v in labels.items() if v["label"] == "attack"}
     benign = set(labels) - attacks
     print("\nsummary")
@@ -158,8 +179,11 @@ def _summary(settings, Store, alerts, labels, run_tag, sent, elapsed) -> int:
     db = settings.clickhouse_database
     n_alerts = store.query(f"SELECT count() FROM {db}.alert_events WHERE account_id LIKE '%-{run_tag}'").result_rows[0][0]
     n_req = store.query(f"SELECT sum(requests) FROM {db}.account_minute WHERE account_id LIKE '%-{run_tag}'").result_rows[0][0]
+    tables = store.query(f"SELECT name, total_rows FROM system.tables WHERE database = '{db}' "
+                         "AND total_rows IS NOT NULL ORDER BY name").result_rows
     store.close()
     print(f"  in ClickHouse          {n_alerts} alert events, {n_req:,} requests in account_minute")
+    print("  rows per table         " + ", ".join(f"{name} {rows:,}" for name, rows in tables))
     print(f"  took                   {elapsed:.0f}s")
     print("\nlook at them:\n  .venv/bin/distillguard sql \"SELECT alert_id, severity, score, account_id, "
           f"recommended_action FROM {db}.alerts_latest FINAL ORDER BY score DESC LIMIT 20\"")
