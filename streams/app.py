@@ -169,10 +169,19 @@ def create_app(settings: Settings) -> faust.App:
     partition_time: dict[int, int] = {}   # highest event time seen per source partition
     expiry = {"last": 0, "accounts": 0}     # idle-account expiry: last run (event ms), accounts expired
     app.distillguard = {"detector": detector, "counters": counters, "cache": cache}
-    clusters = register_cluster_agents(app, settings, detector, alerts, sink, counters)  # issue #5
     # integrations (issue #6): optional OCSF copy of the alerts, topic-level input adapters
     ocsf = ocsf_topic(app, settings)
     register_adapter_agents(app, settings, requests, dlq)
+
+    def emit_alert(alert) -> None:
+        """Buffer one alert (and its OCSF copy); the batch's producer flush delivers it."""
+        counters.alerts[alert.severity] += 1
+        key = alert.account_ids[0].encode()
+        alerts.send_soon(key=key, value=alert.to_json())
+        if ocsf is not None:
+            ocsf.send_soon(key=key, value=orjson.dumps(to_ocsf(alert.to_dict())))
+
+    clusters = register_cluster_agents(app, settings, detector, emit_alert, sink)  # issue #5
 
     @app.on_partitions_revoked.connect
     async def _forget(app, revoked, **kwargs) -> None:
@@ -223,11 +232,7 @@ def create_app(settings: Settings) -> faust.App:
                 expiry["last"] = low_watermark
                 expiry["accounts"] += len(detector.expire_idle(low_watermark))
             for alert in out:
-                counters.alerts[alert.severity] += 1
-                alerts.send_soon(key=alert.account_ids[0].encode(), value=alert.to_json())
-                if ocsf is not None:
-                    ocsf.send_soon(key=alert.account_ids[0].encode(),
-                                   value=orjson.dumps(to_ocsf(alert.to_dict())))
+                emit_alert(alert)
             rows = aggregates.rows()
             if rows:
                 sink.send_soon(value=sink_message("account_minute_in", rows))
@@ -245,6 +250,9 @@ def create_app(settings: Settings) -> faust.App:
             # other order lost them after a kill -9: the restored state did not raise them again.)
             await app.producer.flush()
             _save_states(cache, table, last_event_of)
+            # and the states right away: a kill -9 before they reach the changelog would make
+            # the restarted worker re-raise this batch's alerts (same ids, but a second create)
+            await app.producer.flush()
             counters.events += len(events)
             counters.batches += 1
             counters.latency.add_batch(events)

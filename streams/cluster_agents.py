@@ -70,8 +70,9 @@ class ClusterIO:
         return out
 
 
-def register_cluster_agents(app, settings: Settings, detector, alerts_topic, sink_topic, counters=None) -> ClusterIO:
-    """Declare the link topic, the cluster topic and the linker and cluster agents on ``app``."""
+def register_cluster_agents(app, settings: Settings, detector, emit_alert, sink_topic) -> ClusterIO:
+    """Declare the link topic, the cluster topic and the linker and cluster agents on ``app``.
+    ``emit_alert(alert)`` publishes an alert exactly as the per-account agent does."""
     links = app.topic(settings.topic_links, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw", partitions=settings.partitions)
     evidence = app.topic(settings.topic_cluster, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -84,9 +85,7 @@ def register_cluster_agents(app, settings: Settings, detector, alerts_topic, sin
     async def publish(out: list) -> None:
         for alert in out:
             io.cluster_alerts += 1
-            if counters is not None:
-                counters.alerts[alert.severity] += 1
-            await alerts_topic.send(key=alert.account_ids[0].encode(), value=alert.to_json())
+            emit_alert(alert)
         if out:
             await sink_topic.send(value=sink_message("alert_events", [alert_row(a) for a in out]))
         rows = engine.drain_rows()

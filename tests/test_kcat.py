@@ -57,7 +57,7 @@ def test_kcat_produces_events_and_consumes_alerts(tmp_path, kcat, broker, isolat
         assert proc.returncode == 0, proc.stderr.decode(errors="replace")
         status = worker.wait_for(lambda s: s and s["events"] >= len(lines), 300, f"{len(lines)} events processed")
         assert status["dlq"] == {}, "kcat's messages must be valid contract-v1 events"
-        n_alerts = sum(status["alerts"].values())
+        n_alerts = sum(worker.wait_settled()["alerts"].values())
         assert n_alerts > 0, "the small scenario has attackers: expected alerts"
         deadline = time.monotonic() + 60
         while True:

@@ -91,7 +91,7 @@ def test_worker_serves_metrics(tmp_path, isolated_env, isolated_settings, small_
     try:
         sent = produce_events(settings, lines + [b"{broken", b"[]"], progress=False)
         worker.wait_for(lambda s: s and s["events"] >= sent and s["sink"]["pending_rows"] == 0
-                        and s["sink"]["inserted"].get("account_minute", 0) > 0, 120, "events processed")
+                        and s["sink"]["inserted"].get("account_minute_in", 0) > 0, 120, "events processed")
         deadline = time.monotonic() + 30
         while True:   # offsets are committed a moment after processing
             with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as r:
@@ -106,7 +106,7 @@ def test_worker_serves_metrics(tmp_path, isolated_env, isolated_settings, small_
     assert content_type.startswith("text/plain")
     assert m["distillguard_events_total"][""] == sent
     assert m["distillguard_dlq_events_total"] == {'{reason="invalid_json"}': 1, '{reason="not_object"}': 1}
-    assert m["distillguard_sink_inserted_rows_total"]['{table="account_minute"}'] > 0
+    assert m["distillguard_sink_inserted_rows_total"]['{table="account_minute_in"}'] > 0
     assert m["distillguard_sink_pending_rows"][""] == 0
     topics = {re.search(r'topic="([^"]+)"', k).group(1) for k in lag}
     assert topics == {settings.topic_requests}

@@ -2,7 +2,6 @@
 events produced with confluent-kafka → Faust worker → alerts topic, DLQ, ClickHouse;
 and `replay` on the same events gives the same alerts."""
 import gzip
-import time
 
 import orjson
 import pytest
@@ -40,18 +39,8 @@ def test_stream_end_to_end(tmp_path, isolated_env, isolated_settings, small_sim)
         assert sent == len(stream)
         status = worker.wait_for(lambda s: s and s["events"] >= sent, 240, f"{sent} events processed")
         assert sum(status["dlq"].values()) == len(MALFORMED)
-        # cluster alerts settle a little later than per-account ones: wait until the
-        # worker's alert count stops moving and the sink has stored every alert event
-        settled = {"n": -1, "since": 0.0}
-
-        def quiet(s):
-            n = sum(s["alerts"].values())
-            if n != settled["n"]:
-                settled.update(n=n, since=time.monotonic())
-            return (time.monotonic() - settled["since"] > 8 and s["sink"]["pending_rows"] == 0
-                    and s["sink"]["inserted"].get("alert_events", 0) >= n)
-
-        n_alerts = sum(worker.wait_for(quiet, 120, "alerts to settle")["alerts"].values())
+        n_alerts = sum(worker.wait_settled()["alerts"].values())
+        worker.wait_for(lambda s: s["sink"]["inserted"].get("alert_events", 0) >= n_alerts, 60, "alert rows stored")
         alerts = [orjson.loads(v) for _k, v, _h in consume(settings, settings.topic_alerts, timeout=60, idle=5)]
         assert len(alerts) >= n_alerts
     finally:

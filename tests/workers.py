@@ -47,6 +47,22 @@ class WorkerProcess:
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting for {what}; last status {self.status()}\n{self.log_tail()}")
 
+    def wait_settled(self, quiet_s: float = 8.0, timeout: float = 120.0) -> dict:
+        """Wait until the alert count stops moving for ``quiet_s`` (cluster alerts settle a
+        little after the last event) and the sink, if any, has nothing pending."""
+        seen = {"n": None, "since": time.monotonic()}
+
+        def quiet(s):
+            if not s:
+                return False
+            n = sum(s["alerts"].values())
+            if n != seen["n"]:
+                seen.update(n=n, since=time.monotonic())
+            sink_idle = "sink" not in s or s["sink"]["pending_rows"] == 0
+            return sink_idle and time.monotonic() - seen["since"] >= quiet_s
+
+        return self.wait_for(quiet, timeout, "alerts to settle")
+
     def stop(self, timeout: float = 60.0) -> int:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
