@@ -57,6 +57,7 @@ from .config import DetectorConfig
 from .features import extract
 from .lifecycle import A_EMITTED_EVENTS, A_LAST_STRONG, Lifecycle, severity_of
 from .linking import SYNC_MS, Linker, LinkObserver
+from .scoring import ramp
 from .topics import TOPICS
 
 DETECTOR = "hydra_cluster"
@@ -87,14 +88,6 @@ def _fade(age: int) -> float:
     if age <= PAIR_HOLD_MS:
         return 1.0
     return max(0.0, 1.0 - (age - PAIR_HOLD_MS) / (PAIR_TTL_MS - PAIR_HOLD_MS))
-
-
-def _ramp(x: float, lo: float, hi: float) -> float:
-    if x <= lo:
-        return 0.0
-    if x >= hi:
-        return 1.0
-    return (x - lo) / (hi - lo)
 
 
 class _Account:
@@ -220,18 +213,18 @@ def score_cluster(members: Mapping[str, dict], times: Mapping[str, list[int]], k
         "median_member_requests": round(sorted(alone_reqs)[n // 2], 1),
         "median_member_areas": sorted(alone_areas)[n // 2],
     }
-    breadth = _ramp(areas, 3, 6) * _ramp(entropy, 0.3, 0.6)
-    reasoning_r = _ramp(reasoning, 0.2, 0.4)
-    template_r = _ramp(ev["template_share"], 0.25, 0.5)
+    breadth = ramp(areas, 3, 6) * ramp(entropy, 0.3, 0.6)
+    reasoning_r = ramp(reasoning, 0.2, 0.4)
+    template_r = ramp(ev["template_share"], 0.25, 0.5)
     extraction = max(breadth * max(reasoning_r, template_r),
                      # one reasoning-eliciting wrapper shared across accounts over several areas:
                      # harvesting chains of thought, even before the pooled mix looks broad
-                     0.85 * reasoning_r * template_r * _ramp(areas, 1, 3))
+                     0.85 * reasoning_r * template_r * ramp(areas, 1, 3))
     coordination = 1.0 - ((1 - 0.6 * young / n) * (1 - 0.2 * low_tier / n) * (1 - 0.4 * rotating / n)
-                          * (1 - 0.5 * _ramp(sync, 0.1, 0.4)))
+                          * (1 - 0.5 * ramp(sync, 0.1, 0.4)))
     ev["collective_extraction"] = round(extraction, 3)
     ev["coordination"] = round(coordination, 3)
-    score = extraction * _ramp(coordination, 0.2, 0.5) * _ramp(n, MIN_MEMBERS - 1, 5) * _ramp(reqs, 4, 10)
+    score = extraction * ramp(coordination, 0.2, 0.5) * ramp(n, MIN_MEMBERS - 1, 5) * ramp(reqs, 4, 10)
     baselines = {"topic_areas": 2.0, "topic_entropy": 0.25, "reasoning_share": 0.05, "template_share": 0.1,
                  "young_share": 0.05, "low_tier_share": 0.3, "ip_rotation_share": 0.05,
                  "timing_synchrony": 0.02}

@@ -30,7 +30,7 @@ PRIOR_REQUESTS = 10.0  # shares shrink towards 0 by this many pseudo-requests: a
                        # on a new model is not a "100% pivot"
 
 
-def _ramp(x: float, lo: float, hi: float) -> float:
+def ramp(x: float, lo: float, hi: float) -> float:
     """0 below lo, 1 above hi, linear between."""
     if x <= lo:
         return 0.0
@@ -92,23 +92,23 @@ def account_features(s: AccountState) -> dict[str, float]:
 
 def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
     """Strength in 0..1 of each extraction finding, from the named features."""
-    volume = _ramp(x["requests_day"], cfg.min_events, 4 * cfg.min_events)
-    breadth = _ramp(x["topic_areas"], cfg.broad_areas - 3, cfg.broad_areas) * _ramp(x["topic_entropy"], 0.3, 0.6)
-    reasoning = _ramp(x["reasoning_share"], cfg.reasoning_share / 2, cfg.reasoning_share)
-    template = _ramp(x["template_fill_share"], cfg.template_share / 2, cfg.template_share)
-    standalone = _ramp(x["standalone_share"], 0.3, 0.7)
-    harvest = _ramp(x["long_output_share"], 0.2, 0.6)
+    volume = ramp(x["requests_day"], cfg.min_events, 4 * cfg.min_events)
+    breadth = ramp(x["topic_areas"], cfg.broad_areas - 3, cfg.broad_areas) * ramp(x["topic_entropy"], 0.3, 0.6)
+    reasoning = ramp(x["reasoning_share"], cfg.reasoning_share / 2, cfg.reasoning_share)
+    template = ramp(x["template_fill_share"], cfg.template_share / 2, cfg.template_share)
+    standalone = ramp(x["standalone_share"], 0.3, 0.7)
+    harvest = ramp(x["long_output_share"], 0.2, 0.6)
     return {
         # a sweep elicits reasoning across many areas, as standalone or templated queries; a batch job over
         # mixed inputs is broad and templated but asks for no reasoning, an eval harness reasons on one area
         "capability_sweep": breadth * reasoning * max(standalone, template) * volume,
         # reasoning traces harvested at volume with long outputs, whatever the areas (crisp)
-        "reasoning_harvest": _ramp(x["reasoning_share"], 0.6, 0.8) * harvest * standalone
-                             * _ramp(x["requests_day"], 100, 300),
-        "logprob_probing": _ramp(max(x["logprob_share"], x["logit_bias_share"]),
+        "reasoning_harvest": ramp(x["reasoning_share"], 0.6, 0.8) * harvest * standalone
+                             * ramp(x["requests_day"], 100, 300),
+        "logprob_probing": ramp(max(x["logprob_share"], x["logit_bias_share"]),
                                  cfg.logprob_share / 2, cfg.logprob_share) * volume,
-        "grader_abuse": _ramp(x["grader_share"], cfg.grader_share / 2, cfg.grader_share) * volume,
-        "model_pivot": _ramp(x["new_model_share"], 0.4, 0.8) * max(reasoning, harvest) * volume,
+        "grader_abuse": ramp(x["grader_share"], cfg.grader_share / 2, cfg.grader_share) * volume,
+        "model_pivot": ramp(x["new_model_share"], 0.4, 0.8) * max(reasoning, harvest) * volume,
     }
 
 
@@ -144,7 +144,7 @@ class Scorer:
         ev = evidence(x, cfg)
         cohort = s.tier or "unknown"
         hst = self.anomaly.score_one(cohort, self.anomaly_vector(x))
-        ev["anomaly"] = cfg.anomaly_weight * _ramp(hst, cfg.anomaly_lo, cfg.anomaly_hi)
+        ev["anomaly"] = cfg.anomaly_weight * ramp(hst, cfg.anomaly_lo, cfg.anomaly_hi)
         miss = 1.0
         for v in ev.values():
             miss *= 1.0 - v
