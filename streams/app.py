@@ -173,13 +173,13 @@ def create_app(settings: Settings) -> faust.App:
     ocsf = ocsf_topic(app, settings)
     register_adapter_agents(app, settings, requests, dlq)
 
-    def emit_alert(alert) -> None:
-        """Buffer one alert (and its OCSF copy); the batch's producer flush delivers it."""
+    async def emit_alert(alert) -> None:
+        """Publish one alert (and its OCSF copy)."""
         counters.alerts[alert.severity] += 1
         key = alert.account_ids[0].encode()
-        alerts.send_soon(key=key, value=alert.to_json())
+        await alerts.send(key=key, value=alert.to_json())
         if ocsf is not None:
-            ocsf.send_soon(key=key, value=orjson.dumps(to_ocsf(alert.to_dict())))
+            await ocsf.send(key=key, value=orjson.dumps(to_ocsf(alert.to_dict())))
 
     clusters = register_cluster_agents(app, settings, detector, emit_alert, sink)  # issue #5
 
@@ -214,10 +214,10 @@ def create_app(settings: Settings) -> faust.App:
                         # after each restart): keep a prefix, say how long the original was
                         headers["dg-truncated"] = str(len(value)).encode()
                         value = value[:DLQ_MAX_VALUE_BYTES]
-                    dlq.send_soon(key=msg.key, value=value, headers=headers)
+                    await dlq.send(key=msg.key, value=value, headers=headers)
                     continue
                 out.extend(detector.process_one(ev))
-                clusters.observe(ev, detector)   # link observations for cross-account detection
+                await clusters.observe(ev, detector)   # link observations for cross-account detection
                 last_event_of[ev.account_id] = event
                 if ev.ts_ms > partition_time.get(msg.partition, 0):
                     partition_time[msg.partition] = ev.ts_ms
@@ -232,22 +232,21 @@ def create_app(settings: Settings) -> faust.App:
                 expiry["last"] = low_watermark
                 expiry["accounts"] += len(detector.expire_idle(low_watermark))
             for alert in out:
-                emit_alert(alert)
+                await emit_alert(alert)
             rows = aggregates.rows()
             if rows:
-                sink.send_soon(value=sink_message("account_minute_in", rows))
+                await sink.send(value=sink_message("account_minute_in", rows))
             feature_rows = snapshots[:]
             snapshots.clear()
             if feature_rows:
-                sink.send_soon(value=sink_message("account_features", feature_rows))
+                await sink.send(value=sink_message("account_features", feature_rows))
             if out:
-                sink.send_soon(value=sink_message("alert_events", [alert_row(a) for a in out]))
+                await sink.send(value=sink_message("alert_events", [alert_row(a) for a in out]))
             if dlq_counts:
-                sink.send_soon(value=sink_message("dlq_minute", [[m, r, n] for (m, r), n in dlq_counts.items()]))
-            # Outputs are buffered (send_soon: no event-loop round trip per message) and
-            # delivered here. States last, once the batch's outputs are delivered: a state in the
-            # changelog that already includes this batch means its alerts and rows are out. (The
-            # other order lost them after a kill -9: the restored state did not raise them again.)
+                await sink.send(value=sink_message("dlq_minute", [[m, r, n] for (m, r), n in dlq_counts.items()]))
+            # States last, once the batch's outputs are delivered: a state in the changelog that
+            # already includes this batch means its alerts and rows are out. (The other order lost
+            # them after a kill -9: the restored state did not raise them again.)
             await app.producer.flush()
             _save_states(cache, table, last_event_of)
             # and the states right away: a kill -9 before they reach the changelog would make

@@ -55,13 +55,13 @@ class ClusterIO:
         self.cluster_alerts = 0
         self.engine: ClusterEngine | None = None
 
-    def observe(self, event, detector) -> None:
+    async def observe(self, event, detector) -> None:
         features = getattr(detector, "last_features", None)
         if features is None or features.event_id != event.event_id:
             features = extract(event, self.key)
         for obs in self.observer.observe(event, features):
             self.observations += 1
-            self.links.send_soon(key=obs["k"].encode(), value=orjson.dumps(obs))
+            await self.links.send(key=obs["k"].encode(), value=orjson.dumps(obs))
 
     def stats(self) -> dict:
         out = {"observations": self.observations, "evidence": self.evidence, "cluster_alerts": self.cluster_alerts}
@@ -72,7 +72,7 @@ class ClusterIO:
 
 def register_cluster_agents(app, settings: Settings, detector, emit_alert, sink_topic) -> ClusterIO:
     """Declare the link topic, the cluster topic and the linker and cluster agents on ``app``.
-    ``emit_alert(alert)`` publishes an alert exactly as the per-account agent does."""
+    ``await emit_alert(alert)`` publishes an alert exactly as the per-account agent does."""
     links = app.topic(settings.topic_links, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw", partitions=settings.partitions)
     evidence = app.topic(settings.topic_cluster, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -85,7 +85,7 @@ def register_cluster_agents(app, settings: Settings, detector, emit_alert, sink_
     async def publish(out: list) -> None:
         for alert in out:
             io.cluster_alerts += 1
-            emit_alert(alert)
+            await emit_alert(alert)
         if out:
             await sink_topic.send(value=sink_message("alert_events", [alert_row(a) for a in out]))
         rows = engine.drain_rows()
