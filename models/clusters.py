@@ -514,7 +514,7 @@ class ClusterEngine:
             keep = cands[0]
             for c in cands[1:]:
                 keep, drop = _older(keep, c)
-                self._absorbed_silent(drop, now)
+                self._absorbed(drop, now)
             self.clusters[root] = keep
         for root in sorted({self.find(a) for a in self.parent}):
             if root not in self.clusters:
@@ -532,8 +532,10 @@ class ClusterEngine:
                     self._out.append(closed)
         while len(self.retired) > RETIRED_MAX:
             del self.retired[min(self.retired, key=lambda k: (self.retired[k].last_ts, k))]
-        # close alerts of quiet clusters
-        now = self.close_clock()
+        self._close_quiet(self.close_clock())
+
+    def _close_quiet(self, now: int) -> None:
+        """Close the alerts of clusters quiet for ``close_after_ms`` at ``now``."""
         for root in sorted(self.clusters):
             c = self.clusters[root]
             if c.alert is not None:
@@ -541,23 +543,13 @@ class ClusterEngine:
                                                        c.model, c.cluster_id)
                 if closed:
                     self._out.append(closed)
-
-    def _absorbed_silent(self, c: _Cluster, now: int) -> None:
-        self._absorbed(c, now)
 
     def advance(self, now_ms: int | None = None) -> list[Alert]:
         """Close alerts of clusters quiet for ``close_after_ms`` (default: at ``close_clock()``)."""
         self._out = []
         if now_ms is not None:
             self._flush_pending(now_ms)
-        now = self.close_clock() if now_ms is None else now_ms
-        for root in sorted(self.clusters):
-            c = self.clusters[root]
-            if c.alert is not None:
-                c.alert, closed = self.lifecycle.expire(c.alert, c.cluster_id, list(c.emitted_members), now,
-                                                       c.model, c.cluster_id)
-                if closed:
-                    self._out.append(closed)
+        self._close_quiet(self.close_clock() if now_ms is None else now_ms)
         return self._out
 
     def drain_rows(self) -> list[list]:
