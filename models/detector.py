@@ -24,7 +24,7 @@ from distillguard.schemas import Alert, RequestEvent
 from .config import DetectorConfig
 from .features import EventFeatures, extract
 from .lifecycle import Lifecycle
-from .scoring import Scorer
+from .scoring import Scorer, account_features
 from .state import AccountState
 
 DETECTOR = "account_extraction"
@@ -82,8 +82,9 @@ class Detector:
             if closed:
                 out.append(closed)
         if self._due(s):
-            score, reasons = self.scorer.score_one(s)
-            self.scorer.learn_one(s, score)
+            x = account_features(s)
+            score, reasons = self.scorer.score_one(s, x)
+            self.scorer.learn_one(s, score, x)
             if score > self.max_scores.get(account, 0.0):
                 self.max_scores[account] = score
             if self.on_score is not None:

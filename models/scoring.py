@@ -137,10 +137,12 @@ class Scorer:
             "out_in_ratio": scale(x["out_in_ratio"], 5.0),
         }
 
-    def score_one(self, s: AccountState) -> tuple[float, list[dict]]:
-        """Combined score of one account and the reasons behind it, strongest first."""
+    def score_one(self, s: AccountState, x: dict[str, float] | None = None) -> tuple[float, list[dict]]:
+        """Combined score of one account and the reasons behind it, strongest first
+        (``x``: the state's ``account_features`` if the caller has them already)."""
         cfg = self.cfg
-        x = account_features(s)
+        if x is None:
+            x = account_features(s)
         ev = evidence(x, cfg)
         cohort = s.tier or "unknown"
         hst = self.anomaly.score_one(cohort, self.anomaly_vector(x))
@@ -154,12 +156,13 @@ class Scorer:
         reasons += self.baseline.explain(cohort, x)[: cfg.max_reasons]
         return score, reasons
 
-    def learn_one(self, s: AccountState, score: float) -> None:
+    def learn_one(self, s: AccountState, score: float, x: dict[str, float] | None = None) -> None:
         """Update the cohort models with an account that is not alerting (attackers must not
         become the norm)."""
         if score >= self.cfg.medium:
             return
-        x = account_features(s)
+        if x is None:
+            x = account_features(s)
         cohort = s.tier or "unknown"
         self.anomaly.learn_one(cohort, self.anomaly_vector(x))
         self.baseline.learn_one(cohort, x)

@@ -61,6 +61,8 @@ N_SKETCH = MODEL0 + 2 * MAX_MODELS
 _HASH_SPACE = float(2**63)
 _REBASE_AFTER_MS = 20 * HORIZONS_MS[H_SHORT]  # keeps exp() of the scaled counters below e^20
 _TAUS = tuple(enumerate(HORIZONS_MS))
+_TAU_SHORT, _TAU_HOUR, _TAU_DAY = HORIZONS_MS
+_HOUR0, _DAY0 = H_HOUR * N_COUNTERS, H_DAY * N_COUNTERS   # offsets of the hour and day counters
 _MODEL_IDS: dict[str, int] = {}  # model name -> id, memoised (a handful of names)
 
 
@@ -163,13 +165,12 @@ class AccountState:
         if new_model:
             add((C_NEW_MODEL, 1.0))
         dt = ts - self.base_ms
-        w = 1.0
-        for h, tau in _TAUS:
-            w = math.exp(dt / tau)
-            base = h * N_COUNTERS
-            for i, v in values:
-                c[base + i] += w * v
-        c[TOPIC0 + f.topic] += w  # the day horizon is the last one
+        w0, w1, w2 = math.exp(dt / _TAU_SHORT), math.exp(dt / _TAU_HOUR), math.exp(dt / _TAU_DAY)
+        for i, v in values:
+            c[i] += w0 * v
+            c[i + _HOUR0] += w1 * v
+            c[i + _DAY0] += w2 * v
+        c[TOPIC0 + f.topic] += w2  # the topic mix lives on the day horizon
 
     def _model_is_new(self, model: str, ts: int) -> bool:
         """Is ``model`` one the account moved to recently, after hours of history on others?"""

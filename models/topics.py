@@ -51,10 +51,9 @@ def topic_of(words: frozenset) -> int:
     hits = words & _LEXICON_WORDS  # C-level intersection: only lexicon words reach the Python loop
     if not hits:
         return OTHER
-    counts: dict[int, int] = {}
+    counts = [0] * OTHER
     for w in hits:
-        t = _WORD_TOPIC[w]
-        counts[t] = counts.get(t, 0) + 1
-    # ties go to the lower index: set iteration order varies with the process's
-    # string-hash seed, and a stream worker must agree with a replay
-    return max(counts, key=lambda t: (counts[t], -t))
+        counts[_WORD_TOPIC[w]] += 1
+    # ties go to the lower index (list.index finds the first): set iteration order varies with
+    # the process's string-hash seed, and a stream worker must agree with a replay
+    return counts.index(max(counts))

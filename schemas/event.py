@@ -191,26 +191,22 @@ def event_from_dict(doc: Any) -> RequestEvent:
         raise BadEvent("missing_field", "params")
     messages = _messages(doc["messages"])
     params = _params(doc["params"])
-    optional = {}
-    for name in OPTIONAL_STR:
-        value = doc.get(name)
-        if value is not None:
-            if type(value) is not str:
-                raise BadEvent("wrong_type", f"{name} must be a string")
-            optional[name] = value
-    for name in OPTIONAL_INT:
-        value = doc.get(name)
-        if value is not None:
-            if not _is_int(value):
-                raise BadEvent("wrong_type", f"{name} must be an integer")
-            optional[name] = value
-    status = doc.get("status")
-    if status is not None:
-        if type(status) is not str:
-            raise BadEvent("wrong_type", "status must be a string")
-        optional["status"] = status
+    get = doc.get
     ev = RequestEvent(event_id, ts, account_id, model, operation, messages, params,
-                      usage=_usage(doc.get("usage")), **optional)
+                      *[get(name) for name in OPTIONAL_STR[:6]], get("account_created_ms"),
+                      get("access_tier"), _usage(get("usage")), get("status"), get("latency_ms"),
+                      get("finish_reason"))
+    # one pass over the optional values, in field order; the message names the first bad one
+    for name in OPTIONAL_STR:
+        value = getattr(ev, name)
+        if value is not None and type(value) is not str:
+            raise BadEvent("wrong_type", f"{name} must be a string")
+    for name in OPTIONAL_INT:
+        value = getattr(ev, name)
+        if value is not None and not _is_int(value):
+            raise BadEvent("wrong_type", f"{name} must be an integer")
+    if ev.status is not None and type(ev.status) is not str:
+        raise BadEvent("wrong_type", "status must be a string")
     if len(doc) > len(KNOWN) or not KNOWN.issuperset(doc):
         ev.extra = {k: v for k, v in doc.items() if k not in KNOWN} or None
     return ev
