@@ -36,8 +36,8 @@ alerts: many honest people together cover many topics. Sybil farms that buy
 aged accounts still show synchrony and IP rotation, which carry the
 coordination factor on their own (0.5 and 0.4 of it).
 
-Bounds: ``MAX_PAIRS`` pairs (each ≤ 5 kinds + ``SYNC_KEEP`` sync minutes),
-``MAX_ACCOUNTS`` account summaries with ``TS_RING`` timestamps each,
+Bounds: ``MAX_PAIRS`` pairs (each ≤ 5 kinds + ``SYNC_KEEP`` sync minutes,
+indexed by both accounts), ``MAX_ACCOUNTS`` account summaries with ``TS_RING`` timestamps each,
 clusters of at most ``MAX_CLUSTER`` members; pairs idle for ``PAIR_TTL_MS``
 and accounts idle for ``ACCOUNT_TTL_MS`` of event time are evicted at each
 sweep (every ``SWEEP_MS``), and the union-find is rebuilt from the live
@@ -47,6 +47,7 @@ over sorted accounts / pairs; ids are SHA-256 of event-time facts.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -112,7 +113,8 @@ class _Pair:
     def strength(self, now: int) -> float:
         miss = 1.0
         for w, ts in self.kinds.values():
-            miss *= 1.0 - w * _fade(now - ts)
+            age = now - ts
+            miss *= 1.0 - (w if age <= PAIR_HOLD_MS else w * _fade(age))   # most evidence is held
         if self.sync:
             miss *= 1.0 - (0.5 if len(self.sync) >= 2 else 0.3)
         return 1.0 - miss
@@ -158,13 +160,19 @@ def synchrony(times: Mapping[str, list[int]]) -> float:
     hits = 0
     lo = hi = 0
     n = len(events)
-    for t, a in events:
+    window: dict[str, int] = {}   # account -> its observations within ±SYNC_MS (a's own among them)
+    for t, _ in events:
         while events[lo][0] < t - SYNC_MS:
+            b = events[lo][1]
+            window[b] -= 1
+            if not window[b]:
+                del window[b]
             lo += 1
         while hi < n and events[hi][0] <= t + SYNC_MS:
+            b = events[hi][1]
+            window[b] = window.get(b, 0) + 1
             hi += 1
-        others = {b for _, b in events[lo:hi] if b != a}
-        if len(others) >= 2:
+        if len(window) >= 3:      # a and at least two others
             hits += 1
     return hits / n
 
@@ -253,9 +261,15 @@ class ClusterEngine:
         after the evidence that raised them."""
         self.config = config or DetectorConfig()
         self._pending: dict[str, int] = {}              # account -> evidence time awaiting scoring
+        self._due: list[tuple[int, str]] = []           # heap of (time, account), also superseded ones
         self.lifecycle = Lifecycle(DETECTOR, self.config)
         self.accounts: dict[str, _Account] = {}
         self.pairs: dict[tuple[str, str], _Pair] = {}
+        self.partners: dict[str, set[str]] = {}         # account -> the other accounts of its pairs
+        # a pair's strength only falls while no evidence arrives, so a sweep re-checks only the pairs
+        # strong at the previous sweep and those with evidence since
+        self._strong: set[tuple[str, str]] = set()
+        self._changed: set[tuple[str, str]] = set()
         self.parent: dict[str, str] = {}
         self.size: dict[str, int] = {}
         self.clusters: dict[str, _Cluster] = {}        # root -> cluster
@@ -348,6 +362,7 @@ class ClusterEngine:
                 if w < PAIR_SEED_WEIGHT or len(self.pairs) >= MAX_PAIRS:
                     continue
                 p = self.pairs[key] = _Pair(ts)
+                self._partner(a, b)
             old = p.kinds.get(kind)
             if old is None or w >= old[0] * _fade(ts - old[1]):
                 p.kinds[kind] = [w, ts]
@@ -357,6 +372,7 @@ class ClusterEngine:
                     p.sync.append(minute)
                     del p.sync[:-SYNC_KEEP]
             p.last_ts = max(p.last_ts, ts)
+            self._changed.add(key)
             if p.strength(ts) >= LINK_THRESHOLD:
                 root = self._union(a, b, ts)
                 if root is not None:
@@ -368,7 +384,9 @@ class ClusterEngine:
                 if r in self.clusters:
                     self.clusters[r].model = msg["m"]
         if touched:
-            self._pending[a] = min(ts, self._pending.get(a, ts))   # earliest: a busy account never starves
+            if ts < self._pending.get(a, ts + 1):    # earliest: a busy account never starves
+                self._pending[a] = ts
+                heapq.heappush(self._due, (ts, a))
         self._flush_pending(self.close_clock() - SETTLE_MS)
         if ts - self.last_sweep >= SWEEP_MS:
             self.last_sweep = ts
@@ -376,9 +394,12 @@ class ClusterEngine:
         return self._out
 
     def _flush_pending(self, clock: int) -> None:
-        due = sorted((t, a) for a, t in self._pending.items() if t <= clock)
+        due = self._due   # a heap: most messages find nothing due without looking at every account
         done: set[str] = set()
-        for t, a in due:
+        while due and due[0][0] <= clock:
+            t, a = heapq.heappop(due)
+            if self._pending.get(a) != t:
+                continue      # superseded by earlier evidence, or already scored
             del self._pending[a]
             root = self.find(a)
             if root not in done:
@@ -414,12 +435,25 @@ class ClusterEngine:
                 c.alert, c.emitted_members, c.rows_members = old.alert, old.emitted_members, old.rows_members
         return c.cluster_id
 
+    def _partner(self, a: str, b: str) -> None:
+        for x, y in ((a, b), (b, a)):
+            others = self.partners.get(x)
+            if others is None:
+                self.partners[x] = {y}
+            else:
+                others.add(y)
+
     def _kinds(self, members: list[str], ts: int) -> dict[str, int]:
         """Link kind -> members with a live pair of that kind inside the cluster."""
         mset = set(members)
         by_kind: dict[str, set] = {}
-        for (x, y), p in self.pairs.items():
-            if x in mset and y in mset and p.strength(ts) >= LINK_THRESHOLD:
+        for x in members:   # the members' pairs, not all pairs: a cluster is a small part of them
+            for y in self.partners.get(x, ()):
+                if x > y or y not in mset:
+                    continue
+                p = self.pairs[(x, y)]
+                if p.strength(ts) < LINK_THRESHOLD:
+                    continue
                 for k in p.kinds:
                     by_kind.setdefault(k, set()).update((x, y))
                 if p.sync:
@@ -475,35 +509,44 @@ class ClusterEngine:
     # -- maintenance ---------------------------------------------------------
     def _sweep(self, now: int) -> None:
         """Evict idle pairs and accounts, then rebuild the union-find from the live strong pairs."""
-        self.pairs = {k: p for k, p in self.pairs.items() if now - p.last_ts <= PAIR_TTL_MS}
-        live = {a for pair in self.pairs for a in pair}
+        for a, b in [k for k, p in self.pairs.items() if now - p.last_ts > PAIR_TTL_MS]:
+            del self.pairs[(a, b)]
+            self._strong.discard((a, b))
+            self._changed.discard((a, b))
+            for x, y in ((a, b), (b, a)):
+                self.partners[x].discard(y)
+                if not self.partners[x]:
+                    del self.partners[x]
         self.accounts = {a: acc for a, acc in self.accounts.items()
-                         if a in live or now - acc.last_ts <= ACCOUNT_TTL_MS}
+                         if a in self.partners or now - acc.last_ts <= ACCOUNT_TTL_MS}
         if len(self.accounts) > MAX_ACCOUNTS:
             keep = sorted(self.accounts, key=lambda a: (-self.accounts[a].last_ts, a))[:MAX_ACCOUNTS]
             self.accounts = {a: self.accounts[a] for a in sorted(keep)}
         old_root = {a: self.find(a) for a in self.parent}
         old_clusters = self.clusters
         self.parent, self.size, self.clusters = {}, {}, {}
-        for (a, b) in sorted(self.pairs):
-            p = self.pairs[(a, b)]
-            if p.strength(now) >= LINK_THRESHOLD:
-                ra, rb = self.find(a), self.find(b)
-                if ra == rb or self.size.get(ra, 1) + self.size.get(rb, 1) > MAX_CLUSTER:
-                    continue
-                if (self.size.get(ra, 1), rb) > (self.size.get(rb, 1), ra):
-                    ra, rb = rb, ra
-                self.parent.setdefault(ra, ra)
-                self.parent.setdefault(rb, rb)
-                self.parent[ra] = rb
-                self.size[rb] = self.size.pop(ra, 1) + self.size.get(rb, 1)
+        self._strong = {k for k in self._strong | self._changed if self.pairs[k].strength(now) >= LINK_THRESHOLD}
+        self._changed = set()
+        for (a, b) in sorted(self._strong):
+            ra, rb = self.find(a), self.find(b)
+            if ra == rb or self.size.get(ra, 1) + self.size.get(rb, 1) > MAX_CLUSTER:
+                continue
+            if (self.size.get(ra, 1), rb) > (self.size.get(rb, 1), ra):
+                ra, rb = rb, ra
+            self.parent.setdefault(ra, ra)
+            self.parent.setdefault(rb, rb)
+            self.parent[ra] = rb
+            self.size[rb] = self.size.pop(ra, 1) + self.size.get(rb, 1)
         # carry cluster records (ids, open alerts) over: each old record to the new component
         # holding most of its members; a component with several candidates keeps the oldest
+        old_members: dict[str, list[str]] = {}
+        for a, r in old_root.items():
+            old_members.setdefault(r, []).append(a)
         claims: dict[str, list[tuple[int, str]]] = {}
         for old in sorted(old_clusters):
             votes: dict[str, int] = {}
-            for a, r in old_root.items():
-                if r == old and a in self.parent:
+            for a in old_members.get(old, ()):
+                if a in self.parent:
                     nr = self.find(a)
                     votes[nr] = votes.get(nr, 0) + 1
             if votes:

@@ -1,10 +1,11 @@
 """Cross-account (hydra) detection, functional core: linking, clustering, scoring, bounds."""
 import random
+import re
 
 import orjson
 
-from distillguard.models.clusters import HydraPipeline
-from distillguard.models.linking import ANCHORS, RECENT, Linker, LinkObserver, network_of
+from distillguard.models.clusters import LINK_THRESHOLD, HydraPipeline, synchrony
+from distillguard.models.linking import ANCHORS, RECENT, SYNC_MS, Linker, LinkObserver, link_value, network_of
 from distillguard.schemas import event_from_dict, validate_alert
 
 KEY = b"test-key"
@@ -148,3 +149,53 @@ def test_network_of():
     assert network_of("10.1.2.3") == "10.1.2"
     assert network_of("2a02:1:2:3::4") == "2a02:1:2::/48"
     assert network_of(None) is None and network_of("nonsense") is None
+
+
+def test_wrapper_key_ignores_payload_and_case():
+    a = link_value("wrap", "Q: how many apples are there? Respond with (1) detailed step-by-step reasoning, 2 answers")
+    b = link_value("wrap", "Q: name three rivers in Spain. RESPOND WITH (7) detailed step-by-step reasoning, 9 answers")
+    assert a == b == "step by step reasoning 0 answers"
+    assert link_value("wrap", "x" * 80) is None                     # one token: no wrapper
+
+
+def test_wrapper_key_matches_its_regex_definition_for_any_text():
+    # the byte-table tokenizer (ASCII) and the regex (anything else) cut the same tokens
+    rng = random.Random(3)
+    alphabet = "aZ09 .-_\n\tİKΣé"
+    for _ in range(3000):
+        tail = "".join(rng.choice(alphabet) for _ in range(rng.randint(60, 160)))
+        tokens = re.findall(r"[a-z0-9]+", tail.lower())[1:]
+        expected = " ".join("0" if t[0] <= "9" else t for t in tokens[-6:]) if len(tokens) >= 6 else None
+        assert link_value("wrap", tail) == expected, tail
+
+
+def test_synchrony_counts_observations_with_two_other_members_nearby():
+    rng = random.Random(4)
+    for _ in range(300):
+        times = {f"a{i}": sorted(rng.randint(0, 60_000) for _ in range(rng.randint(0, 4))) for i in range(5)}
+        events = [(t, a) for a, ts in times.items() for t in ts]
+        hits = sum(len({b for u, b in events if abs(u - t) <= SYNC_MS and b != a}) >= 2 for t, a in events)
+        assert synchrony(times) == (hits / len(events) if events else 0.0)
+
+
+def test_cluster_engine_indexes_follow_its_pairs():
+    h, _ = run(hydra_events()[0] + enterprise_events()[0][:40])
+    engine = h.engine
+    assert engine.pairs
+    index = {(a, b) for a, others in engine.partners.items() for b in others if a < b}
+    assert index == set(engine.pairs)
+    last = max(p.last_ts for p in engine.pairs.values())
+    for now in (last + 7 * 3_600_000, last + 9 * 3_600_000):    # fading: the sweep re-checks the strong
+        engine._sweep(now)
+        assert engine._strong == {k for k, p in engine.pairs.items() if p.strength(now) >= LINK_THRESHOLD}
+    engine._sweep(last + 13 * 3_600_000)                         # all idle: evicted
+    assert not engine.pairs and not engine.partners
+
+
+def test_observer_summary_counts_the_network_of_the_request_that_sends_it():
+    obs = LinkObserver(KEY)
+    sent = []
+    for i, ip in enumerate(["1.2.3.4", "5.6.7.8", "9.9.9.9"]):
+        sent += obs.observe(_event(i, "acct_r", T0 + i * 200_000, prompt="hi", ip=ip, pf="pf", created=T0,
+                                   tier="free"))
+    assert [o["s"]["nets"] for o in sent if o["kind"] == "net"] == [1, 2, 3]
