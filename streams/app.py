@@ -32,7 +32,7 @@ from distillguard.models.state import AccountState
 from distillguard.schemas import BadEvent, parse_event
 
 from .cluster_agents import register_cluster_agents
-from .settings import Settings
+from .settings import Settings, tune_gc
 from .sink import alert_row, sink_message
 from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents
 from .metrics import faust_lag, render as render_metrics
@@ -135,9 +135,10 @@ class LatencyHistogram:
         return out
 
 
-def create_app(settings: Settings) -> faust.App:
-    app = faust.App(
-        settings.app_id,
+def faust_options(settings: Settings) -> dict:
+    """``faust.App`` settings shared by the worker and the bench's bare Faust agent
+    (``streams/bench.py``), so that the two are measured under the same Faust."""
+    return dict(
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
@@ -146,10 +147,30 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
-        producer_partitioner=None,
-        table_cleanup_interval=3600,
         broker_commit_every=settings.batch_max,
         stream_wait_empty=False,
+    )
+
+
+def run_faust_worker(app: faust.App, loglevel: str) -> None:
+    """Run ``app`` as a Faust worker (blocks), for the worker and the bench's bare agent.
+
+    Without the terminal spinner: faust.Worker always makes one, and with it sets the root
+    logger to DEBUG (the spinner spins on every record), so every ``log.debug`` of Faust and
+    aiokafka -- several per message produced -- built a LogRecord that the handler then dropped.
+    """
+    tune_gc()   # here too, so the bench's bare agent runs under the same collector settings
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.spinner = None
+    worker.execute_from_commandline()
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        **faust_options(settings),
+        producer_partitioner=None,
+        table_cleanup_interval=3600,
     )
     requests = app.topic(settings.topic_requests, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
@@ -217,7 +238,7 @@ def create_app(settings: Settings) -> faust.App:
                     await dlq.send(key=msg.key, value=value, headers=headers)
                     continue
                 out.extend(detector.process_one(ev))
-                await clusters.observe(ev, detector)   # link observations for cross-account detection
+                clusters.observe(ev, detector)   # link observations for cross-account detection, sent below
                 last_event_of[ev.account_id] = event
                 if ev.ts_ms > partition_time.get(msg.partition, 0):
                     partition_time[msg.partition] = ev.ts_ms
@@ -231,6 +252,7 @@ def create_app(settings: Settings) -> faust.App:
             if low_watermark - expiry["last"] >= EXPIRY_EVERY_MS:  # forget long-idle accounts
                 expiry["last"] = low_watermark
                 expiry["accounts"] += len(detector.expire_idle(low_watermark))
+            await clusters.flush()   # one links message per partition for the whole batch
             for alert in out:
                 await emit_alert(alert)
             rows = aggregates.rows()
@@ -256,12 +278,20 @@ def create_app(settings: Settings) -> faust.App:
             counters.batches += 1
             counters.latency.add_batch(events)
 
+    def assigned_request_partitions() -> list[int]:
+        """Partitions of the request topic this worker holds now (empty before the group join)."""
+        try:
+            return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_requests)
+        except Exception:  # noqa: BLE001 - consumer not started yet
+            return []
+
     @app.page("/distillguard/")
     async def status(web, request):
         body = {"events": counters.events, "dlq": dict(counters.dlq), "alerts": dict(counters.alerts),
                 "accounts_cached": len(cache.local), "accounts_expired": expiry["accounts"],
                 "uptime_s": round(time.time() - counters.started),
-                "latency_ms": counters.latency.summary(), "clusters": clusters.stats()}
+                "latency_ms": counters.latency.summary(), "clusters": clusters.stats(),
+                "partitions": assigned_request_partitions()}
         sink = app.distillguard.get("sink")
         if sink is not None:
             body["sink"] = sink.stats()

@@ -107,6 +107,17 @@ def create_topic(settings, name: str, partitions: int) -> None:
         fut.result()
 
 
+def delete_topics(settings, prefix: str) -> int:
+    """Delete every topic whose name starts with ``prefix`` (a run's topics, internal Faust ones
+    included): leftovers make every client's metadata refresh slower in the next run."""
+    from .kafka_io import admin
+    client = admin(settings)
+    names = [t for t in client.list_topics(timeout=30).topics if t.startswith(prefix)]
+    for _t, fut in (client.delete_topics(names, operation_timeout=60).items() if names else ()):
+        fut.result()
+    return len(names)
+
+
 # -- process helpers ------------------------------------------------------------
 def vm_kb(pid: int, field: str = "VmHWM") -> int:
     """A Vm* field of /proc/<pid>/status in kB (0 if the process is gone)."""
@@ -234,15 +245,11 @@ def child_faust() -> None:
     """Child: a bare Faust agent over take_events batches, status page /bench/."""
     import faust
 
-    from .app import LatencyHistogram
+    from .app import LatencyHistogram, faust_options, run_faust_worker
     from .settings import load_settings
     s = load_settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(s.app_id, broker=f"kafka://{s.kafka_bootstrap}", store="memory://",
-                    datadir=str(s.data_dir / "faust"), web_port=s.worker_web_port, web_host="127.0.0.1",
-                    topic_partitions=s.partitions, topic_replication_factor=1,
-                    consumer_auto_offset_reset="earliest", broker_commit_every=s.batch_max,
-                    stream_wait_empty=False)
+    app = faust.App(s.app_id, **faust_options(s))   # the worker's Faust settings
     topic = app.topic(s.topic_requests, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw")
     state = {"events": 0}
@@ -258,7 +265,7 @@ def child_faust() -> None:
     async def status(web, request):
         return web.json({**state, "latency_ms": hist.summary()})
 
-    faust.Worker(app, loglevel="warn", quiet=True).execute_from_commandline()
+    run_faust_worker(app, "warn")   # as the worker runs it
 
 
 class Bench:
@@ -576,7 +583,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_kafka:
         from .kafka_io import check_broker
         check_broker(bench.settings)
-    result = bench.run()
+    try:
+        result = bench.run()
+    finally:
+        if not args.skip_kafka:
+            deleted = delete_topics(bench.settings, f"bench-{bench.run_id}")
+            print(f"[bench] deleted this run's {deleted} topics", file=sys.stderr)
     s = summarize(result)
     doc = {**s, "targets": {t: {"value": v, "met": ok} for t, v, ok in targets(s)}, "detail": result,
            "notes": bench.notes}

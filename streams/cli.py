@@ -6,7 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from .settings import SettingsError, load_settings
+from .settings import SettingsError, load_settings, tune_gc
 
 
 def _settings():
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_gc()
     try:
         return args.func(args)
     except (UserError, SettingsError) as err:

@@ -4,15 +4,21 @@
 ::
 
     [detect]  (streams/app.py) LinkObserver: ≤ 1 observation per account+key per few minutes
-        │  ──► DG_TOPIC_LINKS (key = link key fingerprint, DG_PARTITIONS partitions)
+        │  ──► DG_TOPIC_LINKS (partition = murmur2(link key fingerprint), DG_PARTITIONS partitions;
+        │      one message per partition per detect batch: a JSON array of observations)
     [link]    Linker per partition: bounded per-key account sketches ──► pair evidence
-        │  ──► DG_TOPIC_CLUSTER (ONE partition)
+        │  ──► DG_TOPIC_CLUSTER (ONE partition; one JSON array of evidence per links message)
     [cluster] ClusterEngine: union-find, collective scores, alert lifecycle
            ──► llm.alerts (cluster alerts), distillguard.sink (alert_events, cluster_members)
 
-Partition safety. Link observations are keyed by link key, so every
-observation of one key reaches the same linker, whichever worker owns the
-account. Clusters span keys and partitions, so the cluster stage runs as a
+Partition safety. Link observations are partitioned by link key (the
+murmur2 partitioner of the Java client and of Faust's producer, as if the
+link key were the message key), so every observation of one key reaches the
+same linker, whichever worker owns the account. They travel in batches, one
+message per partition per detect batch: per-message costs (a produce, a Faust
+event on the linker's side) are paid per batch, not per observation. Readers
+also accept the single-object form (one observation or evidence per
+message) that earlier versions wrote. Clusters span keys and partitions, so the cluster stage runs as a
 single instance cluster-wide: its topic has one partition, and Kafka gives
 that partition to exactly one worker of the group. That is acceptable
 because its input is small -- observations are deduplicated per account and
@@ -32,6 +38,7 @@ import logging
 import time
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from distillguard.models.clusters import STREAM_SETTLE, ClusterEngine
 from distillguard.models.features import extract
@@ -43,25 +50,69 @@ from .sink import alert_row, sink_message
 log = logging.getLogger("distillguard.clusters")
 
 
-class ClusterIO:
-    """What the detect agent needs: ``await observe(event, detector)`` after ``detector.process_one``."""
+# A links or evidence message stays well below the producer's (and the broker's) default
+# 1 MB limit: a larger batch is split (DG_BATCH_MAX and DG_PARTITIONS set how many observations
+# one partition gets per batch).
+MAX_BATCH_MESSAGE_BYTES = 256 * 1024
+_HASHES: dict[str, int] = {}     # link key -> murmur2 (the pure-Python hash costs ~5 µs)
 
-    def __init__(self, observer: LinkObserver, links_topic, key: bytes):
+
+def link_partition(link_key: str, partitions: int) -> int:
+    """The links partition of a link key: what Kafka's default (murmur2) partitioner would
+    choose with the link key as message key, so every observation of one key, whichever
+    worker or version sent it, reaches the same linker."""
+    h = _HASHES.get(link_key)
+    if h is None:
+        if len(_HASHES) >= 100_000:
+            _HASHES.clear()
+        h = _HASHES[link_key] = murmur2(link_key.encode()) & 0x7FFFFFFF
+    return h % partitions
+
+
+def batch_messages(items: list, limit: int = MAX_BATCH_MESSAGE_BYTES) -> list[bytes]:
+    """``items`` as JSON arrays of at most ``limit`` bytes each (unless one item alone is larger)."""
+    raw = orjson.dumps(items)
+    if len(raw) <= limit or len(items) == 1:
+        return [raw]
+    half = len(items) // 2
+    return batch_messages(items[:half], limit) + batch_messages(items[half:], limit)
+
+
+def _batch(raw: bytes) -> list:
+    """A links or evidence message: a JSON array of objects, or (earlier versions) one object."""
+    doc = orjson.loads(raw)
+    return doc if isinstance(doc, list) else [doc]
+
+
+class ClusterIO:
+    """What the detect agent needs: ``observe(event, detector)`` after ``detector.process_one``,
+    and ``await flush()`` once per batch, before the batch's producer flush."""
+
+    def __init__(self, observer: LinkObserver, links_topic, key: bytes, partitions: int):
         self.observer = observer
         self.links = links_topic
         self.key = key
+        self.partitions = partitions
+        self.pending: dict[int, list[dict]] = {}   # links partition -> observations not sent yet
         self.observations = 0
         self.evidence = 0
         self.cluster_alerts = 0
         self.engine: ClusterEngine | None = None
 
-    async def observe(self, event, detector) -> None:
+    def observe(self, event, detector) -> None:
         features = getattr(detector, "last_features", None)
         if features is None or features.event_id != event.event_id:
             features = extract(event, self.key)
         for obs in self.observer.observe(event, features):
             self.observations += 1
-            await self.links.send(key=obs["k"].encode(), value=orjson.dumps(obs))
+            self.pending.setdefault(link_partition(obs["k"], self.partitions), []).append(obs)
+
+    async def flush(self) -> None:
+        """Send the observations of the batch: one message per links partition."""
+        pending, self.pending = self.pending, {}
+        for partition, batch in pending.items():
+            for value in batch_messages(batch):
+                await self.links.send(value=value, partition=partition)
 
     def stats(self) -> dict:
         out = {"observations": self.observations, "evidence": self.evidence, "cluster_alerts": self.cluster_alerts}
@@ -77,7 +128,7 @@ def register_cluster_agents(app, settings: Settings, detector, emit_alert, sink_
                       value_serializer="raw", partitions=settings.partitions)
     evidence = app.topic(settings.topic_cluster, key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw", partitions=1)
-    io = ClusterIO(LinkObserver(detector.key), links, detector.key)
+    io = ClusterIO(LinkObserver(detector.key), links, detector.key, settings.partitions)
     linker = Linker()
     engine = io.engine = ClusterEngine(detector.config, settle=STREAM_SETTLE)
     quiet = {"since": time.monotonic(), "flushed": True}
@@ -97,23 +148,40 @@ def register_cluster_agents(app, settings: Settings, detector, emit_alert, sink_
     async def link(stream):
         async for raw in stream:
             try:
-                msg = linker.process(orjson.loads(raw))
-            except (orjson.JSONDecodeError, KeyError, TypeError) as err:
-                log.error("link: skipped a malformed link observation (%s)", err)
+                batch = _batch(raw)
+            except orjson.JSONDecodeError as err:
+                log.error("link: skipped a malformed link observation message (%s)", err)
                 continue
-            if msg is not None:
-                io.evidence += 1
-                await evidence.send(key=b"cluster", value=orjson.dumps(msg))
+            out = []
+            for obs in batch:
+                try:
+                    msg = linker.process(obs)
+                except (KeyError, TypeError, AttributeError) as err:
+                    log.error("link: skipped a malformed link observation (%s)", err)
+                    continue
+                if msg is not None:
+                    out.append(msg)
+            if out:
+                io.evidence += len(out)
+                for value in batch_messages(out):
+                    await evidence.send(key=b"cluster", value=value)
 
     @app.agent(evidence)
     async def cluster(stream):
         async for raw in stream:
             try:
-                out = engine.process(orjson.loads(raw))
-            except (orjson.JSONDecodeError, KeyError, TypeError) as err:
-                log.error("cluster: skipped malformed pair evidence (%s)", err)
+                batch = _batch(raw)
+            except orjson.JSONDecodeError as err:
+                log.error("cluster: skipped a malformed pair evidence message (%s)", err)
                 continue
-            out.extend(engine.advance())
+            out: list = []
+            for msg in batch:
+                try:
+                    out.extend(engine.process(msg))
+                except (KeyError, TypeError, AttributeError) as err:
+                    log.error("cluster: skipped malformed pair evidence (%s)", err)
+                    continue
+                out.extend(engine.advance())
             quiet["since"], quiet["flushed"] = time.monotonic(), False
             await publish(out)
 

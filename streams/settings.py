@@ -5,6 +5,7 @@ agree on names. ``describe()`` prints them at worker start with secrets masked.
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
 from dataclasses import dataclass, fields
@@ -153,3 +154,12 @@ def describe(settings: Settings) -> str:
             value = "***" if value != ENV_VARS["DG_FINGERPRINT_KEY"][0] else f"{value} (development default!)"
         lines.append(f"  {f.name:<20} {mask(str(value))}")
     return "\n".join(lines)
+
+
+def tune_gc() -> None:
+    """Per-event objects here are short-lived and acyclic, so the cyclic collector mostly
+    re-scans what start-up built (modules, River trees): leave those out (``freeze``) and
+    collect the young generation every 10,000 allocations instead of 700 (callgrind: -5% of
+    the instructions of a replay)."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

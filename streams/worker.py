@@ -13,9 +13,7 @@ _FAUST_LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "error": "err
 
 
 def run_worker(settings: Settings) -> int:
-    import faust  # heavy import: only for the worker
-
-    from .app import create_app
+    from .app import create_app, run_faust_worker
 
     print("distillguard worker settings:\n" + describe(settings), file=sys.stderr, flush=True)
     created = ensure_topics(settings)
@@ -41,6 +39,5 @@ def run_worker(settings: Settings) -> int:
             sink.store.close()
         app.distillguard["sink"] = sink
     logging.getLogger("distillguard").setLevel(settings.log_level.upper().replace("WARN", "WARNING"))
-    worker = faust.Worker(app, loglevel=_FAUST_LEVELS[settings.log_level], quiet=True)
-    worker.execute_from_commandline()
+    run_faust_worker(app, _FAUST_LEVELS[settings.log_level])
     return 0

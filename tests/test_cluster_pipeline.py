@@ -29,6 +29,10 @@ def test_two_workers_raise_one_cluster_alert(tmp_path, isolated_env, isolated_se
     w2 = WorkerProcess(env, tmp_path / "worker2.log", DG_SINK="0",
                        DG_WORKER_WEB_PORT=str(free_port())).start()
     try:
+        # both in the group before any event: a fast first worker could otherwise take them all
+        held = lambda w: (w.status() or {}).get("partitions") or []  # noqa: E731
+        w1.wait_for(lambda _s: held(w1) and held(w2) and len(held(w1)) + len(held(w2)) == settings.partitions,
+                    120, "both workers to hold request partitions")
         sent = produce_events(settings, lines, progress=False)
         total = lambda: sum((w.status() or {}).get("events", 0) for w in (w1, w2))  # noqa: E731
         w1.wait_for(lambda s: total() >= sent, 300, f"{sent} events over two workers")
