@@ -38,7 +38,8 @@ Bounds (documented in README, "Cross-account detection"):
 * observer: ``OBSERVER_MAX`` (account, key) dedupe entries,
   ``OBSERVER_MAX_ACCOUNTS`` per-account profiles (≤ 16 topic counts, a few
   counters, ``NET_RING`` networks, 8 wrapper fingerprints: ~1 KB each) and
-  the link keys of the latest ``LINK_MEMO`` raw inputs per kind;
+  the link keys of the latest ``LINK_MEMO`` raw inputs (each at most
+  ``LINK_MEMO_CHARS`` long) per kind;
 * linker: ``MAX_KEYS`` keys, each with a bottom-``ANCHORS`` sketch of accounts
   (the anchors: the accounts with the smallest hashes, which doubles as a
   k-minimum-values distinct counter) and a ring of the ``RECENT`` latest
@@ -74,7 +75,8 @@ OBSERVER_MAX = 200_000       # (account, key) dedupe entries per worker
 OBSERVER_MAX_ACCOUNTS = 100_000
 NET_RING = 8                 # networks remembered per account (IP rotation)
 NET_WINDOW_MS = 3_600_000    # networks used within the last hour count for rotation
-LINK_MEMO = 50_000           # raw inputs per kind whose link keys are remembered
+LINK_MEMO = 50_000           # raw inputs per kind whose link keys are remembered...
+LINK_MEMO_CHARS = 512        # ...if no longer than this (a hostile 100 KB user agent is not kept)
 
 ANCHORS = 12                 # bottom-k accounts kept per key
 RECENT = 8                   # latest observations kept per key (synchrony)
@@ -141,7 +143,7 @@ def link_inputs(event) -> list[tuple[str, object]]:
     if len(prompt) >= _WRAP_MIN_CHARS:
         out.append(("wrap", prompt[-_WRAP_TAIL_CHARS:]))
     if system:
-        out.append(("sys", system))
+        out.append(("sys", system[:400]))
     if event.user_agent:
         out.append(("ua", (event.user_agent, event.api_key_id)))
     return out
@@ -163,7 +165,7 @@ _VALUE_OF = {   # kind -> raw input (``link_inputs``) -> link value, None if the
     "pay": lambda pay: pay,
     "net": network_of,
     "wrap": _wrapper_of,
-    "sys": lambda system: system[:400].lower(),
+    "sys": str.lower,
     "ua": lambda client: f"{client[0]}|{_key_shape(client[1])}",
 }
 
@@ -283,9 +285,11 @@ class LinkObserver:
         if link is None:
             value = link_value(kind, raw)
             key = None if value is None else f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
-            link = memo[raw] = (value, key)
-            if len(memo) > LINK_MEMO:
-                memo.popitem(last=False)
+            link = (value, key)
+            if (len(raw) if type(raw) is str else len(raw[0]) + len(raw[1] or "")) <= LINK_MEMO_CHARS:
+                memo[raw] = link
+                if len(memo) > LINK_MEMO:
+                    memo.popitem(last=False)
         return link
 
     def observe(self, event, features=None) -> list[dict]:

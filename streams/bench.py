@@ -549,8 +549,7 @@ def markdown(r: dict, s: dict, notes: list[str]) -> str:
         lines.append(f"| {text} | {value} | {'n/a' if ok is None else 'met' if ok else 'MISSED'} |")
     rn = r["runs"]
     lines += ["", f"Runs per figure: micro-benchmarks {rn['micro']}, raw and Faust {rn['raw']}, "
-              f"pipelines {rn['pipeline']} (each pipeline run starts fresh workers; fewer runs to keep the "
-              "shared machine free); latency 1 paced run each.",
+              f"pipelines {rn['pipeline']} (each pipeline run starts fresh workers); latency 1 paced run each.",
               "Events/s counts from the first processed event to the last (start-up excluded; two workers: "
               "from when both process). All consumers share the machine with the broker and this script."]
     lines += [f"Note: {x}" for x in notes]
@@ -571,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="events in the topic (env BENCH_EVENTS; make bench uses 500000)")
     ap.add_argument("--runs", type=int, default=3, help="runs of each in-process micro-benchmark")
     ap.add_argument("--kafka-runs", type=int, default=3, help="runs of the raw and bare-Faust consumers")
-    ap.add_argument("--pipeline-runs", type=int, default=1, help="runs of each pipeline (1 and 2 workers)")
+    ap.add_argument("--pipeline-runs", type=int, default=3, help="runs of each pipeline (1 and 2 workers)")
     ap.add_argument("--rate", type=float, default=10_000, help="offered events/s of the paced latency runs")
     ap.add_argument("--paced-s", type=float, default=15, help="seconds of paced production per latency run")
     ap.add_argument("--micro-events", type=int, default=50_000, help="events of the in-process benchmarks")

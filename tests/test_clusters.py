@@ -5,7 +5,8 @@ import re
 import orjson
 
 from distillguard.models.clusters import LINK_THRESHOLD, HydraPipeline, synchrony
-from distillguard.models.linking import ANCHORS, RECENT, SYNC_MS, Linker, LinkObserver, link_value, network_of
+from distillguard.models.linking import (ANCHORS, LINK_MEMO_CHARS, RECENT, SYNC_MS, Linker, LinkObserver, link_value,
+                                        network_of)
 from distillguard.schemas import event_from_dict, validate_alert
 
 KEY = b"test-key"
@@ -199,3 +200,17 @@ def test_observer_summary_counts_the_network_of_the_request_that_sends_it():
         sent += obs.observe(_event(i, "acct_r", T0 + i * 200_000, prompt="hi", ip=ip, pf="pf", created=T0,
                                    tier="free"))
     assert [o["s"]["nets"] for o in sent if o["kind"] == "net"] == [1, 2, 3]
+
+
+def test_observer_memo_keeps_only_short_raw_inputs():
+    """Link keys are memoised per raw input, but a long one (a hostile 100 KB user agent, a
+    long system prompt) is never kept whole in memory."""
+    obs = LinkObserver(KEY)
+    huge_ua = "x" * 100_000
+    for i in range(50):
+        obs.observe(_event(i, f"acct_{i}", T0 + i, prompt="hi", ip="1.2.3.4", pf="pf", created=T0, tier="free",
+                           system=str(i) + "s" * 5000, ua=huge_ua + str(i)))
+    kept = [raw for memo in obs._links.values() for raw in memo]
+    longest = max(len(r) if isinstance(r, str) else len(r[0]) + len(r[1] or "") for r in kept)
+    assert longest <= LINK_MEMO_CHARS
+    assert len(obs._links["ua"]) == 0 and len(obs._links["sys"]) == 50   # system prompts: first 400 chars
