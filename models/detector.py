@@ -124,4 +124,5 @@ class Detector:
         idle = sorted(a for a, s in self.states.items() if s.last_ms < cutoff and s.alert is None)
         for account in idle:
             del self.states[account]
+            self.max_scores.pop(account, None)
         return idle

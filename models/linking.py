@@ -35,9 +35,10 @@ accounts is itself the finding.
 
 Bounds (documented in README, "Cross-account detection"):
 
-* observer: ``OBSERVER_MAX`` (account, key) dedupe entries,
-  ``OBSERVER_MAX_ACCOUNTS`` per-account profiles (≤ 16 topic counts, a few
-  counters, ``NET_RING`` networks, 8 wrapper fingerprints: ~1 KB each) and
+* observer: ``OBSERVER_MAX`` (account, key) dedupe entries (none older than
+  ``SLOW_DEDUPE_MS``), ``OBSERVER_MAX_ACCOUNTS`` per-account profiles (none
+  idle for ``PROFILE_IDLE_MS``; ≤ 16 topic counts, a few counters,
+  ``NET_RING`` networks, 8 wrapper fingerprints: ~1 KB each) and
   the link keys of the latest ``LINK_MEMO`` raw inputs (each at most
   ``LINK_MEMO_CHARS`` long) per kind;
 * linker: ``MAX_KEYS`` keys, each with a bottom-``ANCHORS`` sketch of accounts
@@ -73,9 +74,10 @@ SLOW_KINDS = frozenset({"pay", "sys", "ua"})
 _DEDUPE = {kind: SLOW_DEDUPE_MS if kind in SLOW_KINDS else DEDUPE_MS for kind in KINDS}
 OBSERVER_MAX = 200_000       # (account, key) dedupe entries per worker
 OBSERVER_MAX_ACCOUNTS = 100_000
+PROFILE_IDLE_MS = 7 * 86_400_000   # a profile idle this long (event time) is dropped
 NET_RING = 8                 # networks remembered per account (IP rotation)
 NET_WINDOW_MS = 3_600_000    # networks used within the last hour count for rotation
-LINK_MEMO = 50_000           # raw inputs per kind whose link keys are remembered...
+LINK_MEMO = 10_000           # raw inputs per kind whose link keys are remembered...
 LINK_MEMO_CHARS = 512        # ...if no longer than this (a hostile 100 KB user agent is not kept)
 
 ANCHORS = 12                 # bottom-k accounts kept per key
@@ -326,9 +328,18 @@ class LinkObserver:
             summary = prof.summary(event)   # after the network ring has seen this request
             for obs in out:
                 obs["s"] = summary
-        while len(sent) > OBSERVER_MAX:
-            sent.popitem(last=False)
+        self._forget(ts)
         return out
+
+    def _forget(self, now: int) -> None:
+        """Drop what can no longer matter, oldest first (both dicts are in order of last use):
+        dedupe entries older than the longest dedupe window, profiles idle ``PROFILE_IDLE_MS``;
+        the count bounds hold whatever the event times."""
+        sent, profiles = self.sent, self.profiles
+        while sent and (len(sent) > OBSERVER_MAX or now - next(iter(sent.values())) >= SLOW_DEDUPE_MS):
+            sent.popitem(last=False)
+        while profiles and now - next(iter(profiles.values())).last >= PROFILE_IDLE_MS:
+            profiles.popitem(last=False)
 
 
 class _Key:

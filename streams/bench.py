@@ -47,14 +47,15 @@ TARGETS = {
 
 # -- events -------------------------------------------------------------------
 def bench_events(n: int, new_accounts: bool = True, first_seed: int = 1) -> Iterator[dict]:
-    """``n`` events of the default scenario: seeds ``first_seed, first_seed+1, ...`` one after
-    the other, each copy shifted past the previous one in event time; with ``new_accounts`` the
-    accounts of copy k get the suffix ``.k`` (more active accounts), else they continue."""
+    """``n`` events of the default scenario, copies one after the other, each shifted past the
+    previous one in event time. With ``new_accounts`` copy k is seed ``first_seed + k`` and its
+    accounts get the suffix ``.k`` (more active accounts); without, every copy is seed
+    ``first_seed`` again, so the same accounts continue (a steady population, for soaks)."""
     from distillguard.models.simulation import load_scenario, simulate
     scenario = load_scenario("default")
     sent, copy, shift = 0, 0, 0
     while sent < n:
-        sim = simulate(scenario, seed=first_seed + copy)
+        sim = simulate(scenario, seed=first_seed + copy if new_accounts else first_seed)
         last = 0
         for ev in sim.events():
             if sent >= n:
