@@ -32,6 +32,7 @@ _NUMBER = re.compile(r"[0-9]+")
 _ASCII_TOKENS = str.maketrans({i: chr(i).lower() if chr(i).isalpha() else "0" if chr(i).isdigit() else " "
                                for i in range(128)})
 _ZEROS = re.compile(r"00+")
+_ASCII_WORDS = str.maketrans({i: chr(i).lower() if chr(i).isalnum() else " " for i in range(128)})
 
 
 def clip(text: str) -> str:
@@ -61,6 +62,17 @@ class Prompt:
     skeleton: str        # the prompt's shape: tokens with numbers masked
     wrapper: str         # first and last few tokens: the instruction wrapper around a payload
     words: frozenset     # distinct lower-case words
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased ASCII word and number tokens of ``text``, numbers kept (``tokens`` unmasked).
+
+    >>> words("Rate it 1-10, Ünïcode")
+    ['rate', 'it', '1', '10', 'n', 'code']
+    """
+    if not text.isascii():
+        return _TOKEN.findall(text.lower())
+    return text.translate(_ASCII_WORDS).split()
 
 
 def analyze(text: str) -> Prompt:

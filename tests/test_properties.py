@@ -16,7 +16,7 @@ from distillguard.models.features import EventFeatures
 from distillguard.models.state import (
     C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_LOGPROB, C_BIAS, C_LONG_OUT, C_NEW_MODEL, C_REASONING,
     C_REPEAT_SKELETON, C_TEMPLATE_FILL, C_TRUNCATED, HORIZONS_MS, N_COUNTERS, AccountState)
-from distillguard.models.text import tokens
+from distillguard.models.text import tokens, words
 from distillguard.models.topics import TOPICS
 from distillguard.schemas import BadEvent, parse_event
 from distillguard.schemas.event import OPERATIONS, ROLES
@@ -164,5 +164,6 @@ _RE_TOKEN, _RE_NUMBER = re.compile(r"[a-z0-9]+"), re.compile(r"[0-9]+")
 @given(st.text(alphabet=st.characters(max_codepoint=0x3000), max_size=300)
        | st.text(alphabet="aZ09 .,-_\n\u00e9\u2026İ", max_size=60))
 def test_tokens_fast_path_equals_the_regex_definition(s):
-    """The translate-based ASCII tokeniser gives exactly the tokens of the regex definition."""
+    """The translate-based ASCII tokenisers give exactly the tokens of the regex definition."""
     assert tokens(s) == _RE_TOKEN.findall(_RE_NUMBER.sub("0", s.lower()))
+    assert words(s) == _RE_TOKEN.findall(s.lower())
