@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from distillguard.schemas import RequestEvent
 
-from .text import analyze, fingerprint, grader_cues, reasoning_cues
+from .text import analyze, clip, fingerprint, grader_cues, reasoning_cues
 from .topics import topic_of
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
@@ -51,12 +51,14 @@ class EventFeatures:
 
 class _SystemWords:
     """Cue words of system prompts, memoised (bounded) because a deployment sends the same one
-    with every request; the cache holds derived word sets only, keyed by the text in memory."""
+    with every request; the cache holds derived word sets only, keyed in memory by the clipped
+    text ``analyze`` reads (a few hundred characters, however long the system prompt)."""
 
     def __init__(self) -> None:
         self._cache: dict[str, frozenset] = {}
 
     def __call__(self, text: str) -> frozenset:
+        text = clip(text)
         words = self._cache.get(text)
         if words is None:
             if len(self._cache) >= _SYSTEM_CACHE_MAX:
