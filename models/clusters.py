@@ -57,7 +57,7 @@ from distillguard.schemas import Alert
 from .config import DetectorConfig
 from .features import extract
 from .lifecycle import A_EMITTED_EVENTS, A_LAST_STRONG, Lifecycle, severity_of
-from .linking import SYNC_MS, Linker, LinkObserver
+from .linking import SYNC_MS, Linker, LinkObserver, link_record
 from .scoring import ramp
 from .topics import TOPICS
 
@@ -631,11 +631,17 @@ class HydraPipeline:
         self.linker = Linker()
         self.engine = ClusterEngine(config)
 
+    def record(self, event, features=None) -> tuple:
+        """What the pipeline reads of one request (``linking.link_record``); ``process_record``
+        of it equals ``process_one`` of the request, in this process or another."""
+        return link_record(event, extract(event, self.key) if features is None else features)
+
     def process_one(self, event, features=None, state=None) -> list[Alert]:
-        if features is None:
-            features = extract(event, self.key)
+        return self.process_record(self.record(event, features))
+
+    def process_record(self, record: tuple) -> list[Alert]:
         out: list[Alert] = []
-        for obs in self.observer.observe(event, features):
+        for obs in self.observer.observe_record(record):
             msg = self.linker.process(obs)
             if msg is not None:
                 out.extend(self.engine.process(msg))

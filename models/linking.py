@@ -147,6 +147,15 @@ def link_inputs(event) -> list[tuple[str, object]]:
     return out
 
 
+def link_record(event, features=None) -> tuple:
+    """All that stage 1 reads of one request and its ``EventFeatures``, as a flat tuple of plain
+    values (cheap to hand to another process): ``(account, ts, event id, model, account created,
+    tier, link_inputs, (reasoning, topic, wrapper fingerprint) or None)``."""
+    feats = None if features is None else (bool(features.reasoning), features.topic, features.wrapper_fp)
+    return (event.account_id, event.ts_ms, event.event_id, event.model, event.account_created_ms,
+            event.access_tier, link_inputs(event), feats)
+
+
 def _wrapper_of(tail: str) -> str | None:
     """The last tokens of a prompt's tail, numbers masked: its instruction wrapper."""
     tokens = words(tail)[1:]   # the first token may be cut
@@ -210,7 +219,8 @@ class _Profile:
             self.budget += 1
         return True
 
-    def learn(self, f, ts: int) -> None:
+    def learn(self, feats: tuple | None, ts: int) -> None:
+        """Fold one request in; ``feats`` is ``(reasoning, topic, wrapper_fp)`` (``link_record``)."""
         if ts > self.last:
             d = math.exp(-(ts - self.last) / DAY_MS)
             self.req *= d
@@ -222,13 +232,12 @@ class _Profile:
             self.last = ts
         self.n += 1
         self.req += 1.0
-        if f is None:
+        if feats is None:
             return
-        self.reasoning += bool(f.reasoning)
-        topic = getattr(f, "topic", None)
+        reasoning, topic, w = feats
+        self.reasoning += reasoning
         if topic is not None and 0 <= topic < _N_TOPICS:
             self.topics[topic] = self.topics.get(topic, 0.0) + 1.0
-        w = getattr(f, "wrapper_fp", None)
         if w is not None:
             if w in self.wrappers:
                 self.template += 1.0
@@ -243,14 +252,14 @@ class _Profile:
         if len(ring) > NET_RING:
             del ring[min(ring, key=lambda k: (ring[k], k))]
 
-    def summary(self, event) -> dict:
-        """A per-account summary for collective features (a few hundred bytes, no text), as of
-        ``event``: ``nets`` counts the networks used within ``NET_WINDOW_MS`` (IP rotation)."""
-        req, ts = self.req, event.ts_ms
+    def summary(self, ts: int, created: int | None, tier: str | None) -> dict:
+        """A per-account summary for collective features (a few hundred bytes, no text), as of a
+        request at ``ts``: ``nets`` counts the networks used within ``NET_WINDOW_MS`` (IP rotation)."""
+        req = self.req
         return {"n": self.n, "rd": round(req, 2), "r": round(self.reasoning / req, 3) if req else 0.0,
                 "tp": round(self.template / req, 3) if req else 0.0,
                 "t": {str(i): round(v, 2) for i, v in sorted(self.topics.items()) if v >= 0.01},
-                "first": self.first, "created": event.account_created_ms, "tier": event.access_tier,
+                "first": self.first, "created": created, "tier": tier,
                 "nets": sum(1 for t in self.nets.values() if ts - t <= NET_WINDOW_MS)}
 
 
@@ -290,7 +299,11 @@ class LinkObserver:
         """Link observations for one request (usually none: most are deduplicated).
 
         ``features`` are the request's ``EventFeatures`` (``Detector.last_features``)."""
-        account, ts = event.account_id, event.ts_ms
+        return self.observe_record(link_record(event, features))
+
+    def observe_record(self, record: tuple) -> list[dict]:
+        """``observe`` of a request's ``link_record``."""
+        account, ts, event_id, model, created, tier, inputs, feats = record
         prof = self.profiles.get(account)
         if prof is None:
             prof = self.profiles[account] = _Profile(ts)
@@ -298,10 +311,10 @@ class LinkObserver:
                 self.profiles.popitem(last=False)
         else:
             self.profiles.move_to_end(account)
-        prof.learn(features, ts)
+        prof.learn(feats, ts)
         out: list[dict] = []
         sent = self.sent
-        for kind, raw in link_inputs(event):
+        for kind, raw in inputs:
             value, k = self._link(kind, raw)
             if k is None:
                 continue
@@ -315,9 +328,9 @@ class LinkObserver:
                 continue
             sent[dk] = ts
             sent.move_to_end(dk)
-            out.append({"a": account, "kind": kind, "k": k, "ts": ts, "e": event.event_id, "m": event.model})
+            out.append({"a": account, "kind": kind, "k": k, "ts": ts, "e": event_id, "m": model})
         if out:
-            summary = prof.summary(event)   # after the network ring has seen this request
+            summary = prof.summary(ts, created, tier)   # after the network ring has seen this request
             for obs in out:
                 obs["s"] = summary
         self._forget(ts)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -18,10 +19,16 @@ def cmd_worker(args) -> int:
     return run_worker(_settings())
 
 
+def default_replay_jobs() -> int:
+    """2 where this process may use 2+ CPUs (the cross-account stage then gets its own), else 1."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 2 if cpus >= 2 else 1
+
+
 def cmd_replay(args) -> int:
     from distillguard.models import Detector, load_config
 
-    from .replay import open_lines, print_progress, replay
+    from .replay import ReplayError, open_lines, print_progress, replay
 
     settings = _settings()
     src = Path(args.input)
@@ -39,9 +46,12 @@ def cmd_replay(args) -> int:
 
     out_path = Path(args.alerts)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "wb") as out:
-        stats = replay(open_lines(src), detector, lambda a: out.write(a.to_json() + b"\n"),
-                       progress=None if args.quiet else print_progress, on_bad=on_bad)
+    try:
+        with open(out_path, "wb") as out:
+            stats = replay(open_lines(src), detector, lambda a: out.write(a.to_json() + b"\n"),
+                           progress=None if args.quiet else print_progress, on_bad=on_bad, jobs=args.jobs)
+    except ReplayError as err:
+        raise UserError(str(err)) from None
     print(("\r" if not args.quiet else "") + stats.summary(), file=sys.stderr)
     return 0
 
@@ -140,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alerts", required=True, metavar="OUTPUT", help="write alert events here (JSONL)")
     p.add_argument("--detector-config", metavar="TOML", help="detector thresholds (default: DG_DETECTOR_CONFIG)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--jobs", type=int, choices=(1, 2), default=default_replay_jobs(),
+                   help="processes: 2 runs the cross-account stage beside the per-account one, same output "
+                        "(default: 2 on a machine with 2+ CPUs)")
     p.set_defaults(func=cmd_replay)
 
     _module_command(sub, "simulate", "simulate_cli", "generate labelled request traffic to a file or to Kafka")

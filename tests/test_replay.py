@@ -1,14 +1,19 @@
 """`distillguard replay`, contract §3: event-time order, bad lines counted and
 reported, gzip by file name, exit 0 when the input was read to the end."""
 import gzip
+import os
+import re
 import subprocess
 import sys
 
 import orjson
+import pytest
 
 from distillguard.models import Detector
+from distillguard.models.clusters import HydraPipeline
 from distillguard.schemas import validate_alert
-from distillguard.streams.replay import ReplayStats, open_lines, ordered_events, replay
+from distillguard.streams import replay as replay_module
+from distillguard.streams.replay import ReplayError, ReplayStats, open_lines, ordered_events, replay
 
 CLI = [sys.executable, "-m", "distillguard.streams.cli"]
 
@@ -74,3 +79,45 @@ def test_open_lines_skips_blank_lines(tmp_path):
     p = tmp_path / "x.jsonl"
     p.write_bytes(ev(1, 1) + b"\n\n  \n" + ev(2, 2) + b"\n")
     assert len(list(open_lines(p))) == 2
+
+
+def _alert_lines(lines, jobs):
+    out = []
+    stats = replay(lines, Detector(), lambda a: out.append(a.to_json()), jobs=jobs)
+    return stats, out
+
+
+@pytest.mark.parametrize("batch", [97, 6000])
+def test_two_jobs_give_the_same_alert_events_in_the_same_order(small_sim, monkeypatch, batch):
+    lines = list(open_lines(small_sim[0]))[:6000]   # 6000: the last batch is empty for batch=6000
+    monkeypatch.setattr(replay_module, "BATCH", batch)
+    one, alerts_one = _alert_lines(lines, 1)
+    two, alerts_two = _alert_lines(lines, 2)
+    assert alerts_one and alerts_two == alerts_one
+    assert (two.events, two.alerts) == (one.events, one.alerts)
+
+
+def _failing_record(self, record):
+    raise ValueError("boom")
+
+
+def _exiting_record(self, record):
+    os._exit(3)
+
+
+@pytest.mark.parametrize("stage, message", [(_failing_record, "failed: ValueError: boom (test_replay.py"),
+                                            (_exiting_record, "exited (exit code 3)")])
+def test_a_failing_cross_account_process_is_a_clear_error(monkeypatch, stage, message):
+    monkeypatch.setattr(HydraPipeline, "process_record", stage)   # the forked child inherits it
+    with pytest.raises(ReplayError, match=re.escape(message)):
+        replay([ev(i, i * 1000) for i in range(3000)], Detector(), lambda a: None, jobs=2)
+
+
+def test_cli_replay_jobs_1_and_2_write_the_same_file(tmp_path, small_sim):
+    paths = []
+    for jobs in (1, 2):
+        paths.append(tmp_path / f"alerts-{jobs}.jsonl")
+        proc = subprocess.run([*CLI, "replay", str(small_sim[0]), "--alerts", str(paths[-1]), "--quiet",
+                               "--jobs", str(jobs)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    assert paths[0].read_bytes() == paths[1].read_bytes() != b""
