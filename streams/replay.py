@@ -16,6 +16,7 @@ import multiprocessing
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter, deque
@@ -217,6 +218,14 @@ def _replay_split(events: Iterable[RequestEvent], detector: Detector, child: _Hy
         emit(in_flight.popleft(), child.receive())
 
 
+def start_method() -> str:
+    """``fork`` (no start-up cost) from a single-threaded process, else ``spawn``: forking a
+    process with other threads running can copy a lock one of them holds."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
+
+
 class _HydraProcess:
     """``HydraPipeline`` in a child process. Batches of ``link_record`` tuples go down a pipe
     (marshal); alert events come back per batch, tagged (event number, phase). A failure in
@@ -227,8 +236,7 @@ class _HydraProcess:
         self._next = 0     # number of the first event of the next batch
 
     def __enter__(self) -> _HydraProcess:
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                          else "spawn")
+        ctx = multiprocessing.get_context(start_method())
         down_r, self.down = ctx.Pipe(duplex=False)
         self.up, up_w = ctx.Pipe(duplex=False)
         try:   # room for a few batches (the default 64 KB holds none): the parent never waits to write

@@ -97,20 +97,35 @@ def test_two_jobs_give_the_same_alert_events_in_the_same_order(small_sim, monkey
     assert (two.events, two.alerts) == (one.events, one.alerts)
 
 
-def _failing_record(self, record):
-    raise ValueError("boom")
+class FailingHydra(HydraPipeline):
+    def process_record(self, record):
+        raise ValueError("boom")
 
 
-def _exiting_record(self, record):
-    os._exit(3)
+class ExitingHydra(HydraPipeline):
+    def process_record(self, record):
+        os._exit(3)
 
 
-@pytest.mark.parametrize("stage, message", [(_failing_record, "failed: ValueError: boom (test_replay.py"),
-                                            (_exiting_record, "exited (exit code 3)")])
-def test_a_failing_cross_account_process_is_a_clear_error(monkeypatch, stage, message):
-    monkeypatch.setattr(HydraPipeline, "process_record", stage)   # the forked child inherits it
+@pytest.fixture(params=["fork", "spawn"])
+def start_method(request, monkeypatch):
+    monkeypatch.setattr(replay_module, "start_method", lambda: request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("hydra, message", [(FailingHydra, "failed: ValueError: boom (test_replay.py"),
+                                            (ExitingHydra, "exited (exit code 3)")])
+def test_a_failing_cross_account_process_is_a_clear_error(start_method, hydra, message):
+    d = Detector()
     with pytest.raises(ReplayError, match=re.escape(message)):
-        replay([ev(i, i * 1000) for i in range(3000)], Detector(), lambda a: None, jobs=2)
+        replay([ev(i, i * 1000) for i in range(3000)], d, lambda a: None, hydra=hydra(d.key, d.config), jobs=2)
+
+
+def test_spawned_cross_account_process_gives_the_same_alert_events(small_sim, monkeypatch):
+    lines = list(open_lines(small_sim[0]))[:6000]
+    monkeypatch.setattr(replay_module, "start_method", lambda: "spawn")
+    alerts_one = _alert_lines(lines, 1)[1]
+    assert alerts_one and _alert_lines(lines, 2)[1] == alerts_one
 
 
 def test_cli_replay_jobs_1_and_2_write_the_same_file(tmp_path, small_sim):
