@@ -364,7 +364,11 @@ class Bench:
         from distillguard.schemas import parse_event
 
         from .replay import replay
-        lines = [orjson.dumps(ev) for ev in bench_events(n, first_seed=self.args.seed)]
+        from distillguard.models.simulation import load_scenario, simulate
+        # one copy of the default benchmark, simulated once: the replay figure's input, and (it is
+        # bench_events' first copy) the micro-benchmarks' n events when it holds that many
+        full = [orjson.dumps(ev) for ev in simulate(load_scenario("default"), seed=self.args.seed).events()]
+        lines = full[:n] if n <= len(full) else [orjson.dumps(ev) for ev in bench_events(n, first_seed=self.args.seed)]
         parsed = [parse_event(x) for x in lines]
         key = self.settings.fingerprint_key.encode()
         out: dict = {}
@@ -416,8 +420,6 @@ class Bench:
 
         detector = None
         try:   # issue #4's figure: replay of the whole default benchmark (one seed), not of n events
-            from distillguard.models.simulation import load_scenario, simulate
-            full = [orjson.dumps(ev) for ev in simulate(load_scenario("default"), seed=self.args.seed).events()]
             out["replay_events"] = len(full)
             for jobs, name in ((1, "replay_eps"), (2, "replay_2jobs_eps")):
                 eps = []
