@@ -9,9 +9,11 @@ survive between batches.
 >>> agg.learn_one("a", 61_000, 10, 20, False, skeleton=7, topic=1)
 >>> agg.learn_one("a", 119_000, 1, 2, True, skeleton=7, topic=2)
 >>> agg.rows()
-[['a', 60, 2, 11, 22, 1, [7], [1, 2]]]
+[AccountMinuteRow(account_id='a', minute=60, requests=2, input_tokens=11, output_tokens=22, errors=1, skeletons=[7], topics=[1, 2])]
 """
 from __future__ import annotations
+
+from .rows import AccountMinuteRow
 
 MAX_SKELETONS = 64  # distinct skeletons kept per account-minute row; a sketch downstream counts them
 
@@ -35,9 +37,9 @@ class MinuteAggregates:
         if topic is not None:
             row[5].add(topic)
 
-    def rows(self) -> list[list]:
-        """[account_id, minute (epoch s), requests, input_tokens, output_tokens, errors, skeletons, topics]
-        per key (an ``account_minute_in`` row); then reset."""
-        out = [[a, m, n, i, o, e, sorted(s), sorted(t)] for (a, m), (n, i, o, e, s, t) in self._rows.items()]
+    def rows(self) -> list[AccountMinuteRow]:
+        """One row per (account, minute) learnt since the last call; then reset."""
+        out = [AccountMinuteRow(a, m, n, i, o, e, sorted(s), sorted(t))
+               for (a, m), (n, i, o, e, s, t) in self._rows.items()]
         self._rows.clear()
         return out

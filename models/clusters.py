@@ -4,9 +4,10 @@ Hydra networks: tens to thousands of accounts, each too small or too narrow
 for the per-account detector (``DetectorConfig.min_events``), acting as one
 extraction campaign. :class:`ClusterEngine` combines the pair evidence of
 ``models/linking.py`` into clusters and scores each cluster on its
-*collective* behaviour; :class:`HydraPipeline` chains all three stages
-in-process for ``distillguard replay``; the stream runs the same classes in
-three agents (``streams/cluster_agents.py``).
+*collective* behaviour. ``models/pipeline.py`` wraps it as ``ClusterStage``
+(cadence, typed output) and chains all three stages for ``distillguard
+replay``; the stream runs the same stage objects in three agents
+(``streams/cluster_agents.py``).
 
 Linking. A pair of accounts collects decayed evidence per kind (shared
 payment, network, wrapper, system prompt, client; ``linking.BASE_WEIGHT``)
@@ -48,18 +49,18 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import math
 from collections import deque
 from collections.abc import Mapping
 
 from distillguard.schemas import Alert
 
 from .config import DetectorConfig
-from .features import extract
-from .lifecycle import A_EMITTED_EVENTS, A_LAST_STRONG, Lifecycle, severity_of
-from .linking import SYNC_MS, Linker, LinkObserver, link_record
+from .lifecycle import Lifecycle, OpenAlert, severity_of
+from .linking import SYNC_MS
+from .records import PairEvidence
+from .rows import ClusterMemberRow
 from .scoring import ramp
-from .topics import TOPICS
+from .spread import area_spread
 
 DETECTOR = "hydra_cluster"
 LINK_THRESHOLD = 0.7
@@ -127,7 +128,7 @@ class _Cluster:
     def __init__(self, first_link_ts: int) -> None:
         self.cluster_id: str | None = None   # fixed when first needed (alert or persisted row)
         self.first_link_ts = first_link_ts
-        self.alert: list | None = None
+        self.alert: OpenAlert | None = None
         self.last_scored = -1
         self.scored_size = 0
         self.emitted_members: tuple[str, ...] = ()
@@ -137,19 +138,8 @@ class _Cluster:
 
 
 def topic_spread(topics: Mapping[str, float]) -> tuple[int, float]:
-    """(areas holding ≥ 3% of the pooled traffic, normalised entropy): as ``AccountState.topic_spread``."""
-    total = sum(topics.values())
-    if total <= 0:
-        return 0, 0.0
-    areas = 0
-    entropy = 0.0
-    for v in topics.values():
-        p = v / total
-        if p >= 0.03:
-            areas += 1
-        if p > 0:
-            entropy -= p * math.log(p)
-    return areas, entropy / math.log(len(TOPICS))
+    """``spread.area_spread`` of a pooled topic mix (topic id -> weight)."""
+    return area_spread(topics.values())
 
 
 def synchrony(times: Mapping[str, list[int]]) -> float:
@@ -275,7 +265,7 @@ class ClusterEngine:
         self.clusters: dict[str, _Cluster] = {}        # root -> cluster
         self.watermark = 0
         self.last_sweep = 0
-        self.pending_rows: list[list] = []              # cluster_members rows, drained by the caller
+        self.pending_rows: list[ClusterMemberRow] = []  # drained by ClusterStage after each call
         self.max_scores: dict[str, float] = {}          # cluster id -> highest score
         self.retired: dict[str, _Cluster] = {}          # cluster id -> record of a cluster that fell apart
         self._recent_ts: deque[int] = deque(maxlen=max(1, settle))
@@ -321,9 +311,9 @@ class ClusterEngine:
     def _absorbed(self, c: _Cluster, ts: int) -> None:
         """A cluster merged into an older one: close its open alert (the older id carries on)."""
         if c.alert is not None:
-            c.alert[A_LAST_STRONG] = ts - self.config.close_after_ms
+            c.alert.last_strong_ms = ts - self.config.close_after_ms
             c.alert, closed = self.lifecycle.expire(c.alert, c.cluster_id, list(c.emitted_members), ts,
-                                                   c.model, c.cluster_id)
+                                                   c.cluster_id)
             if closed:
                 closed.reasons = [{"feature": "merged_into_older_cluster", "value": 1, "baseline": None}]
                 self._out.append(closed)
@@ -338,23 +328,24 @@ class ClusterEngine:
         acc.last_ts = max(acc.last_ts, ts)
         return acc
 
-    def process(self, msg: dict) -> list[Alert]:
-        """Fold one pair-evidence message (``Linker.process`` output); return alert events."""
+    def process(self, msg: PairEvidence) -> list[Alert]:
+        """Fold one pair-evidence message (``Linker.process`` output); return alert events
+        (``cluster_members`` rows accumulate for ``drain_rows``)."""
         self._out: list[Alert] = []
-        a, ts, kind, w = msg["a"], msg["ts"], msg["kind"], msg["w"]
+        a, ts, kind, w = msg.account, msg.ts_ms, msg.kind, msg.weight
         if ts > self.watermark:
             self.watermark = ts
         self._recent_ts.append(ts)
-        acc = self._account(a, msg.get("sa"), ts)
+        acc = self._account(a, msg.summary, ts)
         if not acc.times or acc.times[-1] != ts:
             acc.times.append(ts)
             acc.times.sort()
             del acc.times[:-TS_RING]
-        if msg.get("e") and msg["e"] not in acc.samples:
-            acc.samples.append(msg["e"])
+        if msg.event_id and msg.event_id not in acc.samples:
+            acc.samples.append(msg.event_id)
             del acc.samples[:-2]
         touched: set[str] = set()
-        for b, sync, sb in msg["p"]:
+        for b, sync, sb in msg.partners:
             self._account(b, sb, 0)
             key = (a, b) if a < b else (b, a)
             p = self.pairs.get(key)
@@ -379,10 +370,10 @@ class ClusterEngine:
                     touched.add(root)
         if a in self.parent:
             touched.add(self.find(a))
-        if msg.get("m"):
+        if msg.model:
             for r in touched:
                 if r in self.clusters:
-                    self.clusters[r].model = msg["m"]
+                    self.clusters[r].model = msg.model
         if touched:
             if ts < self._pending.get(a, ts + 1):    # earliest: a busy account never starves
                 self._pending[a] = ts
@@ -480,8 +471,13 @@ class ClusterEngine:
         if score > self.max_scores.get(cid, 0.0):
             self.max_scores[cid] = score
         members_t = tuple(members)
+        # an alert quiet for close_after_ms closes before this score, whether or not an advance
+        # has closed it yet (as the per-account detector does): the cadence of advance does not matter
+        c.alert, closed = self.lifecycle.expire(c.alert, cid, list(c.emitted_members), ts, cid)
+        if closed:
+            self._out.append(closed)
         if c.alert is not None and members_t != c.emitted_members and severity_of(score, self.config):
-            c.alert[A_EMITTED_EVENTS] = 0    # membership changed: the next observe emits an update
+            c.alert.emitted_events = 0       # membership changed: the next observe emits an update
         samples = []
         for m in members:
             if m in self.accounts:
@@ -491,11 +487,11 @@ class ClusterEngine:
         events = int(sum(s.get("n", 0) for s in summaries.values()))
         first = min((self.accounts[m].times[0] for m in members if m in self.accounts and self.accounts[m].times),
                     default=ts)
-        last_strong = c.alert[A_LAST_STRONG] if c.alert is not None else ts
+        last_strong = c.alert.last_strong_ms if c.alert is not None else ts
         c.alert, alert = self.lifecycle.observe(c.alert, cid, list(members), score, reasons, ts, first, events,
                                                 samples, c.model, cid)
-        if c.alert is not None and c.alert[A_LAST_STRONG] < last_strong:
-            c.alert[A_LAST_STRONG] = last_strong     # late evidence never makes a cluster look quieter
+        if c.alert is not None and c.alert.last_strong_ms < last_strong:
+            c.alert.last_strong_ms = last_strong     # late evidence never makes a cluster look quieter
         if alert is not None:
             self._out.append(alert)
             c.emitted_members = members_t
@@ -504,7 +500,7 @@ class ClusterEngine:
             c.rows_members = members_t
             evidence = dict(ev, linked_by=kinds, alerted=c.alert is not None)
             for m in members:
-                self.pending_rows.append([cid, m, ts, score, evidence])
+                self.pending_rows.append(ClusterMemberRow(cid, m, ts, score, evidence))
 
     # -- maintenance ---------------------------------------------------------
     def _sweep(self, now: int) -> None:
@@ -570,7 +566,7 @@ class ClusterEngine:
         for cid in sorted(self.retired):
             c = self.retired[cid]
             if c.alert is not None:
-                c.alert, closed = self.lifecycle.expire(c.alert, cid, list(c.emitted_members), now, c.model, cid)
+                c.alert, closed = self.lifecycle.expire(c.alert, cid, list(c.emitted_members), now, cid)
                 if closed:
                     self._out.append(closed)
         while len(self.retired) > RETIRED_MAX:
@@ -583,20 +579,18 @@ class ClusterEngine:
             c = self.clusters[root]
             if c.alert is not None:
                 c.alert, closed = self.lifecycle.expire(c.alert, c.cluster_id, list(c.emitted_members), now,
-                                                       c.model, c.cluster_id)
+                                                       c.cluster_id)
                 if closed:
                     self._out.append(closed)
 
-    def advance(self, now_ms: int | None = None) -> list[Alert]:
-        """Close alerts of clusters quiet for ``close_after_ms`` (default: at ``close_clock()``)."""
+    def close_quiet(self, now_ms: int) -> list[Alert]:
+        """Close alerts of clusters quiet for ``close_after_ms`` at ``now_ms``."""
         self._out = []
-        if now_ms is not None:
-            self._flush_pending(now_ms)
-        self._close_quiet(self.close_clock() if now_ms is None else now_ms)
+        self._close_quiet(now_ms)
         return self._out
 
-    def drain_rows(self) -> list[list]:
-        """``cluster_members`` rows produced since the last call: [cluster_id, account, ts, score, evidence]."""
+    def drain_rows(self) -> list[ClusterMemberRow]:
+        """``cluster_members`` rows produced since the last call."""
         rows, self.pending_rows = self.pending_rows, []
         return rows
 
@@ -614,38 +608,3 @@ def _older(a: _Cluster | None, b: _Cluster | None) -> tuple[_Cluster | None, _Cl
     ka = (a.cluster_id is None, a.first_link_ts, a.cluster_id or "")
     kb = (b.cluster_id is None, b.first_link_ts, b.cluster_id or "")
     return (a, b) if ka <= kb else (b, a)
-
-
-class HydraPipeline:
-    """All three stages in one process, for ``distillguard replay`` and tests.
-
-    ``process_one(event, features, state)`` after ``Detector.process_one(event)``:
-    ``features`` is the detector's ``last_features`` (recomputed if None), ``state``
-    the account's ``AccountState`` (unused for now: the observer keeps its own small
-    per-account profile, so this stage does not depend on that class's layout).
-    """
-
-    def __init__(self, key: bytes, config: DetectorConfig | None = None):
-        self.key = key
-        self.observer = LinkObserver(key)
-        self.linker = Linker()
-        self.engine = ClusterEngine(config)
-
-    def record(self, event, features=None) -> tuple:
-        """What the pipeline reads of one request (``linking.link_record``); ``process_record``
-        of it equals ``process_one`` of the request, in this process or another."""
-        return link_record(event, extract(event, self.key) if features is None else features)
-
-    def process_one(self, event, features=None, state=None) -> list[Alert]:
-        return self.process_record(self.record(event, features))
-
-    def process_record(self, record: tuple) -> list[Alert]:
-        out: list[Alert] = []
-        for obs in self.observer.observe_record(record):
-            msg = self.linker.process(obs)
-            if msg is not None:
-                out.extend(self.engine.process(msg))
-        return out
-
-    def advance(self, now_ms: int | None = None) -> list[Alert]:
-        return self.engine.advance(now_ms)

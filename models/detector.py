@@ -1,29 +1,41 @@
 """The per-account detector: event → features → state → score → alert events.
 
-The same object runs inside the Faust agent (with its state mapping backed by
-a changelogged table) and inside ``distillguard replay`` (with a dict), so a
-stream and a replay of the same events give the same alerts. Per-account
-state lives in ``states``; cohort-wide models (River anomaly trees, tier
-baselines, see :class:`~.scoring.Scorer`) live in this object, one per worker
-process, and are relearned after a restart.
+One :class:`AccountDetector` runs inside the stream's detect agent (with its
+state mapping backed by a changelogged table) and inside ``distillguard
+replay`` (with a dict), always through :class:`~.pipeline.AccountStage`,
+which owns the cadence (quiet-alert closes, idle expiry). Per-account state
+lives in ``states``; cohort-wide models (River anomaly trees, tier baselines,
+see :class:`~.scoring.Scorer`) live in this object, one per worker process,
+and are relearned after a restart.
+
+Everything it decides is a function of each account's own events, in event
+time, except what the cohort-wide models have learnt (arrival order; see
+README, "Stream and replay"):
+
+* an alert quiet for ``close_after_ms`` closes at ``last_strong + close_after_ms``
+  (``lifecycle``), whether the account's next event or ``advance`` notices it;
+* an account idle for more than ``idle_expiry_ms`` starts from empty state at its
+  next event, whether or not ``expire_idle`` has already freed its state.
 
 >>> from distillguard.schemas import parse_event
->>> d = Detector()
->>> d.process_one(parse_event(b'{"schema_version":"1","event_id":"e","ts_ms":1,"account_id":"a",'
-...     b'"model":"m","operation":"chat","messages":[],"params":{}}'))
+>>> d = AccountDetector()
+>>> d.process(parse_event(b'{"schema_version":"1","event_id":"e","ts_ms":1,"account_id":"a",'
+...     b'"model":"m","operation":"chat","messages":[],"params":{}}')).alerts
 []
 >>> d.expire_idle(1 + d.config.idle_expiry_ms + 1)
 ['a']
 """
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 
 from distillguard.schemas import Alert, RequestEvent
 
 from .config import DetectorConfig
 from .features import EventFeatures, extract
 from .lifecycle import Lifecycle
+from .rows import FeatureSnapshotRow
 from .scoring import Scorer, account_features
 from .state import AccountState
 
@@ -31,7 +43,16 @@ DETECTOR = "account_extraction"
 DEV_KEY = b"distillguard-dev-key"
 
 
-class Detector:
+@dataclass(slots=True)
+class AccountResult:
+    """What one request did to its account: its features (read by the minute aggregates and
+    the cross-account stage), alert events, and a feature snapshot if the account was scored."""
+    features: EventFeatures
+    alerts: list[Alert] = field(default_factory=list)
+    snapshot: FeatureSnapshotRow | None = None
+
+
+class AccountDetector:
     """Per-account extraction detector.
 
     ``states`` maps account id → :class:`AccountState`; pass a mapping of your
@@ -47,11 +68,8 @@ class Detector:
         self.lifecycle = Lifecycle(DETECTOR, self.config)
         self.scorer = Scorer(self.config)
         self.max_scores: dict[str, float] = {}
-        self.open_alerts: set[str] = set()  # accounts with an open alert, for expiry
+        self.open_alerts: set[str] = set()  # accounts with an open alert, for advance
         self.watermark = 0                  # highest event time seen
-        # optional callback(account, ts_ms, score, reasons) on every scoring: the stream stores
-        # these as feature snapshots for analysts (account_features)
-        self.on_score: Callable[[str, int, float, list[dict]], None] | None = None
 
     def _due(self, s: AccountState) -> bool:
         """Score when the state changed materially: at ``min_events``, then every ``score_every``."""
@@ -60,40 +78,43 @@ class Detector:
             return False
         return n == self.config.min_events or n % self.config.score_every == 0
 
-    def process_one(self, event: RequestEvent) -> list[Alert]:
-        """Learn one event; return the alert events (create/update/close) it causes."""
+    def process(self, event: RequestEvent) -> AccountResult:
+        """Learn one event; return its features, alert events and feature snapshot."""
         return self.learn_features(event.account_id, extract(event, self.key))
 
-    def learn_features(self, account: str, f: EventFeatures) -> list[Alert]:
-        """``process_one`` after feature extraction (evaluation sweeps reuse extracted features)."""
-        self.last_features = f  # read by the cross-account stage (models/clusters.py), features computed once
+    def process_one(self, event: RequestEvent) -> list[Alert]:
+        """The alert events of ``process`` (tests and notebooks)."""
+        return self.process(event).alerts
+
+    def learn_features(self, account: str, f: EventFeatures) -> AccountResult:
+        """``process`` after feature extraction (evaluation sweeps reuse extracted features)."""
+        out = AccountResult(f)
+        ts = f.ts_ms
         s = self.states.get(account)
-        if s is None:
-            s = AccountState()
+        if s is not None and s.alert is not None:
+            s.alert, closed = self.lifecycle.expire(s.alert, account, [account], ts)
+            if closed:
+                out.alerts.append(closed)
+        if s is None or (s.alert is None and ts - s.last_ms > self.config.idle_expiry_ms):
+            s = AccountState()   # new, or back after the idle expiry: what expire_idle would have left
         s.learn_one(f)
         if f.reasoning or f.grader or f.logprob_probe or f.logit_bias_size:
             s.remember_sample(f.event_id)
-        ts = f.ts_ms
         if ts > self.watermark:
             self.watermark = ts
-        out: list[Alert] = []
-        if s.alert is not None:
-            s.alert, closed = self.lifecycle.expire(s.alert, account, [account], ts, f.model)
-            if closed:
-                out.append(closed)
         if self._due(s):
             x = account_features(s)
             score, reasons = self.scorer.score_one(s, x)
             self.scorer.learn_one(s, score, x)
             if score > self.max_scores.get(account, 0.0):
                 self.max_scores[account] = score
-            if self.on_score is not None:
-                self.on_score(account, ts, score, reasons)
+            out.snapshot = FeatureSnapshotRow(account, ts, score,
+                                              {r["feature"]: float(r["value"]) for r in reasons})
             samples = s.samples or [f.event_id]
             s.alert, alert = self.lifecycle.observe(s.alert, account, [account], score, reasons, ts,
                                                    s.first_ms, s.events, samples, f.model)
             if alert:
-                out.append(alert)
+                out.alerts.append(alert)
         if s.alert is not None:
             self.open_alerts.add(account)
         else:
@@ -117,12 +138,21 @@ class Detector:
                 self.states[account] = s
         return out
 
+    def forget_open_alerts(self) -> None:
+        """Drop the index of accounts with an open alert (the stream's states moved to another
+        worker at a rebalance; an account's next event re-enters it)."""
+        self.open_alerts.clear()
+
     def expire_idle(self, now_ms: int) -> list[str]:
-        """Delete the state of accounts idle (in event time) for more than ``idle_expiry_ms``;
-        return their ids. Accounts with an open alert are kept until ``advance`` closes it."""
+        """Free the state of accounts idle (in event time) for more than ``idle_expiry_ms``;
+        return their ids. Accounts with an open alert are kept until ``advance`` closes it.
+        Memory only: an idle account's next event starts from empty state either way."""
         cutoff = now_ms - self.config.idle_expiry_ms
         idle = sorted(a for a, s in self.states.items() if s.last_ms < cutoff and s.alert is None)
         for account in idle:
             del self.states[account]
             self.max_scores.pop(account, None)
         return idle
+
+
+Detector = AccountDetector   # the name before 0.x; kept one release for callers outside this repo

@@ -70,8 +70,9 @@ class _SystemWords:
 _system_words = _SystemWords()
 
 
-def extract(event: RequestEvent, key: bytes) -> EventFeatures:
-    """One request → :class:`EventFeatures` (reads the last user turn and the system prompt)."""
+def prompt_parts(event: RequestEvent) -> tuple[str, str, int]:
+    """(last user turn, first system prompt, conversation turns): the one scan of ``messages``
+    that feature extraction and cross-account linking (``linking.link_inputs``) both read."""
     prompt = system = ""
     turns = 0
     for m in event.messages:
@@ -84,6 +85,12 @@ def extract(event: RequestEvent, key: bytes) -> EventFeatures:
                 system = m.content
         else:
             turns += 1
+    return prompt, system, turns
+
+
+def extract(event: RequestEvent, key: bytes) -> EventFeatures:
+    """One request → :class:`EventFeatures` (reads the last user turn and the system prompt)."""
+    prompt, system, turns = prompt_parts(event)
     params = event.params
     max_tokens = params.get("max_tokens") or 0
     bias = params.get("logit_bias")

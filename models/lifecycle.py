@@ -1,11 +1,19 @@
 """Alert lifecycle per scope: ``create`` once, ``update`` when evidence grows,
 ``close`` after a quiet spell, all in event time.
 
-The open alert lives inside the scope's state as a small list so that it is
-persisted with it (Faust changelog) and a restarted worker neither forgets an
-alert nor creates it twice.
+The open alert (:class:`OpenAlert`) lives inside the scope's state so that it
+is persisted with it (Faust changelog) and a restarted worker neither forgets
+an alert nor creates it twice.
+
+A close is a pure function of the open alert: it happens at
+``last_strong + close_after_ms`` of event time, whoever notices it first (the
+scope's own next score, or the periodic ``advance`` of quiet scopes, whenever
+that runs), so its content does not depend on batch sizes or on how often the
+driver advances.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from distillguard.schemas import Alert, make_alert_id
 
@@ -15,11 +23,35 @@ SEVERITIES = ("low", "medium", "high", "critical")
 ACTIONS = {"low": "monitor", "medium": "step_up_verification", "high": "throttle", "critical": "block"}
 WINDOW_MS = 3_600_000  # alert ids are keyed by the hour the finding first crossed a threshold
 
-# open-alert record fields
-A_ID, A_START, A_SEVERITY, A_SCORE, A_EVENTS, A_LAST_STRONG, A_EMITTED_EVENTS = range(7)
+_DEFAULT = DetectorConfig()
 
 
-def severity_of(score: float, cfg: DetectorConfig) -> str | None:
+@dataclass(slots=True)
+class OpenAlert:
+    """The open alert of one scope (account or cluster)."""
+    alert_id: str
+    window_start_ms: int
+    severity: str
+    score: float            # highest score so far
+    events: int             # supporting events at the last strong score
+    last_strong_ms: int     # event time of the last score at or above ``low``
+    emitted_events: int     # ``events`` when the last create/update was emitted
+    model: str | None = None   # model of the last strong score's request (named in the close)
+
+    def to_list(self) -> list:
+        """Persisted form (``AccountState.to_bytes``)."""
+        return [self.alert_id, self.window_start_ms, self.severity, self.score, self.events,
+                self.last_strong_ms, self.emitted_events, self.model]
+
+    @classmethod
+    def from_list(cls, values: list | None) -> OpenAlert | None:
+        """Inverse of :meth:`to_list`; also reads the 7-field list of earlier versions (no model)."""
+        return None if values is None else cls(*values)
+
+
+def severity_of(score: float, cfg: DetectorConfig = _DEFAULT) -> str | None:
+    """The severity band of ``score`` (None below ``low``); one definition for the per-account
+    detector, the cluster engine and the evaluation baselines."""
     if score >= cfg.critical:
         return "critical"
     if score >= cfg.high:
@@ -52,18 +84,18 @@ class Lifecycle:
         self.detector = detector
         self.cfg = cfg
 
-    def _alert(self, rec: list, activity: str, accounts: list[str], score: float, reasons: list[dict],
+    def _alert(self, rec: OpenAlert, activity: str, accounts: list[str], score: float, reasons: list[dict],
                ts: int, samples: list[str], model: str | None, cluster_id: str | None) -> Alert:
-        sev = rec[A_SEVERITY]
-        return Alert(alert_id=rec[A_ID], activity=activity, detector=self.detector, severity=sev,
+        sev = rec.severity
+        return Alert(alert_id=rec.alert_id, activity=activity, detector=self.detector, severity=sev,
                      score=min(max(score, 0.0), 1.0), account_ids=accounts, cluster_id=cluster_id,
-                     window_start_ms=rec[A_START], window_end_ms=ts, raised_at_ms=ts,
-                     event_count=int(rec[A_EVENTS]), reasons=reasons, sample_event_ids=list(samples),
+                     window_start_ms=rec.window_start_ms, window_end_ms=ts, raised_at_ms=ts,
+                     event_count=int(rec.events), reasons=reasons, sample_event_ids=list(samples),
                      recommended_action=ACTIONS[sev], model=model)
 
-    def observe(self, rec: list | None, scope: str, accounts: list[str], score: float, reasons: list[dict],
+    def observe(self, rec: OpenAlert | None, scope: str, accounts: list[str], score: float, reasons: list[dict],
                 ts: int, window_start: int, events: int, samples: list[str], model: str | None,
-                cluster_id: str | None = None) -> tuple[list | None, Alert | None]:
+                cluster_id: str | None = None) -> tuple[OpenAlert | None, Alert | None]:
         """Fold a new score for ``scope``; return the new open-alert record and an alert event, if any."""
         sev = severity_of(score, self.cfg)
         if rec is None:
@@ -71,30 +103,34 @@ class Lifecycle:
                 return None, None
             # Keyed by the hour of the crossing: a later finding on the same scope (after a close,
             # which takes hours of quiet) gets a new id; re-processing the same events does not.
-            rec = [make_alert_id(self.detector, scope, ts // WINDOW_MS * WINDOW_MS),
-                   window_start, sev, score, events, ts, events]
+            rec = OpenAlert(make_alert_id(self.detector, scope, ts // WINDOW_MS * WINDOW_MS),
+                            window_start, sev, score, events, ts, events, model)
             return rec, self._alert(rec, "create", accounts, score, reasons, ts, samples, model, cluster_id)
         if sev is None:
             return rec, None
-        rec[A_LAST_STRONG] = ts
-        rec[A_EVENTS] = events
-        grew = SEVERITIES.index(sev) > SEVERITIES.index(rec[A_SEVERITY]) or \
-            events >= rec[A_EMITTED_EVENTS] * self.cfg.update_growth
+        rec.last_strong_ms = ts
+        rec.events = events
+        rec.model = model
+        grew = SEVERITIES.index(sev) > SEVERITIES.index(rec.severity) or \
+            events >= rec.emitted_events * self.cfg.update_growth
         if not grew:
             return rec, None
-        if SEVERITIES.index(sev) > SEVERITIES.index(rec[A_SEVERITY]):
-            rec[A_SEVERITY] = sev
-        rec[A_SCORE] = max(rec[A_SCORE], score)
-        rec[A_EMITTED_EVENTS] = events
-        return rec, self._alert(rec, "update", accounts, rec[A_SCORE], reasons, ts, samples, model, cluster_id)
+        if SEVERITIES.index(sev) > SEVERITIES.index(rec.severity):
+            rec.severity = sev
+        rec.score = max(rec.score, score)
+        rec.emitted_events = events
+        return rec, self._alert(rec, "update", accounts, rec.score, reasons, ts, samples, model, cluster_id)
 
-    def expire(self, rec: list | None, scope: str, accounts: list[str], now_ms: int,
-               model: str | None = None, cluster_id: str | None = None) -> tuple[list | None, Alert | None]:
-        """Close the open alert if its scope has been quiet for ``close_after_ms`` of event time."""
-        if rec is None or now_ms - rec[A_LAST_STRONG] < self.cfg.close_after_ms:
+    def expire(self, rec: OpenAlert | None, scope: str, accounts: list[str], now_ms: int,
+               cluster_id: str | None = None) -> tuple[OpenAlert | None, Alert | None]:
+        """Close the open alert if its scope has been quiet for ``close_after_ms`` at ``now_ms``.
+        The close is dated when it became due (``last_strong_ms + close_after_ms``), not
+        ``now_ms``: whichever call notices it, the close event is the same."""
+        if rec is None or now_ms - rec.last_strong_ms < self.cfg.close_after_ms:
             return rec, None
-        alert = self._alert(rec, "close", accounts, rec[A_SCORE],
-                            [{"feature": "quiet_ms", "value": now_ms - rec[A_LAST_STRONG], "baseline": None}],
-                            now_ms, [], model, cluster_id)
-        alert.raised_at_ms = rec[A_LAST_STRONG]
+        quiet = self.cfg.close_after_ms
+        alert = self._alert(rec, "close", accounts, rec.score,
+                            [{"feature": "quiet_ms", "value": quiet, "baseline": None}],
+                            rec.last_strong_ms + quiet, [], rec.model, cluster_id)
+        alert.raised_at_ms = rec.last_strong_ms
         return None, alert

@@ -58,6 +58,8 @@ import ipaddress
 import math
 from collections import OrderedDict
 
+from .features import prompt_parts
+from .records import AccountSummary, LinkFeatures, LinkObservation, LinkRecord, PairEvidence, Partner
 from .text import fingerprint, words
 from .topics import TOPICS
 
@@ -132,12 +134,7 @@ def link_inputs(event) -> list[tuple[str, object]]:
         out.append(("pay", event.payment_fingerprint))
     if event.client_ip:
         out.append(("net", event.client_ip))
-    prompt = system = ""
-    for m in event.messages:
-        if m.role == "user":
-            prompt = m.content
-        elif m.role == "system" and not system:
-            system = m.content
+    prompt, system, _turns = prompt_parts(event)
     if len(prompt) >= _WRAP_MIN_CHARS:
         out.append(("wrap", prompt[-_WRAP_TAIL_CHARS:]))
     if system:
@@ -147,13 +144,12 @@ def link_inputs(event) -> list[tuple[str, object]]:
     return out
 
 
-def link_record(event, features=None) -> tuple:
-    """All that stage 1 reads of one request and its ``EventFeatures``, as a flat tuple of plain
-    values (cheap to hand to another process): ``(account, ts, event id, model, account created,
-    tier, link_inputs, (reasoning, topic, wrapper fingerprint) or None)``."""
+def link_record(event, features=None) -> LinkRecord:
+    """All that stage 1 reads of one request and its ``EventFeatures``: plain values only, so a
+    ``tuple()`` of it is cheap to hand to another process (``replay --jobs 2``)."""
     feats = None if features is None else (bool(features.reasoning), features.topic, features.wrapper_fp)
-    return (event.account_id, event.ts_ms, event.event_id, event.model, event.account_created_ms,
-            event.access_tier, link_inputs(event), feats)
+    return LinkRecord(event.account_id, event.ts_ms, event.event_id, event.model, event.account_created_ms,
+                      event.access_tier, link_inputs(event), feats)
 
 
 def _wrapper_of(tail: str) -> str | None:
@@ -219,7 +215,7 @@ class _Profile:
             self.budget += 1
         return True
 
-    def learn(self, feats: tuple | None, ts: int) -> None:
+    def learn(self, feats: LinkFeatures | None, ts: int) -> None:
         """Fold one request in; ``feats`` is ``(reasoning, topic, wrapper_fp)`` (``link_record``)."""
         if ts > self.last:
             d = math.exp(-(ts - self.last) / DAY_MS)
@@ -252,7 +248,7 @@ class _Profile:
         if len(ring) > NET_RING:
             del ring[min(ring, key=lambda k: (ring[k], k))]
 
-    def summary(self, ts: int, created: int | None, tier: str | None) -> dict:
+    def summary(self, ts: int, created: int | None, tier: str | None) -> AccountSummary:
         """A per-account summary for collective features (a few hundred bytes, no text), as of a
         request at ``ts``: ``nets`` counts the networks used within ``NET_WINDOW_MS`` (IP rotation)."""
         req = self.req
@@ -264,10 +260,7 @@ class _Profile:
 
 
 class LinkObserver:
-    """Stage 1: requests → deduplicated link observations (dicts, ready for JSON).
-
-    An observation is ``{"a": account, "kind", "k": key fingerprint (hex), "ts",
-    "e": event id, "m": model, "s": summary}``.
+    """Stage 1: requests (``LinkRecord``) → deduplicated ``LinkObservation``s.
 
     It runs for every request, so what repeats is computed once: link values and keys are
     memoised per raw input (an account keeps its network, client, system prompt and payment
@@ -295,14 +288,8 @@ class LinkObserver:
                     memo.popitem(last=False)
         return link
 
-    def observe(self, event, features=None) -> list[dict]:
-        """Link observations for one request (usually none: most are deduplicated).
-
-        ``features`` are the request's ``EventFeatures`` (``Detector.last_features``)."""
-        return self.observe_record(link_record(event, features))
-
-    def observe_record(self, record: tuple) -> list[dict]:
-        """``observe`` of a request's ``link_record``."""
+    def observe(self, record: LinkRecord) -> list[LinkObservation]:
+        """Link observations for one request (usually none: most are deduplicated)."""
         account, ts, event_id, model, created, tier, inputs, feats = record
         prof = self.profiles.get(account)
         if prof is None:
@@ -312,7 +299,7 @@ class LinkObserver:
         else:
             self.profiles.move_to_end(account)
         prof.learn(feats, ts)
-        out: list[dict] = []
+        out: list[LinkObservation] = []
         sent = self.sent
         for kind, raw in inputs:
             value, k = self._link(kind, raw)
@@ -328,11 +315,11 @@ class LinkObserver:
                 continue
             sent[dk] = ts
             sent.move_to_end(dk)
-            out.append({"a": account, "kind": kind, "k": k, "ts": ts, "e": event_id, "m": model})
+            out.append(LinkObservation(account, kind, k, ts, event_id, model, None))
         if out:
             summary = prof.summary(ts, created, tier)   # after the network ring has seen this request
             for obs in out:
-                obs["s"] = summary
+                obs.summary = summary
         self._forget(ts)
         return out
 
@@ -377,37 +364,36 @@ class Linker:
     ``PAIR_WINDOW_MS``, plus the accounts of the ``RECENT`` latest
     observations within ``SYNC_MS`` (synchronised bursts).
 
-    Output: ``{"a", "sa": summary, "kind", "w": weight, "ts", "e", "m",
-    "p": [[partner, sync (0/1), summary], ...]}``, or None.
+    Output: ``PairEvidence`` (partners sorted by account), or None.
     """
 
     def __init__(self) -> None:
         self.keys: OrderedDict[str, _Key] = OrderedDict()
         self.evicted = 0
 
-    def process(self, obs: dict) -> dict | None:
-        k, account, ts = obs["k"], obs["a"], obs["ts"]
+    def process(self, obs: LinkObservation) -> PairEvidence | None:
+        k, account, ts = obs.key, obs.account, obs.ts_ms
         st = self.keys.get(k)
         if st is None:
-            st = self.keys[k] = _Key(obs["kind"])
+            st = self.keys[k] = _Key(obs.kind)
         else:
             self.keys.move_to_end(k)
         st.last_ts = max(st.last_ts, ts)
-        summary = obs["s"]
-        partners: dict[str, list] = {}
+        summary = obs.summary
+        partners: dict[str, Partner] = {}
         own = None
         for entry in st.anchors:
             _, a_acct, a_ts, a_sum = entry
             if a_acct == account:
                 own = entry
             elif ts - a_ts <= PAIR_WINDOW_MS:
-                partners[a_acct] = [a_acct, int(abs(ts - a_ts) <= SYNC_MS), a_sum]
+                partners[a_acct] = Partner(a_acct, int(abs(ts - a_ts) <= SYNC_MS), a_sum)
         recent = []   # the ring without this account, which goes last
         for entry in st.recent:
             r_acct, r_ts, r_sum = entry
             if r_acct != account:
                 if abs(ts - r_ts) <= SYNC_MS:
-                    partners[r_acct] = [r_acct, 1, r_sum]
+                    partners[r_acct] = Partner(r_acct, 1, r_sum)
                 recent.append(entry)
         recent.append([account, ts, summary])
         st.recent = recent[-RECENT:]
@@ -425,8 +411,8 @@ class Linker:
         w = key_weight(st.kind, st.cardinality())
         if not partners or w < MIN_WEIGHT:
             return None
-        return {"a": account, "sa": summary, "kind": st.kind, "w": round(w, 4), "ts": ts, "e": obs.get("e"),
-                "m": obs.get("m"), "p": [partners[p] for p in sorted(partners)]}
+        return PairEvidence(account, summary, st.kind, round(w, 4), ts, obs.event_id, obs.model,
+                            [partners[p] for p in sorted(partners)])
 
     def _evict(self, now: int) -> None:
         keys = self.keys

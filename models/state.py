@@ -30,6 +30,8 @@ from array import array
 import orjson
 
 from .features import EventFeatures
+from .lifecycle import OpenAlert
+from .spread import area_spread
 from .topics import TOPICS
 
 HORIZONS_MS = (5 * 60_000, 60 * 60_000, 24 * 3_600_000)
@@ -82,7 +84,7 @@ class AccountState:
         self.tier: str | None = None
         self.created_ms: int | None = None
         self.samples: list[str] = []                      # a few suspicious event ids
-        self.alert: list | None = None                    # open alert, see lifecycle.py
+        self.alert: OpenAlert | None = None               # open alert, see lifecycle.py
 
     # -- updates ---------------------------------------------------------
     # Counters are stored scaled by exp((t - base_ms) / tau) so an update only
@@ -248,18 +250,7 @@ class AccountState:
 
     def topic_spread(self) -> tuple[int, float]:
         """(areas holding ≥ 3% of the day's traffic, normalised entropy of the area mix)."""
-        topics = self.num[TOPIC0:TOPIC0 + N_TOPICS]
-        total = sum(topics)
-        if total <= 0:
-            return 0, 0.0
-        entropy = 0.0
-        areas = 0
-        for v in topics:
-            if v > 0:
-                p = v / total
-                entropy -= p * math.log(p)
-                areas += p >= 0.03
-        return areas, entropy / math.log(N_TOPICS)
+        return area_spread(self.num[TOPIC0:TOPIC0 + N_TOPICS])
 
     def models_used(self) -> int:
         """Distinct models used (up to MAX_MODELS)."""
@@ -273,7 +264,7 @@ class AccountState:
     def to_bytes(self) -> bytes:
         return orjson.dumps([FORMAT, self.first_ms, self.last_ms, self.base_ms, self.events, self.num.tolist(),
                              self.sketch.tolist(), self.tier, self.created_ms, self.samples,
-                             self.alert])
+                             None if self.alert is None else self.alert.to_list()])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> AccountState:
@@ -284,7 +275,8 @@ class AccountState:
         if doc[0] != FORMAT:
             return s
         (_v, s.first_ms, s.last_ms, s.base_ms, s.events, num, sketch, s.tier, s.created_ms, s.samples,
-         s.alert) = doc
+         alert) = doc
+        s.alert = OpenAlert.from_list(alert)
         s.num = array("f", num)
         s.sketch = array("q", sketch)
         return s

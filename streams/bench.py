@@ -358,7 +358,7 @@ class Bench:
 
     # -- in-process --------------------------------------------------------------
     def micro(self, n: int) -> dict:
-        from distillguard.models import Detector
+        from distillguard.models import Pipeline
         from distillguard.models.features import extract
         from distillguard.models.state import AccountState
         from distillguard.schemas import parse_event
@@ -418,17 +418,17 @@ class Bench:
                 model.learn_one("pro", v)
             out["river_learn_us"] = (time.perf_counter() - t) * 1e6 / len(vecs)
 
-        detector = None
+        pipeline = None
         try:   # issue #4's figure: replay of the whole default benchmark (one seed), not of n events
             out["replay_events"] = len(full)
             for jobs, name in ((1, "replay_eps"), (2, "replay_2jobs_eps")):
                 eps = []
                 for _ in range(self.args.runs):
-                    detector = Detector(key=key)
-                    eps.append(replay(iter(full), detector, lambda a: None, jobs=jobs).eps)
+                    pipeline = Pipeline(key=key)
+                    eps.append(replay(iter(full), pipeline, lambda a: None, jobs=jobs).eps)
                 out[name] = statistics.median(eps)
                 out[f"{name}_runs"] = [round(e) for e in eps]
-            states = list(detector.states.values())
+            states = list(pipeline.accounts.detector.states.values())
         except Exception as err:  # noqa: BLE001 - report it, measure the rest
             out["replay_eps"] = None
             self.notes.append(f"replay benchmark FAILED: {type(err).__name__}: {str(err)[:200]}")

@@ -26,7 +26,7 @@ def default_replay_jobs() -> int:
 
 
 def cmd_replay(args) -> int:
-    from distillguard.models import Detector, load_config
+    from distillguard.models import Pipeline, load_config
 
     from .replay import ReplayError, open_lines, print_progress, replay
 
@@ -34,7 +34,7 @@ def cmd_replay(args) -> int:
     src = Path(args.input)
     if not src.is_file():
         raise UserError(f"input file {src} does not exist")
-    detector = Detector(load_config(args.detector_config or settings.detector_config or None),
+    pipeline = Pipeline(load_config(args.detector_config or settings.detector_config or None),
                         settings.fingerprint_key.encode())
     shown = 0
 
@@ -48,7 +48,7 @@ def cmd_replay(args) -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(out_path, "wb") as out:
-            stats = replay(open_lines(src), detector, lambda a: out.write(a.to_json() + b"\n"),
+            stats = replay(open_lines(src), pipeline, lambda a: out.write(a.to_json() + b"\n"),
                            progress=None if args.quiet else print_progress, on_bad=on_bad, jobs=args.jobs)
     except ReplayError as err:
         raise UserError(str(err)) from None

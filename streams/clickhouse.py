@@ -16,6 +16,8 @@ from pathlib import Path
 
 import clickhouse_connect
 
+from distillguard.models.rows import ROW_TYPES, Row, columns
+
 from .settings import Settings, mask
 
 # Versioned, idempotent migrations: (version, statements). Never edit a
@@ -138,18 +140,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ]),
 ]
 
-# Column order of the rows the sink inserts, per table.
-COLUMNS: dict[str, list[str]] = {
-    "alert_events": ["alert_id", "activity", "detector", "severity", "score", "account_id", "account_ids",
-                     "cluster_id", "window_start", "window_end", "raised_at", "event_count", "reasons",
-                     "sample_event_ids", "recommended_action", "model", "version"],
-    "account_minute": ["account_id", "minute", "requests", "input_tokens", "output_tokens", "errors"],
-    "dlq_minute": ["minute", "reason", "count"],
-    "cluster_members": ["cluster_id", "account_id", "updated_at", "score", "evidence"],
-    "account_minute_in": ["account_id", "minute", "requests", "input_tokens", "output_tokens", "errors",
-                          "skeletons", "topics"],
-    "account_features": ["account_id", "ts", "score", "features"],
-}
+# Column list of every table the sink inserts into: the fields of its row class (models/rows.py).
+COLUMNS: dict[str, list[str]] = {t.TABLE: columns(t) for t in ROW_TYPES}
 
 
 class StoreBusy(RuntimeError):
@@ -209,8 +201,17 @@ class Store:
         return applied
 
     def insert(self, table: str, rows: list[list]) -> None:
+        """Insert value lists (``Row.values()``, the sink topic's form) into ``table``."""
         if rows:
             self.client.insert(f"{self.db}.{table}", rows, column_names=COLUMNS[table])
+
+    def insert_rows(self, rows: list[Row]) -> None:
+        """Insert typed rows, one insert per table."""
+        by_table: dict[str, list[list]] = {}
+        for row in rows:
+            by_table.setdefault(row.TABLE, []).append(row.values())
+        for table, values in by_table.items():
+            self.insert(table, values)
 
     def query(self, sql: str, parameters: dict | None = None):
         return self.client.query(sql, parameters=parameters)

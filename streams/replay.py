@@ -1,5 +1,6 @@
 """``distillguard replay``: request events from a file through the same
-detection code the stream workers run, in event-time order, no Kafka needed.
+detection program the stream workers run (``models.pipeline``), in event-time
+order, no Kafka needed.
 
 Input is JSONL (or JSONL.gz by file name). Events are re-ordered through a
 bounded heap (``reorder`` events deep); an event older than what was already
@@ -24,8 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distillguard.models import Detector
-from distillguard.models.clusters import HydraPipeline
+from distillguard.models.pipeline import AccountOutput, CrossAccountPipeline, Pipeline
+from distillguard.models.records import LinkRecord
 from distillguard.schemas import Alert, BadEvent, RequestEvent, parse_event
 
 PROGRESS_EVERY_S = 1.0
@@ -95,41 +96,38 @@ def ordered_events(lines: Iterable[bytes], stats: ReplayStats, reorder: int = 50
         yield out
 
 
-ADVANCE_EVERY_MS = 60_000   # close quiet alerts once a minute of event time
-BATCH = 1024                # events per batch handed to the cross-account process (~250 KB)
+BATCH = 1000                # events per batch: a replay is the stream with batches of this many
+                            # events from one partition (DG_BATCH_MAX's default); also the batch
+                            # of link records sent to the cross-account process (~250 KB)
 PIPE_BYTES = 1 << 20
+# Alert events are emitted in the order one process would emit them: by event number, then phase.
+P_ACCOUNT, P_CLUSTER, P_END_BATCH, P_FINISH = range(4)
+Tagged = tuple[int, int, Alert]
 
 
-def replay(lines: Iterable[bytes], detector: Detector, on_alert: Callable[[Alert], None],
+def replay(lines: Iterable[bytes], pipeline: Pipeline, on_alert: Callable[[Alert], None],
            progress: Callable[[ReplayStats], None] | None = None, reorder: int = 50_000,
-           on_bad: Callable[[int, BadEvent], None] | None = None,
-           hydra: HydraPipeline | None | bool = None, jobs: int = 1) -> ReplayStats:
-    """Run ``detector`` over ``lines``; call ``on_alert`` for every alert event.
+           on_bad: Callable[[int, BadEvent], None] | None = None, jobs: int = 1,
+           on_event: Callable[[RequestEvent, AccountOutput], None] | None = None) -> ReplayStats:
+    """Drive ``pipeline`` (``models.pipeline.Pipeline``) over ``lines``; call ``on_alert`` for every
+    alert event and ``on_event`` (if given) after each request's per-account stage.
 
-    After the per-account detector, every event also goes through the cross-account
-    pipeline (``models.clusters.HydraPipeline``, the code the stream's link, linker and
-    cluster agents run); by default one is built for a :class:`Detector`, ``hydra=False``
-    turns it off.
-
-    ``jobs=2`` runs the cross-account pipeline in a second process, fed in batches of
-    ``BATCH`` events: the same alert events in the same order, sooner on two cores; but
-    ``on_alert`` gets an event's cluster alerts a batch or two later than in one process."""
-    if hydra is None and isinstance(detector, Detector):
-        hydra = HydraPipeline(detector.key, detector.config)
+    Like a stream worker that reads one partition: ``process`` per event, ``end_batch`` after
+    every ``BATCH`` events at the highest event time so far (the low watermark of one ordered
+    source), ``finish`` at the end. ``jobs=2`` runs the cross-account part in a second process,
+    fed batches of ``LinkRecord``s: the same alert events in the same order (``on_alert`` gets
+    an event's alerts a batch or two later than with one process)."""
     stats = ReplayStats()
     start = time.perf_counter()
     events = ordered_events(lines, stats, reorder, on_bad=on_bad)
-    if hydra and jobs > 1:
-        with _HydraProcess(hydra) as child:
-            _replay_split(events, detector, child, on_alert, stats, progress)
+    if pipeline.cross is not None and jobs > 1:
+        with _CrossAccountProcess(pipeline.cross) as cross:
+            _drive(events, pipeline, cross, on_alert, on_event, stats, progress)
     else:
-        _replay_inline(events, detector, hydra or None, on_alert, stats, progress)
+        cross = None if pipeline.cross is None else _InlineCross(pipeline.cross)
+        _drive(events, pipeline, cross, on_alert, on_event, stats, progress)
     stats.seconds = time.perf_counter() - start
     return stats
-
-
-def _advance_due(ts: int, last_advance: int) -> bool:
-    return ts - last_advance >= ADVANCE_EVERY_MS
 
 
 class _Progress:
@@ -148,74 +146,75 @@ class _Progress:
                 self.progress(self.stats)
 
 
-def _replay_inline(events: Iterable[RequestEvent], detector: Detector, hydra: HydraPipeline | None,
-                   on_alert: Callable[[Alert], None], stats: ReplayStats,
-                   progress: Callable[[ReplayStats], None] | None) -> None:
-    def emit(alerts: Iterable[Alert]) -> None:
-        for alert in alerts:
-            stats.alerts += 1
-            on_alert(alert)
+class _Merge:
+    """Emits the per-account alerts (made here) and the cross-account ones (made in-process or
+    in the child, ``done`` up to some event number) in (event number, phase) order."""
 
+    def __init__(self, on_alert: Callable[[Alert], None], stats: ReplayStats):
+        self.on_alert, self.stats = on_alert, stats
+        self.own: deque[Tagged] = deque()
+        self.theirs: deque[Tagged] = deque()
+
+    def add(self, seq: int, phase: int, alerts: Iterable[Alert]) -> None:
+        self.own.extend((seq, phase, a) for a in alerts)
+
+    def emit(self, done: int) -> None:
+        """Emit everything that no cross-account result for events ``>= done`` can precede."""
+        own, theirs = self.own, self.theirs
+        while own or theirs:
+            if theirs and (not own or theirs[0][:2] < own[0][:2]):
+                alert = theirs.popleft()[2]
+            elif own[0][:2] < (done, P_CLUSTER):
+                alert = own.popleft()[2]
+            else:
+                return
+            self.stats.alerts += 1
+            self.on_alert(alert)
+
+
+def _drive(events: Iterable[RequestEvent], pipeline: Pipeline, cross: _InlineCross | _CrossAccountProcess | None,
+           on_alert: Callable[[Alert], None], on_event: Callable[[RequestEvent, AccountOutput], None] | None,
+           stats: ReplayStats, progress: Callable[[ReplayStats], None] | None) -> None:
+    """The one replay loop, whether the cross-account part runs here, elsewhere or not at all."""
     ticker = _Progress(stats, progress)
-    last_advance = 0
-    for ev in events:
-        stats.events += 1
-        emit(detector.process_one(ev))
-        if hydra:
-            emit(hydra.process_one(ev, getattr(detector, "last_features", None),
-                                   detector.states.get(ev.account_id)))
-        if _advance_due(ev.ts_ms, last_advance):
-            last_advance = ev.ts_ms
-            emit(detector.advance())
-            emit(hydra.advance() if hydra else ())
-        ticker.tick()
-    emit(detector.advance())
-    emit(hydra.advance() if hydra else ())
-
-
-# Alert events are merged back in the order one process emits them: by event number, then
-# by phase within an event.
-P_DETECT, P_CLUSTER, P_DETECT_ADVANCE, P_CLUSTER_ADVANCE = range(4)
-
-
-def _replay_split(events: Iterable[RequestEvent], detector: Detector, child: _HydraProcess,
-                  on_alert: Callable[[Alert], None], stats: ReplayStats,
-                  progress: Callable[[ReplayStats], None] | None) -> None:
-    ticker = _Progress(stats, progress)
-    hydra = child.hydra
-    last_advance = 0
-    mine: list[tuple[int, int, Alert]] = []
-    records: list[tuple] = []
-    in_flight: deque[list[tuple[int, int, Alert]]] = deque()
-
-    def emit(own: list[tuple[int, int, Alert]], theirs: list[tuple[int, int, Alert]]) -> None:
-        for _, _, alert in heapq.merge(own, theirs, key=lambda t: (t[0], t[1])):
-            stats.alerts += 1
-            on_alert(alert)
-
-    def send() -> None:
-        nonlocal mine, records
-        child.send(records)
-        in_flight.append(mine)
-        mine, records = [], []
-        if len(in_flight) > 2:   # keep two batches in flight: both processes stay busy
-            emit(in_flight.popleft(), child.receive())
-
+    accounts = pipeline.accounts
+    merge = _Merge(on_alert, stats)
+    watermark = 0
+    seq = -1
     for seq, ev in enumerate(events):
         stats.events += 1
-        mine.extend((seq, P_DETECT, a) for a in detector.process_one(ev))
-        records.append(hydra.record(ev, getattr(detector, "last_features", None)))
-        if _advance_due(ev.ts_ms, last_advance):
-            last_advance = ev.ts_ms
-            mine.extend((seq, P_DETECT_ADVANCE, a) for a in detector.advance())
-        if len(records) >= BATCH:
-            send()
+        out = accounts.process(ev)
+        if on_event is not None:
+            on_event(ev, out)
+        merge.add(seq, P_ACCOUNT, out.alerts)
+        if ev.ts_ms > watermark:
+            watermark = ev.ts_ms
+        if cross is not None:
+            merge.theirs.extend(cross.submit(seq, out.record))
+        if stats.events % BATCH == 0:
+            merge.add(seq, P_END_BATCH, accounts.end_batch(watermark).alerts)
+        merge.emit(cross.done if cross is not None else seq + 1)
         ticker.tick()
-    mine.extend((stats.events, P_DETECT_ADVANCE, a) for a in detector.advance())
-    send()
-    child.finish()
-    while in_flight:
-        emit(in_flight.popleft(), child.receive())
+    if stats.events % BATCH:
+        merge.add(seq, P_END_BATCH, accounts.end_batch(watermark).alerts)
+    if cross is not None:
+        merge.theirs.extend(cross.finish(seq + 1))
+    merge.emit(1 << 62)
+
+
+class _InlineCross:
+    """The cross-account pipeline in this process: results right away."""
+
+    def __init__(self, cross: CrossAccountPipeline):
+        self.cross = cross
+        self.done = 0     # cross-account results of events < done are out
+
+    def submit(self, seq: int, record: LinkRecord) -> list[Tagged]:
+        self.done = seq + 1
+        return [(seq, P_CLUSTER, a) for a in self.cross.process(record).alerts]
+
+    def finish(self, seq: int) -> list[Tagged]:
+        return [(seq, P_FINISH, a) for a in self.cross.finish().alerts]
 
 
 def start_method() -> str:
@@ -226,16 +225,20 @@ def start_method() -> str:
     return "spawn"
 
 
-class _HydraProcess:
-    """``HydraPipeline`` in a child process. Batches of ``link_record`` tuples go down a pipe
-    (marshal); alert events come back per batch, tagged (event number, phase). A failure in
-    the child is raised here as :class:`ReplayError`."""
+class _CrossAccountProcess:
+    """``CrossAccountPipeline`` in a child process. Batches of ``BATCH`` link records go down a
+    pipe (marshal, as plain tuples); tagged alert events come back per batch, two batches in
+    flight so both processes stay busy. A failure in the child is raised here as
+    :class:`ReplayError`."""
 
-    def __init__(self, hydra: HydraPipeline):
-        self.hydra = hydra
-        self._next = 0     # number of the first event of the next batch
+    def __init__(self, cross: CrossAccountPipeline):
+        self.cross = cross
+        self.records: list[tuple] = []
+        self.first = 0                       # event number of the first buffered record
+        self.in_flight: deque[int] = deque()  # event number of the first record of each batch sent
+        self.next = 0                        # event number after the last record submitted
 
-    def __enter__(self) -> _HydraProcess:
+    def __enter__(self) -> _CrossAccountProcess:
         ctx = multiprocessing.get_context(start_method())
         down_r, self.down = ctx.Pipe(duplex=False)
         self.up, up_w = ctx.Pipe(duplex=False)
@@ -243,7 +246,7 @@ class _HydraProcess:
             fcntl.fcntl(self.down.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
         except OSError:   # not Linux, or above /proc/sys/fs/pipe-max-size: slower, not wrong
             pass
-        self.proc = ctx.Process(target=_hydra_child, args=(down_r, up_w, self.hydra), daemon=True,
+        self.proc = ctx.Process(target=_cross_child, args=(down_r, up_w, self.cross), daemon=True,
                                 name="distillguard-replay-clusters")
         self.proc.start()
         down_r.close()
@@ -257,21 +260,48 @@ class _HydraProcess:
         if self.proc.is_alive():
             self.proc.kill()
 
-    def send(self, records: list[tuple]) -> None:
-        self._write(marshal.dumps((self._next, records)))
-        self._next += len(records)
+    @property
+    def done(self) -> int:
+        """Cross-account results of events before this number are all back."""
+        if self.in_flight:
+            return self.in_flight[0]
+        return self.first if self.records else self.next
 
-    def finish(self) -> None:
+    def submit(self, seq: int, record: LinkRecord) -> list[Tagged]:
+        if not self.records:
+            self.first = seq
+        self.next = seq + 1
+        self.records.append(tuple(record))
+        if len(self.records) < BATCH:
+            return []
+        self._send()
+        return self._receive() if len(self.in_flight) > 2 else []
+
+    def _send(self) -> None:
+        self._write(marshal.dumps((self.first, self.records)))
+        self.in_flight.append(self.first)
+        self.first += len(self.records)
+        self.records = []
+
+    def finish(self, seq: int) -> list[Tagged]:
+        """Send what is buffered, ask for the final step, and collect every reply."""
+        if self.records:
+            self._send()
         self._write(b"")
+        self.in_flight.append(seq)
+        out: list[Tagged] = []
+        while self.in_flight:
+            out.extend(self._receive())
+        return out
 
     def _write(self, data: bytes) -> None:
         try:
             self.down.send_bytes(data)
         except OSError:   # the child is gone: its replies say why (receive raises)
             while True:
-                self.receive()
+                self._receive()
 
-    def receive(self) -> list[tuple[int, int, Alert]]:
+    def _receive(self) -> list[Tagged]:
         try:
             kind, payload = pickle.loads(self.up.recv_bytes())
         except EOFError:
@@ -279,27 +309,24 @@ class _HydraProcess:
             raise ReplayError(f"the cross-account process exited (exit code {self.proc.exitcode})") from None
         if kind == "error":
             raise ReplayError(f"the cross-account process failed: {payload}")
+        self.in_flight.popleft()
         return payload
 
 
-def _hydra_child(down, up, hydra: HydraPipeline) -> None:
-    """The child's loop: one reply per batch; an empty message asks for the final advance."""
+def _cross_child(down, up, cross: CrossAccountPipeline) -> None:
+    """The child's loop: one reply per batch; an empty message asks for ``finish``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # ^C is the parent's to handle: it closes the pipe
-    last_advance = seq = 0
+    seq = 0
     try:
         while True:
             raw = down.recv_bytes()
-            if not raw:   # after the last batch: the final advance, numbered as in the parent
-                up.send_bytes(pickle.dumps(("ok", [(seq, P_CLUSTER_ADVANCE, a) for a in hydra.advance()])))
+            if not raw:   # after the last batch: the final step, numbered as in the parent
+                up.send_bytes(pickle.dumps(("ok", [(seq, P_FINISH, a) for a in cross.finish().alerts])))
                 return
             seq, batch = marshal.loads(raw)
             out = []
             for record in batch:
-                out.extend((seq, P_CLUSTER, a) for a in hydra.process_record(record))
-                ts = record[1]
-                if _advance_due(ts, last_advance):
-                    last_advance = ts
-                    out.extend((seq, P_CLUSTER_ADVANCE, a) for a in hydra.advance())
+                out.extend((seq, P_CLUSTER, a) for a in cross.process(LinkRecord._make(record)).alerts)
                 seq += 1
             up.send_bytes(pickle.dumps(("ok", out)))
     except EOFError:   # the parent stopped early (an error of its own, ^C): nothing to report

@@ -4,9 +4,12 @@ import re
 
 import orjson
 
-from distillguard.models.clusters import LINK_THRESHOLD, HydraPipeline, synchrony
-from distillguard.models.linking import (ANCHORS, LINK_MEMO_CHARS, RECENT, SYNC_MS, Linker, LinkObserver, link_value,
-                                        network_of)
+from distillguard.models.clusters import LINK_THRESHOLD, synchrony
+from distillguard.models.pipeline import CrossAccountPipeline
+from distillguard.models.features import extract
+from distillguard.models.linking import (ANCHORS, LINK_MEMO_CHARS, RECENT, SYNC_MS, Linker, LinkObserver, link_record,
+                                        link_value, network_of)
+from distillguard.models.records import LinkObservation
 from distillguard.schemas import event_from_dict, validate_alert
 
 KEY = b"test-key"
@@ -66,12 +69,22 @@ def enterprise_events(n_accounts=14, seed=2):
     return sorted(out, key=lambda e: e.ts_ms), accounts
 
 
+def record(ev):
+    return link_record(ev, extract(ev, KEY))
+
+
 def run(events):
-    h = HydraPipeline(KEY)
-    alerts = []
+    h = CrossAccountPipeline(key=KEY)
+    alerts, rows = [], []
     for ev in events:
-        alerts.extend(h.process_one(ev))
-    alerts.extend(h.advance(events[-1].ts_ms + 10 * 3_600_000))
+        out = h.process(record(ev))
+        alerts.extend(out.alerts)
+        rows.extend(out.members)
+    out = h.finish()
+    alerts.extend(out.alerts)
+    rows.extend(out.members)
+    alerts.extend(h.clusters.engine.close_quiet(events[-1].ts_ms + 10 * 3_600_000))
+    h.rows = rows
     return h, alerts
 
 
@@ -101,9 +114,9 @@ def test_enterprise_sharing_payment_and_network_is_not_a_hydra():
     h, alerts = run(events)
     assert not [a for a in alerts if a.severity in ("medium", "high", "critical")], alerts
     # it is linked (that is true), just not scored as extraction
-    rows = h.engine.drain_rows()
-    assert rows and max(r[4]["members"] for r in rows) >= 5
-    assert all(r[4]["coordination"] < 0.2 for r in rows)
+    rows = h.rows
+    assert rows and max(r.evidence["members"] for r in rows) >= 5
+    assert all(r.evidence["coordination"] < 0.2 for r in rows)
 
 
 def test_mixed_traffic_keeps_the_enterprise_out_of_the_hydra():
@@ -122,7 +135,7 @@ def test_deterministic_and_text_free():
     blob = b"".join(a.to_json() for a in a1)
     assert b"step-by-step" not in blob and b"apples" not in blob
     obs = LinkObserver(KEY)
-    dumped = orjson.dumps([o for e in events for o in obs.observe(e)])
+    dumped = orjson.dumps([o.to_wire() for e in events for o in obs.observe(record(e))])
     assert b"apples" not in dumped and b"45.35.188" not in dumped and b"pf_hydra" not in dumped
 
 
@@ -130,19 +143,19 @@ def test_observer_dedupes_per_account_and_key():
     obs = LinkObserver(KEY)
     ev = [_event(i, "acct_x", T0 + i * 1000, prompt="[job] item 1\n" + QUESTIONS[0] + WRAPPER, ip="1.2.3.4",
                  pf="pf", created=T0, tier="free") for i in range(100)]
-    sent = [o for e in ev for o in obs.observe(e)]
-    assert len(sent) == len({o["k"] for o in sent}) <= 5   # 100 s of traffic: each key once
+    sent = [o for e in ev for o in obs.observe(record(e))]
+    assert len(sent) == len({o.key for o in sent}) <= 5   # 100 s of traffic: each key once
 
 
 def test_linker_state_is_bounded():
     linker = Linker()
     for i in range(5000):
-        linker.process({"a": f"acct_{i}", "kind": "net", "k": "net:shared", "ts": T0 + i * 10, "s": {}})
+        linker.process(LinkObservation(f"acct_{i}", "net", "net:shared", T0 + i * 10, f"e{i}", None, {}))
     st = linker.keys["net:shared"]
     assert len(st.anchors) == ANCHORS and len(st.recent) == RECENT
     assert 2500 < st.cardinality() < 10000                 # KMV estimate of 5000 accounts
     for i in range(200):                                   # idle keys are evicted
-        linker.process({"a": "a", "kind": "net", "k": f"net:{i}", "ts": T0 + 10 * DAY + i, "s": {}})
+        linker.process(LinkObservation("a", "net", f"net:{i}", T0 + 10 * DAY + i, f"e{i}", None, {}))
     assert "net:shared" not in linker.keys
 
 
@@ -181,7 +194,7 @@ def test_synchrony_counts_observations_with_two_other_members_nearby():
 
 def test_cluster_engine_indexes_follow_its_pairs():
     h, _ = run(hydra_events()[0] + enterprise_events()[0][:40])
-    engine = h.engine
+    engine = h.clusters.engine
     assert engine.pairs
     index = {(a, b) for a, others in engine.partners.items() for b in others if a < b}
     assert index == set(engine.pairs)
@@ -197,9 +210,9 @@ def test_observer_summary_counts_the_network_of_the_request_that_sends_it():
     obs = LinkObserver(KEY)
     sent = []
     for i, ip in enumerate(["1.2.3.4", "5.6.7.8", "9.9.9.9"]):
-        sent += obs.observe(_event(i, "acct_r", T0 + i * 200_000, prompt="hi", ip=ip, pf="pf", created=T0,
-                                   tier="free"))
-    assert [o["s"]["nets"] for o in sent if o["kind"] == "net"] == [1, 2, 3]
+        sent += obs.observe(record(_event(i, "acct_r", T0 + i * 200_000, prompt="hi", ip=ip, pf="pf", created=T0,
+                                          tier="free")))
+    assert [o.summary["nets"] for o in sent if o.kind == "net"] == [1, 2, 3]
 
 
 def test_observer_memo_keeps_only_short_raw_inputs():
@@ -208,8 +221,8 @@ def test_observer_memo_keeps_only_short_raw_inputs():
     obs = LinkObserver(KEY)
     huge_ua = "x" * 100_000
     for i in range(50):
-        obs.observe(_event(i, f"acct_{i}", T0 + i, prompt="hi", ip="1.2.3.4", pf="pf", created=T0, tier="free",
-                           system=str(i) + "s" * 5000, ua=huge_ua + str(i)))
+        obs.observe(record(_event(i, f"acct_{i}", T0 + i, prompt="hi", ip="1.2.3.4", pf="pf", created=T0,
+                                  tier="free", system=str(i) + "s" * 5000, ua=huge_ua + str(i))))
     kept = [raw for memo in obs._links.values() for raw in memo]
     longest = max(len(r) if isinstance(r, str) else len(r[0]) + len(r[1] or "") for r in kept)
     assert longest <= LINK_MEMO_CHARS

@@ -262,26 +262,21 @@ def test_missing_labels_or_input_is_exit_2(tmp_path, capsys):
 
 
 def test_harness_counts_attack_requests_before_alert():
-    class FakeDetector:   # alerts on the 5th request of any account
-        def __init__(self):
-            self.max_scores, self.n = {}, {}
-
-        def process_one(self, e):
-            from distillguard.schemas import Alert
-            self.n[e.account_id] = k = self.n.get(e.account_id, 0) + 1
-            self.max_scores[e.account_id] = 0.6 if k >= 5 else 0.1
-            if k == 5:
-                return [Alert("x", "create", "fake", "medium", 0.6, [e.account_id], 0, e.ts_ms, e.ts_ms, k, [], [],
-                              "monitor")]
-            return []
-
-        def advance(self, now_ms=None):
-            return []
+    """The harness learns from the pipeline's outputs only: a fake stage that alerts on the
+    5th request of an account (score 0.6 from then on, 0.1 before)."""
+    from distillguard.models.pipeline import AccountOutput
+    from distillguard.models.rows import FeatureSnapshotRow
+    from distillguard.schemas import Alert
 
     labels = {"a": {"label": "attack", "cohort": "c", "first_attack_ts_ms": T0 + 2_000}}
-    h = Harness(FakeDetector(), [], labels)
+    h = Harness([], labels)
     for i in range(8):
-        for alert in h.process_one(event_from_dict(ev("a", T0 + i * 1000, "hello", i))):
+        e = event_from_dict(ev("a", T0 + i * 1000, "hello", i))
+        k = i + 1
+        alerts = [Alert("x", "create", "fake", "medium", 0.6, ["a"], 0, e.ts_ms, e.ts_ms, k, [], [], "monitor")] \
+            if k == 5 else []
+        h.on_event(e, AccountOutput(alerts, FeatureSnapshotRow("a", e.ts_ms, 0.6 if k >= 5 else 0.1, {}), None))
+        for alert in alerts:
             h.on_alert(alert)
     m = h.evaluate()["distillguard"]
     assert m["accounts"]["a"]["first_alert_ms"] == T0 + 4000

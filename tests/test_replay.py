@@ -9,8 +9,8 @@ import sys
 import orjson
 import pytest
 
-from distillguard.models import Detector
-from distillguard.models.clusters import HydraPipeline
+from distillguard.models import Pipeline
+from distillguard.models.pipeline import CrossAccountPipeline
 from distillguard.schemas import validate_alert
 from distillguard.streams import replay as replay_module
 from distillguard.streams.replay import ReplayError, ReplayStats, open_lines, ordered_events, replay
@@ -41,7 +41,7 @@ def test_disorder_beyond_the_buffer_is_processed_late_and_counted():
 
 def test_bad_lines_are_counted_by_reason_and_do_not_stop_the_run():
     lines = [ev(1, 1), b"{oops", ev(2, 2), b'{"schema_version":"1"}', b"[]", ev(3, 3)]
-    stats = replay(lines, Detector(), lambda a: None)
+    stats = replay(lines, Pipeline(), lambda a: None)
     assert stats.events == 3
     assert dict(stats.bad) == {"invalid_json": 1, "missing_field": 1, "not_object": 1}
 
@@ -83,7 +83,7 @@ def test_open_lines_skips_blank_lines(tmp_path):
 
 def _alert_lines(lines, jobs):
     out = []
-    stats = replay(lines, Detector(), lambda a: out.append(a.to_json()), jobs=jobs)
+    stats = replay(lines, Pipeline(), lambda a: out.append(a.to_json()), jobs=jobs)
     return stats, out
 
 
@@ -97,13 +97,13 @@ def test_two_jobs_give_the_same_alert_events_in_the_same_order(small_sim, monkey
     assert (two.events, two.alerts) == (one.events, one.alerts)
 
 
-class FailingHydra(HydraPipeline):
-    def process_record(self, record):
+class FailingHydra(CrossAccountPipeline):
+    def process(self, record):
         raise ValueError("boom")
 
 
-class ExitingHydra(HydraPipeline):
-    def process_record(self, record):
+class ExitingHydra(CrossAccountPipeline):
+    def process(self, record):
         os._exit(3)
 
 
@@ -116,9 +116,8 @@ def start_method(request, monkeypatch):
 @pytest.mark.parametrize("hydra, message", [(FailingHydra, "failed: ValueError: boom (test_replay.py"),
                                             (ExitingHydra, "exited (exit code 3)")])
 def test_a_failing_cross_account_process_is_a_clear_error(start_method, hydra, message):
-    d = Detector()
     with pytest.raises(ReplayError, match=re.escape(message)):
-        replay([ev(i, i * 1000) for i in range(3000)], d, lambda a: None, hydra=hydra(d.key, d.config), jobs=2)
+        replay([ev(i, i * 1000) for i in range(3000)], Pipeline(cross=hydra()), lambda a: None, jobs=2)
 
 
 def test_spawned_cross_account_process_gives_the_same_alert_events(small_sim, monkeypatch):

@@ -7,12 +7,10 @@ import sys
 
 import pytest
 
-from distillguard.models import Detector
-from distillguard.models.aggregates import MinuteAggregates
+from distillguard.models import Pipeline
 from distillguard.streams.clickhouse import Store
 from distillguard.streams.replay import open_lines, ordered_events, ReplayStats
 from distillguard.streams.settings import load_settings
-from distillguard.streams.sink import alert_row
 
 CLI = [sys.executable, "-m", "distillguard.streams.cli"]
 PLOTS = {"timeline", "top-accounts", "clusters", "account-history"}
@@ -23,16 +21,18 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 @pytest.fixture
 def filled_store_env(tmp_path, small_sim):
     env = {"DG_DATA_DIR": str(tmp_path / "var"), "PATH": "/usr/bin:/bin"}
-    detector, agg, alerts = Detector(), MinuteAggregates(), []
+    pipeline, alerts, rows = Pipeline(cross=None), [], []
     for ev in ordered_events(open_lines(small_sim[0]), ReplayStats()):
-        alerts.extend(detector.process_one(ev))
-        f = detector.last_features
-        agg.learn_one(ev.account_id, ev.ts_ms, f.input_tokens, f.output_tokens, f.error, f.skeleton_fp, f.topic)
+        out = pipeline.process(ev)
+        alerts.extend(out.alerts)
+        rows.extend(out.table_rows())
+    out = pipeline.end_batch(ev.ts_ms)   # one batch: every minute row at once
+    alerts.extend(out.alerts)
+    rows.extend(out.table_rows())
     store = Store(load_settings(env))
     try:
         store.migrate()
-        store.insert("alert_events", [alert_row(a) for a in alerts])
-        store.insert("account_minute_in", agg.rows())
+        store.insert_rows(rows)
     finally:
         store.close()
     return env, alerts

@@ -2,9 +2,8 @@
 side-by-side harness behind ``distillguard eval`` (plain Python + numpy/scipy).
 
     from distillguard.models.evaluation import Harness, default_baselines
-    h = Harness(Detector(), default_baselines(), labels)
-    replay(lines, h, h.on_alert, hydra=HydraPipeline(key, config))   # or, by hand:
-    for ev in events: [h.on_alert(a) for a in h.process_one(ev)]
+    h = Harness(default_baselines(), labels)
+    replay(lines, Pipeline(config, key), h.on_alert, on_event=h.on_event)
     metrics = h.evaluate()   # detector name -> cohorts / overall / sweep / auc / accounts
 """
 from .baselines import (Baseline, HashedText, MmdBaseline, PradaBaseline, VolumeBaseline, default_baselines,

@@ -1,16 +1,17 @@
-"""Feed one event stream to distillguard's detector and to the baselines side by side.
+"""Feed one event stream to distillguard's pipeline and to the baselines side by side.
 
-:class:`Harness` looks like a detector (``process_one`` / ``advance``), so it
-runs inside :func:`distillguard.streams.replay.replay` unchanged: every
-detector sees identical traffic in identical order. It times distillguard's
-own work separately from the baselines'.
+:class:`Harness` watches a replay (``distillguard.streams.replay.replay``): pass
+``harness.on_event`` and ``harness.on_alert`` to it, and every detector sees
+identical traffic in identical order. It learns distillguard's outcome from
+the pipeline's typed outputs only (alert events, feature snapshots), and
+times the baselines' work.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from distillguard.models.pipeline import AccountOutput
 from distillguard.schemas import Alert, RequestEvent
 
 from .baselines import Baseline
@@ -20,19 +21,18 @@ DISTILLGUARD = "distillguard"
 
 
 class Harness:
-    """Wraps ``detector`` (a :class:`distillguard.models.Detector`) and ``baselines``."""
+    """Outcomes of distillguard and of ``baselines`` on labelled traffic."""
 
-    def __init__(self, detector: Any, baselines: Sequence[Baseline], labels: Mapping[str, dict]):
-        self.detector = detector
+    def __init__(self, baselines: Sequence[Baseline], labels: Mapping[str, dict]):
         self.baselines = list(baselines)
         self.labels = labels
         self.attack_requests: dict[str, int] = {}
         self.seen: set[str] = set()
-        # distillguard outcome, built from its alert events
+        # distillguard outcome, built from its outputs
         self.first_alert: dict[str, tuple[int, int]] = {}   # account -> (raised_at_ms, attack requests so far)
         self.severity: dict[str, str] = {}
+        self.max_scores: dict[str, float] = {}    # highest per-account score (feature snapshots)
         self.baseline_first: dict[str, dict[str, int]] = {b.name: {} for b in self.baselines}
-        self.detector_seconds = 0.0
         self.baseline_seconds: dict[str, float] = {b.name: 0.0 for b in self.baselines}
         self.alert_events = 0
         self.alert_scores: dict[str, float] = {}  # highest alert score per account (cluster alerts included)
@@ -46,18 +46,22 @@ class Harness:
             if start is None or event.ts_ms >= start:
                 self.attack_requests[acct] = self.attack_requests.get(acct, 0) + 1
 
-    # replay's cross-account stage reads these from its "detector"
-    @property
-    def states(self):
-        return self.detector.states
-
-    @property
-    def last_features(self):
-        return getattr(self.detector, "last_features", None)
+    def on_event(self, event: RequestEvent, out: AccountOutput) -> None:
+        """After distillguard's per-account stage has seen ``event`` (replay's ``on_event``):
+        count it, remember the account's score, and feed the baselines."""
+        self._count(event)
+        snap = out.snapshot
+        if snap is not None and snap.score > self.max_scores.get(snap.account_id, 0.0):
+            self.max_scores[snap.account_id] = snap.score
+        for b in self.baselines:
+            t0 = time.perf_counter()
+            hit = b.learn_one(event)
+            self.baseline_seconds[b.name] += time.perf_counter() - t0
+            if hit is not None:
+                self.baseline_first[b.name][hit] = self.attack_requests.get(hit, 0)
 
     def on_alert(self, a: Alert) -> None:
-        """Record one alert event: per-account ones from ``process_one`` and cluster alerts
-        from replay's cross-account stage alike (pass this as replay's ``on_alert``)."""
+        """Record one alert event, per-account or cluster (replay's ``on_alert``)."""
         self.alert_events += 1
         if a.activity == "close":
             return
@@ -68,36 +72,15 @@ class Harness:
             if a.severity in ALERTING and acct not in self.first_alert:
                 self.first_alert[acct] = (a.raised_at_ms, self.attack_requests.get(acct, 0))
 
-    def process_one(self, event: RequestEvent) -> list[Alert]:
-        self._count(event)
-        t0 = time.perf_counter()
-        alerts = self.detector.process_one(event)
-        t1 = time.perf_counter()
-        self.detector_seconds += t1 - t0
-        for b in self.baselines:
-            t0 = time.perf_counter()
-            hit = b.learn_one(event)
-            t1 = time.perf_counter()
-            self.baseline_seconds[b.name] += t1 - t0
-            if hit is not None:
-                self.baseline_first[b.name][hit] = self.attack_requests.get(hit, 0)
-        return alerts
-
-    def advance(self, now_ms: int | None = None) -> list[Alert]:
-        t0 = time.perf_counter()
-        alerts = self.detector.advance(now_ms)
-        self.detector_seconds += time.perf_counter() - t0
-        return alerts
-
     # ----------------------------------------------------------------- results
 
     def results(self) -> dict[str, dict[str, AccountResult]]:
         """Per detector name, per account outcome."""
         out: dict[str, dict[str, AccountResult]] = {}
         dg: dict[str, AccountResult] = {}
-        for acct in self.seen | set(self.first_alert) | set(self.detector.max_scores):
+        for acct in self.seen | set(self.first_alert) | set(self.max_scores):
             first = self.first_alert.get(acct)
-            score = max(self.detector.max_scores.get(acct, 0.0), self.alert_scores.get(acct, 0.0))
+            score = max(self.max_scores.get(acct, 0.0), self.alert_scores.get(acct, 0.0))
             dg[acct] = AccountResult(score,
                                      first[0] if first else None, first[1] if first else None,
                                      self.severity.get(acct))
