@@ -7,8 +7,9 @@ one extra Faust agent per source. Each record is mapped by
 topic keyed by ``account_id`` (so it lands on the partition of that account
 whichever client produced it); a record that cannot be mapped goes to the
 DLQ with its original bytes and ``dg-reason``/``dg-detail``/``dg-source``
-headers, like a bad request event. Counts per source and outcome are in
-``app.distillguard["adapters"]`` (and on ``/metrics``).
+headers, like a bad request event (``streams/dlq.py``, values cut to 900 kB as
+there). Counts per source and outcome are returned by ``register_adapter_agents``
+(and shown on ``/metrics``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import orjson
 from distillguard.schemas.adapters import adapt_bytes
 from distillguard.schemas.event import BadEvent
 
+from .dlq import send_to_dlq
 from .settings import Settings
 
 log = logging.getLogger("distillguard.adapters")
@@ -41,8 +43,6 @@ def register_adapter_agents(app, settings: Settings, requests_topic, dlq_topic) 
                           value_serializer="raw", partitions=settings.partitions, internal=True)
         app.agent(topic, name=f"distillguard.adapter.{source}")(_make_agent(source, stats[source], requests_topic,
                                                                            dlq_topic, settings))
-    if hasattr(app, "distillguard"):
-        app.distillguard["adapters"] = stats
     return stats
 
 
@@ -72,10 +72,7 @@ def _make_agent(source: str, counts: Counter, requests_topic, dlq_topic, setting
             for item in items:
                 if isinstance(item, BadEvent):
                     counts[f"dlq_{item.reason}"] += 1
-                    await dlq_topic.send(key=msg.key, value=value, headers={
-                        "dg-reason": item.reason.encode(),
-                        "dg-detail": item.detail.encode("utf-8", "replace"),
-                        "dg-source": f"{msg.topic}/{msg.partition}/{msg.offset}".encode()})
+                    await send_to_dlq(dlq_topic, msg, item.reason, item.detail)
                     continue
                 counts["forwarded"] += 1
                 await requests_topic.send(key=item["account_id"].encode(), value=orjson.dumps(item))

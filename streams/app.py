@@ -5,10 +5,12 @@ One agent does ingest and per-account detection. The gateway already keys
 repartition hop. Per batch (``stream.take_events``) it:
 
 1. parses each message (bad ones → ``llm.requests.dlq`` with the original
-   bytes and ``dg-reason``/``dg-detail`` headers, counted);
-2. runs ``models.Detector`` (the very code ``distillguard replay`` runs);
-3. writes each touched account's state once to a changelogged table;
-4. publishes alerts to ``llm.alerts`` and row batches to the sink topic.
+   bytes and ``dg-reason``/``dg-detail`` headers, counted; ``streams/dlq.py``);
+2. runs ``models.pipeline.AccountStage.process`` per event and ``end_batch`` at
+   the low watermark after the batch (the very objects ``distillguard replay``
+   drives), and hands each event's ``LinkRecord`` to the link publisher;
+3. publishes the typed outputs: alerts to ``llm.alerts``, rows to the sink topic;
+4. writes each touched account's state once to a changelogged table.
 
 Offsets are committed after a batch is processed (at-least-once); alert ids
 are stable, so a re-processed batch cannot make a second, different alert.
@@ -21,28 +23,27 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
 
 import faust
 import orjson
 from faust.streams import _current_event  # set per account before a table write, see _save_states
 
-from distillguard.models import Detector, load_config
-from distillguard.models.aggregates import MinuteAggregates
+from distillguard.models import load_config
+from distillguard.models.pipeline import AccountStage
+from distillguard.models.rows import AlertEventRow, DlqMinuteRow, Row
 from distillguard.models.state import AccountState
-from distillguard.schemas import BadEvent, parse_event
+from distillguard.schemas import Alert, BadEvent, parse_event
 
-from .cluster_agents import register_cluster_agents
-from .settings import Settings, tune_gc
-from .sink import alert_row, sink_message
 from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents
+from .cluster_agents import register_cluster_agents
+from .dlq import send_to_dlq
 from .metrics import faust_lag, render as render_metrics
 from .ocsf import to_ocsf
+from .settings import Settings, tune_gc
+from .sink import Sink, sink_messages
 
 log = logging.getLogger("distillguard.worker")
-EXPIRY_EVERY_MS = 10 * 60_000  # event time between idle-account expiry passes
-# DLQ values are cut to this many bytes (header dg-truncated: original length): the producer's
-# and the broker's default limit is 1 MB, and a gateway topic may carry larger events.
-DLQ_MAX_VALUE_BYTES = 900_000
 
 
 class StateCache(MutableMapping):
@@ -165,7 +166,8 @@ def run_faust_worker(app: faust.App, loglevel: str) -> None:
     worker.execute_from_commandline()
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
+    """The worker's Faust app; ``sink`` (if this worker runs one) is shown on its status pages."""
     app = faust.App(
         settings.app_id,
         **faust_options(settings),
@@ -176,25 +178,20 @@ def create_app(settings: Settings) -> faust.App:
                          key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw", partitions=1)
     alerts = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw", partitions=1)
-    sink = app.topic(settings.topic_sink, key_serializer="raw", value_serializer="raw",
-                     partitions=settings.partitions)
+    sink_topic = app.topic(settings.topic_sink, key_serializer="raw", value_serializer="raw",
+                           partitions=settings.partitions)
     table = app.Table("account-state", default=None, partitions=settings.partitions,
                       key_type=str, value_type=bytes)
     cache = StateCache(table)
-    detector = Detector(load_config(settings.detector_config or None), settings.fingerprint_key.encode(),
-                        states=cache)
+    key = settings.fingerprint_key.encode()
+    stage = AccountStage(load_config(settings.detector_config or None), key, states=cache)
     counters = Counters()
-    snapshots: list[list] = []            # account_features rows of the current batch
-    detector.on_score = lambda account, ts, score, reasons: snapshots.append(
-        [account, ts, score, {r["feature"]: float(r["value"]) for r in reasons}])
     partition_time: dict[int, int] = {}   # highest event time seen per source partition
-    expiry = {"last": 0, "accounts": 0}     # idle-account expiry: last run (event ms), accounts expired
-    app.distillguard = {"detector": detector, "counters": counters, "cache": cache}
     # integrations (issue #6): optional OCSF copy of the alerts, topic-level input adapters
     ocsf = ocsf_topic(app, settings)
-    register_adapter_agents(app, settings, requests, dlq)
+    adapter_counts = register_adapter_agents(app, settings, requests, dlq)
 
-    async def emit_alert(alert) -> None:
+    async def emit_alert(alert: Alert) -> None:
         """Publish one alert (and its OCSF copy)."""
         counters.alerts[alert.severity] += 1
         key = alert.account_ids[0].encode()
@@ -202,75 +199,52 @@ def create_app(settings: Settings) -> faust.App:
         if ocsf is not None:
             await ocsf.send(key=key, value=orjson.dumps(to_ocsf(alert.to_dict())))
 
-    clusters = register_cluster_agents(app, settings, detector, emit_alert, sink)  # issue #5
+    cross = register_cluster_agents(app, settings, stage.config, key, emit_alert, sink_topic)  # issue #5
 
     @app.on_partitions_revoked.connect
     async def _forget(app, revoked, **kwargs) -> None:
         # States of revoked partitions may move to another worker: re-read them from the table.
         cache.local.clear()
         cache.dirty.clear()
-        detector.open_alerts.clear()
+        stage.forget_open_alerts()
         partition_time.clear()
 
     @app.agent(requests)
     async def detect(stream):
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            aggregates = MinuteAggregates()
-            dlq_counts: Counter = Counter()
-            last_event_of: dict[str, object] = {}
-            out = []
+            batch = _Batch()
             for event in events:
                 msg = event.message
                 try:
                     ev = parse_event(msg.value, settings.max_event_bytes)
                 except BadEvent as err:
                     counters.dlq[err.reason] += 1
-                    dlq_counts[(int(msg.timestamp) // 60 * 60, err.reason)] += 1
-                    headers = {
-                        "dg-reason": err.reason.encode(), "dg-detail": err.detail.encode("utf-8", "replace"),
-                        "dg-source": f"{msg.topic}/{msg.partition}/{msg.offset}".encode()}
-                    value = msg.value
-                    if len(value) > DLQ_MAX_VALUE_BYTES:
-                        # a message larger than a produce request would crash the agent (and again
-                        # after each restart): keep a prefix, say how long the original was
-                        headers["dg-truncated"] = str(len(value)).encode()
-                        value = value[:DLQ_MAX_VALUE_BYTES]
-                    await dlq.send(key=msg.key, value=value, headers=headers)
+                    batch.dlq[(int(msg.timestamp) // 60 * 60, err.reason)] += 1
+                    await send_to_dlq(dlq, msg, err.reason, err.detail)
                     continue
-                out.extend(detector.process_one(ev))
-                clusters.observe(ev, detector)   # link observations for cross-account detection, sent below
-                last_event_of[ev.account_id] = event
+                out = stage.process(ev)
+                batch.alerts.extend(out.alerts)
+                if out.snapshot is not None:
+                    batch.rows.append(out.snapshot)
+                cross.publisher.observe(out.record)   # link observations, sent below
+                batch.last_event_of[ev.account_id] = event
                 if ev.ts_ms > partition_time.get(msg.partition, 0):
                     partition_time[msg.partition] = ev.ts_ms
-                f = detector.last_features
-                aggregates.learn_one(ev.account_id, ev.ts_ms, f.input_tokens, f.output_tokens, f.error,
-                                     f.skeleton_fp, f.topic)
-            # Close quiet alerts at the low watermark: partitions are consumed at different
-            # speeds, so one partition's event time says nothing about another's accounts.
-            low_watermark = min(partition_time.values(), default=0)
-            out.extend(detector.advance(low_watermark))
-            if low_watermark - expiry["last"] >= EXPIRY_EVERY_MS:  # forget long-idle accounts
-                expiry["last"] = low_watermark
-                expiry["accounts"] += len(detector.expire_idle(low_watermark))
-            await clusters.flush()   # one links message per partition for the whole batch
-            for alert in out:
+            # The low watermark: partitions are consumed at different speeds, so one
+            # partition's event time says nothing about another's accounts.
+            done = stage.end_batch(min(partition_time.values(), default=0))
+            batch.alerts.extend(done.alerts)
+            batch.rows.extend(done.minute_rows)
+            await cross.publisher.flush()   # one links message per partition for the whole batch
+            for alert in batch.alerts:
                 await emit_alert(alert)
-            rows = aggregates.rows()
-            if rows:
-                await sink.send(value=sink_message("account_minute_in", rows))
-            feature_rows = snapshots[:]
-            snapshots.clear()
-            if feature_rows:
-                await sink.send(value=sink_message("account_features", feature_rows))
-            if out:
-                await sink.send(value=sink_message("alert_events", [alert_row(a) for a in out]))
-            if dlq_counts:
-                await sink.send(value=sink_message("dlq_minute", [[m, r, n] for (m, r), n in dlq_counts.items()]))
+            for value in sink_messages(batch.table_rows()):
+                await sink_topic.send(value=value)
             # States last, once the batch's outputs are delivered: a state in the changelog that
             # already includes this batch means its alerts and rows are out. (The other order lost
             # them after a kill -9: the restored state did not raise them again.)
             await app.producer.flush()
-            _save_states(cache, table, last_event_of)
+            _save_states(cache, table, batch.last_event_of)
             # and the states right away: a kill -9 before they reach the changelog would make
             # the restarted worker re-raise this batch's alerts (same ids, but a second create)
             await app.producer.flush()
@@ -288,24 +262,36 @@ def create_app(settings: Settings) -> faust.App:
     @app.page("/distillguard/")
     async def status(web, request):
         body = {"events": counters.events, "dlq": dict(counters.dlq), "alerts": dict(counters.alerts),
-                "accounts_cached": len(cache.local), "accounts_expired": expiry["accounts"],
+                "accounts_cached": len(cache.local), "accounts_expired": stage.expired_total,
                 "uptime_s": round(time.time() - counters.started),
-                "latency_ms": counters.latency.summary(), "clusters": clusters.stats(),
+                "latency_ms": counters.latency.summary(), "clusters": cross.stats(),
                 "partitions": assigned_request_partitions()}
-        sink = app.distillguard.get("sink")
         if sink is not None:
             body["sink"] = sink.stats()
         return web.json(body)
 
     @app.page("/metrics")
     async def metrics_page(web, request):
-        sink = app.distillguard.get("sink")
         text = render_metrics(counters, sink.stats() if sink is not None else None,
                               faust_lag(app, [settings.topic_requests, *adapter_topics(settings).values()]),
-                              {k: dict(v) for k, v in app.distillguard.get("adapters", {}).items()})
+                              {k: dict(v) for k, v in adapter_counts.items()})
         return web.text(text, content_type="text/plain")  # aiohttp adds charset=utf-8; format 0.0.4
 
     return app
+
+
+@dataclass
+class _Batch:
+    """What one detect batch sends: alert events, rows, DLQ counts, and each account's last
+    event (for the state write)."""
+    alerts: list[Alert] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    dlq: Counter = field(default_factory=Counter)
+    last_event_of: dict[str, object] = field(default_factory=dict)
+
+    def table_rows(self) -> list[Row]:
+        return [*(AlertEventRow.of(a) for a in self.alerts), *self.rows,
+                *(DlqMinuteRow(m, r, n) for (m, r), n in self.dlq.items())]
 
 
 def _save_states(cache: StateCache, table, last_event_of: dict[str, object]) -> None:

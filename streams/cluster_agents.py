@@ -1,5 +1,8 @@
-"""Faust wiring of cross-account (hydra) detection: the three stages of
-``models/linking.py`` and ``models/clusters.py`` as agents.
+"""Faust wiring of cross-account (hydra) detection: the stage objects of
+``models/pipeline.py`` (``LinkObserver``, ``Linker``, ``ClusterStage``) in three
+agents, which only parse, route their typed outputs between topics and write
+them out; ``distillguard replay`` chains the same objects in-process
+(``CrossAccountPipeline``).
 
 ::
 
@@ -18,7 +21,9 @@ same linker, whichever worker owns the account. They travel in batches, one
 message per partition per detect batch: per-message costs (a produce, a Faust
 event on the linker's side) are paid per batch, not per observation. Readers
 also accept the single-object form (one observation or evidence per
-message) that earlier versions wrote. Clusters span keys and partitions, so the cluster stage runs as a
+message) that earlier versions wrote; the objects' wire form (``LinkObservation.to_wire``,
+``PairEvidence.to_wire``) is the short-key JSON of earlier versions, so a rolling upgrade
+needs no care. Clusters span keys and partitions, so the cluster stage runs as a
 single instance cluster-wide: its topic has one partition, and Kafka gives
 that partition to exactly one worker of the group. That is acceptable
 because its input is small -- observations are deduplicated per account and
@@ -36,16 +41,20 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import orjson
 from aiokafka.partitioner import murmur2
 
-from distillguard.models.clusters import STREAM_SETTLE, ClusterEngine
-from distillguard.models.features import extract
+from distillguard.models.clusters import STREAM_SETTLE
+from distillguard.models.config import DetectorConfig
 from distillguard.models.linking import Linker, LinkObserver
+from distillguard.models.pipeline import ClusterOutput, ClusterStage
+from distillguard.models.records import LinkObservation, LinkRecord, PairEvidence
+from distillguard.models.rows import AlertEventRow
 
 from .settings import Settings
-from .sink import alert_row, sink_message
+from .sink import sink_messages
 
 log = logging.getLogger("distillguard.clusters")
 
@@ -55,6 +64,7 @@ log = logging.getLogger("distillguard.clusters")
 # one partition gets per batch).
 MAX_BATCH_MESSAGE_BYTES = 256 * 1024
 _HASHES: dict[str, int] = {}     # link key -> murmur2 (the pure-Python hash costs ~5 µs)
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError)   # what from_wire raises on a bad item
 
 
 def link_partition(link_key: str, partitions: int) -> int:
@@ -84,28 +94,22 @@ def _batch(raw: bytes) -> list:
     return doc if isinstance(doc, list) else [doc]
 
 
-class ClusterIO:
-    """What the detect agent needs: ``observe(event, detector)`` after ``detector.process_one``,
-    and ``await flush()`` once per batch, before the batch's producer flush."""
+class LinkPublisher:
+    """Stage 1 in the detect agent: ``observe(record)`` per request (the ``LinkRecord`` of
+    ``AccountStage.process``), ``await flush()`` once per batch, before the batch's producer
+    flush: the observations go to the links topic, one message per partition."""
 
-    def __init__(self, observer: LinkObserver, links_topic, key: bytes, partitions: int):
+    def __init__(self, observer: LinkObserver, links_topic, partitions: int):
         self.observer = observer
         self.links = links_topic
-        self.key = key
         self.partitions = partitions
         self.pending: dict[int, list[dict]] = {}   # links partition -> observations not sent yet
         self.observations = 0
-        self.evidence = 0
-        self.cluster_alerts = 0
-        self.engine: ClusterEngine | None = None
 
-    def observe(self, event, detector) -> None:
-        features = getattr(detector, "last_features", None)
-        if features is None or features.event_id != event.event_id:
-            features = extract(event, self.key)
-        for obs in self.observer.observe(event, features):
+    def observe(self, record: LinkRecord) -> None:
+        for obs in self.observer.observe(record):
             self.observations += 1
-            self.pending.setdefault(link_partition(obs["k"], self.partitions), []).append(obs)
+            self.pending.setdefault(link_partition(obs.key, self.partitions), []).append(obs.to_wire())
 
     async def flush(self) -> None:
         """Send the observations of the batch: one message per links partition."""
@@ -114,35 +118,47 @@ class ClusterIO:
             for value in batch_messages(batch):
                 await self.links.send(value=value, partition=partition)
 
+
+@dataclass
+class CrossAccountAgents:
+    """What ``register_cluster_agents`` built: the publisher for the detect agent, and the
+    stages and counters for the status page."""
+    publisher: LinkPublisher
+    linker: Linker
+    clusters: ClusterStage
+    evidence: int = 0
+    cluster_alerts: int = 0
+
     def stats(self) -> dict:
-        out = {"observations": self.observations, "evidence": self.evidence, "cluster_alerts": self.cluster_alerts}
-        if self.engine is not None:
-            out.update(self.engine.stats())
-        return out
+        return {"observations": self.publisher.observations, "evidence": self.evidence,
+                "cluster_alerts": self.cluster_alerts, **self.clusters.stats()}
 
 
-def register_cluster_agents(app, settings: Settings, detector, emit_alert, sink_topic) -> ClusterIO:
+def stream_settle(partitions: int) -> int:
+    """The cluster engine's clock window (``ClusterEngine``): with one links partition the
+    evidence arrives in event order, as in a replay; with several it interleaves partitions
+    consumed at different speeds."""
+    return 1 if partitions == 1 else STREAM_SETTLE
+
+
+def register_cluster_agents(app, settings: Settings, config: DetectorConfig, key: bytes, emit_alert,
+                            sink_topic) -> CrossAccountAgents:
     """Declare the link topic, the cluster topic and the linker and cluster agents on ``app``.
     ``await emit_alert(alert)`` publishes an alert exactly as the per-account agent does."""
     links = app.topic(settings.topic_links, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw", partitions=settings.partitions)
     evidence = app.topic(settings.topic_cluster, key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw", partitions=1)
-    io = ClusterIO(LinkObserver(detector.key), links, detector.key, settings.partitions)
-    linker = Linker()
-    engine = io.engine = ClusterEngine(detector.config, settle=STREAM_SETTLE)
+    agents = CrossAccountAgents(LinkPublisher(LinkObserver(key), links, settings.partitions), Linker(),
+                                ClusterStage(config, settle=stream_settle(settings.partitions)))
     quiet = {"since": time.monotonic(), "flushed": True}
 
-    async def publish(out: list) -> None:
-        for alert in out:
-            io.cluster_alerts += 1
+    async def publish(out: ClusterOutput) -> None:
+        for alert in out.alerts:
+            agents.cluster_alerts += 1
             await emit_alert(alert)
-        if out:
-            await sink_topic.send(value=sink_message("alert_events", [alert_row(a) for a in out]))
-        rows = engine.drain_rows()
-        if rows:
-            await sink_topic.send(value=sink_message(
-                "cluster_members", [[c, a, ts, score, orjson.dumps(ev).decode()] for c, a, ts, score, ev in rows]))
+        for value in sink_messages([*(AlertEventRow.of(a) for a in out.alerts), *out.members]):
+            await sink_topic.send(value=value)
 
     @app.agent(links)
     async def link(stream):
@@ -153,16 +169,17 @@ def register_cluster_agents(app, settings: Settings, detector, emit_alert, sink_
                 log.error("link: skipped a malformed link observation message (%s)", err)
                 continue
             out = []
-            for obs in batch:
+            for item in batch:
                 try:
-                    msg = linker.process(obs)
-                except (KeyError, TypeError, AttributeError) as err:
+                    obs = LinkObservation.from_wire(item)
+                except MALFORMED as err:
                     log.error("link: skipped a malformed link observation (%s)", err)
                     continue
-                if msg is not None:
-                    out.append(msg)
+                found = agents.linker.process(obs)
+                if found is not None:
+                    out.append(found.to_wire())
             if out:
-                io.evidence += len(out)
+                agents.evidence += len(out)
                 for value in batch_messages(out):
                     await evidence.send(key=b"cluster", value=value)
 
@@ -174,14 +191,14 @@ def register_cluster_agents(app, settings: Settings, detector, emit_alert, sink_
             except orjson.JSONDecodeError as err:
                 log.error("cluster: skipped a malformed pair evidence message (%s)", err)
                 continue
-            out: list = []
-            for msg in batch:
+            out = ClusterOutput()
+            for item in batch:
                 try:
-                    out.extend(engine.process(msg))
-                except (KeyError, TypeError, AttributeError) as err:
+                    found = PairEvidence.from_wire(item)
+                except MALFORMED as err:
                     log.error("cluster: skipped malformed pair evidence (%s)", err)
                     continue
-                out.extend(engine.advance())
+                out.extend(agents.clusters.process(found))
             quiet["since"], quiet["flushed"] = time.monotonic(), False
             await publish(out)
 
@@ -190,7 +207,6 @@ def register_cluster_agents(app, settings: Settings, detector, emit_alert, sink_
         # no evidence for a while: every source has delivered, score what waits to settle
         if not quiet["flushed"] and time.monotonic() - quiet["since"] >= 0.5:
             quiet["flushed"] = True
-            await publish(engine.flush())
+            await publish(agents.clusters.finish())
 
-    app.distillguard_clusters = io
-    return io
+    return agents

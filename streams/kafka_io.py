@@ -43,6 +43,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
         settings.topic_dlq: 1,
         settings.topic_alerts: 1,
         settings.topic_sink: settings.partitions,
+        f"{settings.topic_sink}.dlq": 1,   # rows ClickHouse rejects for good (streams/sink.py)
         settings.topic_links: settings.partitions,
         settings.topic_cluster: 1,   # one cluster agent instance cluster-wide (streams/cluster_agents.py)
     }

@@ -98,8 +98,12 @@ def render(counters: Any, sink_stats: Mapping[str, Any] | None,
                  [({"table": t}, n) for t, n in sorted((sink_stats.get("inserted") or {}).items())])
         w.family("distillguard_sink_retries_total", "counter", "Failed ClickHouse inserts that were retried.",
                  [({}, sink_stats.get("retries", 0))])
-        w.family("distillguard_sink_skipped_messages_total", "counter", "Malformed sink messages skipped.",
+        w.family("distillguard_sink_skipped_messages_total", "counter",
+                 "Malformed sink messages, sent to the sink's dead-letter topic.",
                  [({}, sink_stats.get("skipped_messages", 0))])
+        w.family("distillguard_sink_dead_letter_rows_total", "counter",
+                 "Rows ClickHouse rejected for good, sent to the sink's dead-letter topic, by table.",
+                 [({"table": t}, n) for t, n in sorted((sink_stats.get("dead_letter_rows") or {}).items())])
     return w.text()
 
 

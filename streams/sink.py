@@ -11,6 +11,12 @@ Kafka topic is the spool (bounded by its retention), the sink pauses its
 consumer and retries with exponential backoff, and resumes where it left off.
 Delivery is at-least-once; ``alerts_latest`` dedupes alerts by ``alert_id``.
 
+Rows ClickHouse rejects for good (``REJECTED_FOR_GOOD``: a value of the wrong
+type, a row of the wrong length), and messages that are not row batches, never
+wedge the sink: the batch is split until the bad rows are alone, and those go
+to ``<DG_TOPIC_SINK>.dlq`` as ``{"table", "rows", "reason"}`` (header
+``dg-reason``), counted per table (``dead_letter_rows``, ``/metrics``).
+
 Fault injection (tests only): ``DG_FAULT_CLICKHOUSE_DOWN_S=N`` makes every
 insert fail for N seconds from the sink's first insert attempt, as if
 ClickHouse were down (``tests/faults/test_clickhouse_down.py``). Unset, it
@@ -25,27 +31,34 @@ import time
 from collections import defaultdict
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from collections.abc import Iterable
 
-from distillguard.schemas import Alert
+from clickhouse_connect.driver.exceptions import DataError, ProgrammingError
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+
+from distillguard.models.rows import Row
 
 from .clickhouse import COLUMNS, Store
 from .settings import Settings
 
 log = logging.getLogger("distillguard.sink")
-_ACTIVITY_RANK = {"create": 0, "update": 1, "close": 2}
+# Errors that say the rows themselves are wrong (a value of the wrong type, a row of the wrong
+# length): inserting them again can never succeed. Anything else (connection refused, timeouts,
+# a server restarting) is retried.
+REJECTED_FOR_GOOD = (DataError, ProgrammingError, ValueError, TypeError, IndexError, KeyError)
 
 
-def alert_row(alert: Alert) -> list:
-    """An alert event as an ``alert_events`` row (see clickhouse.COLUMNS)."""
-    return [alert.alert_id, alert.activity, alert.detector, alert.severity, alert.score, alert.account_ids[0],
-            alert.account_ids, alert.cluster_id, alert.window_start_ms, alert.window_end_ms, alert.raised_at_ms,
-            alert.event_count, orjson.dumps(alert.reasons).decode(), alert.sample_event_ids,
-            alert.recommended_action, alert.model, alert.window_end_ms * 4 + _ACTIVITY_RANK[alert.activity]]
+def sink_messages(rows: Iterable[Row]) -> list[bytes]:
+    """Typed rows as sink-topic messages, one per table: ``{"table", "rows": [values, ...]}``."""
+    by_table: dict[str, list[list]] = {}
+    for row in rows:
+        by_table.setdefault(row.TABLE, []).append(row.values())
+    return [orjson.dumps({"table": t, "rows": values}) for t, values in by_table.items()]
 
 
-def sink_message(table: str, rows: list[list]) -> bytes:
-    return orjson.dumps({"table": table, "rows": rows})
+def dead_letter_topic(settings: Settings) -> str:
+    """Where the sink puts what ClickHouse rejects for good: ``<DG_TOPIC_SINK>.dlq``."""
+    return f"{settings.topic_sink}.dlq"
 
 
 class Sink(threading.Thread):
@@ -60,7 +73,10 @@ class Sink(threading.Thread):
         self.pending_rows = 0
         self.retries = 0
         self.skipped_messages = 0
+        self.dead_letter_rows: dict[str, int] = defaultdict(int)
         self.last_error = ""
+        self.dead_letters = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+        self.dead_letter_topic = dead_letter_topic(settings)
         self._fault_down_s = float(os.environ.get("DG_FAULT_CLICKHOUSE_DOWN_S") or 0)  # tests only
         self._fault_until: float | None = None
         self.consumer = Consumer({
@@ -72,7 +88,8 @@ class Sink(threading.Thread):
 
     def stats(self) -> dict:
         return {"inserted": dict(self.inserted), "pending_rows": self.pending_rows, "retries": self.retries,
-                "skipped_messages": self.skipped_messages, "last_error": self.last_error}
+                "skipped_messages": self.skipped_messages, "dead_letter_rows": dict(self.dead_letter_rows),
+                "last_error": self.last_error}
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
@@ -104,14 +121,48 @@ class Sink(threading.Thread):
         try:
             doc = orjson.loads(raw)
             table, rows = doc["table"], doc["rows"]
-            if table not in COLUMNS:
+            if table not in COLUMNS or not isinstance(rows, list):
                 raise KeyError(table)
         except (orjson.JSONDecodeError, KeyError, TypeError) as err:
             self.skipped_messages += 1
-            log.error("sink: skipped a malformed sink message (%s)", err)
+            log.error("sink: a malformed sink message goes to %s (%s)", self.dead_letter_topic, err)
+            self._dead_letter(raw, "malformed sink message", str(err), None, 0)
             return
-        buffer[table].extend(rows)
-        self.pending_rows += len(rows)
+        width = len(COLUMNS[table])
+        good = [r for r in rows if isinstance(r, list) and len(r) == width]
+        if len(good) < len(rows):
+            bad = [r for r in rows if not (isinstance(r, list) and len(r) == width)]
+            self._reject(table, bad, f"rows must be lists of {width} values ({', '.join(COLUMNS[table])})")
+        buffer[table].extend(good)
+        self.pending_rows += len(good)
+
+    def _reject(self, table: str, rows: list, reason: str) -> None:
+        """Rows that can never be inserted: to the dead-letter topic, counted."""
+        log.error("sink: %d %s row(s) rejected for good, to %s: %s", len(rows), table, self.dead_letter_topic,
+                  reason[:300])
+        self._dead_letter(orjson.dumps({"table": table, "rows": rows, "reason": reason}, default=repr),
+                          "rejected", reason, table, len(rows))
+
+    def _dead_letter(self, value: bytes, reason: str, detail: str, table: str | None, rows: int) -> None:
+        self.dead_letters.produce(self.dead_letter_topic, value=value, headers={
+            "dg-reason": reason.encode(), "dg-detail": detail[:1000].encode("utf-8", "replace")})
+        self.dead_letters.flush(30)   # before the offsets of what it replaces are committed
+        if table is not None:
+            self.dead_letter_rows[table] += rows
+
+    def _insert(self, table: str, rows: list[list]) -> None:
+        """Insert ``rows``; a batch rejected for good is split until the bad rows are alone,
+        and those are dead-lettered. Other errors propagate (the caller retries)."""
+        try:
+            self.store.insert(table, rows)
+            self.inserted[table] += len(rows)
+        except REJECTED_FOR_GOOD as err:
+            if len(rows) == 1:
+                self._reject(table, rows, f"{type(err).__name__}: {err}")
+                return
+            half = len(rows) // 2
+            self._insert(table, rows[:half])
+            self._insert(table, rows[half:])
 
     def _injected_outage(self) -> None:
         """DG_FAULT_CLICKHOUSE_DOWN_S: fail inserts for that long after the first attempt."""
@@ -131,8 +182,7 @@ class Sink(threading.Thread):
                 if self._fault_down_s:
                     self._injected_outage()
                 for table in list(buffer):
-                    self.store.insert(table, buffer[table])
-                    self.inserted[table] += len(buffer[table])
+                    self._insert(table, buffer[table])
                     del buffer[table]
                 break
             except Exception as err:  # any store failure: keep the rows, retry

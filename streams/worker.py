@@ -27,7 +27,7 @@ def run_worker(settings: Settings) -> int:
             print(f"applied ClickHouse migrations {applied}", file=sys.stderr)
         sink = Sink(settings, store)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here, sink or not
-    app = create_app(settings)
+    app = create_app(settings, sink)
     if sink is not None:
         @app.task
         async def _start_sink() -> None:
@@ -37,7 +37,6 @@ def run_worker(settings: Settings) -> int:
         async def _stop_sink(app, **kwargs) -> None:
             sink.stop()
             sink.store.close()
-        app.distillguard["sink"] = sink
     logging.getLogger("distillguard").setLevel(settings.log_level.upper().replace("WARN", "WARNING"))
     run_faust_worker(app, _FAUST_LEVELS[settings.log_level])
     return 0

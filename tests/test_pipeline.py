@@ -6,7 +6,7 @@ import gzip
 import orjson
 import pytest
 
-from distillguard.models import Detector
+from distillguard.models import Pipeline
 from distillguard.schemas import validate_alert
 from distillguard.streams.clickhouse import Store
 from distillguard.streams.kafka_io import consume, ensure_topics, produce_events
@@ -85,7 +85,7 @@ def test_stream_end_to_end(tmp_path, isolated_env, isolated_settings, small_sim)
 
     # replay on the same events finds the same alerts
     replayed = []
-    replay(open_lines(events_path), Detector(key=settings.fingerprint_key.encode()), replayed.append)
+    replay(open_lines(events_path), Pipeline(key=settings.fingerprint_key.encode()), replayed.append)
     # per-account findings are identical; cluster findings depend on when the linker's
     # evidence reaches the single cluster agent, so they are checked in test_cluster_pipeline
     per_account = "account_extraction"
