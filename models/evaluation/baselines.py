@@ -31,19 +31,11 @@ _shapiro = getattr(shapiro, "__wrapped__", shapiro)  # skip scipy's per-call axi
 
 from distillguard.schemas import RequestEvent
 
+from ..config import DetectorConfig
+from ..lifecycle import severity_of   # the bands of distillguard's defaults: one definition
 from .metrics import AccountResult
 
-MEDIUM, HIGH, CRITICAL = 0.5, 0.75, 0.9
-
-
-def severity_of(score: float) -> str | None:
-    if score >= CRITICAL:
-        return "critical"
-    if score >= HIGH:
-        return "high"
-    if score >= MEDIUM:
-        return "medium"
-    return "low" if score >= 0.35 else None
+MEDIUM = DetectorConfig().medium
 
 
 class Baseline:
