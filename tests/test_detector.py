@@ -2,7 +2,7 @@
 alerts follow their lifecycle, state survives serialisation."""
 import itertools
 
-from distillguard.models import Detector, DetectorConfig
+from distillguard.models import AccountDetector, DetectorConfig
 from distillguard.models.state import AccountState
 from distillguard.schemas import event_from_dict, validate_alert
 
@@ -45,7 +45,7 @@ def sweep(account, n, start=0, gap_ms=2000):
 
 
 def test_capability_sweep_with_reasoning_wrapper_alerts():
-    alerts = run(Detector(), sweep("attacker", 120))
+    alerts = run(AccountDetector(), sweep("attacker", 120))
     creates = [a for a in alerts if a.activity == "create"]
     assert len(creates) == 1
     assert max(a.score for a in alerts) >= 0.75
@@ -57,18 +57,18 @@ def test_capability_sweep_with_reasoning_wrapper_alerts():
 
 def test_narrow_human_use_does_not_alert():
     evs = [event("human", i * 95_000 + (i * 7919) % 60_000, TOPIC_PROMPTS[i % 2] + f" v{i}") for i in range(150)]
-    assert run(Detector(), evs) == []
+    assert run(AccountDetector(), evs) == []
 
 
 def test_logprob_probing_alerts():
     evs = [event("prober", i * 1000, "The capital of France is", max_tokens=1, logprobs=True, top_logprobs=20,
                  logit_bias={str(t): 100 for t in range(i % 7, 60 + i % 7)}) for i in range(100)]
-    alerts = run(Detector(), evs)
+    alerts = run(AccountDetector(), evs)
     assert any(a.severity in ("high", "critical") for a in alerts)
 
 
 def test_lifecycle_create_update_then_close_after_quiet():
-    d = Detector(DetectorConfig(close_after_ms=3_600_000))
+    d = AccountDetector(DetectorConfig(close_after_ms=3_600_000))
     alerts = run(d, sweep("attacker", 300))
     kinds = [a.activity for a in alerts]
     assert kinds[0] == "create" and kinds.count("create") == 1
@@ -80,13 +80,13 @@ def test_lifecycle_create_update_then_close_after_quiet():
 
 
 def test_alert_ids_are_deterministic_across_runs():
-    a = [x.alert_id for x in run(Detector(), sweep("x", 150))]
-    b = [x.alert_id for x in run(Detector(), sweep("x", 150))]
+    a = [x.alert_id for x in run(AccountDetector(), sweep("x", 150))]
+    b = [x.alert_id for x in run(AccountDetector(), sweep("x", 150))]
     assert a == b and a
 
 
 def test_state_round_trips_through_bytes():
-    d = Detector()
+    d = AccountDetector()
     run(d, sweep("x", 70))
     s = d.states["x"]
     t = AccountState.from_bytes(s.to_bytes())
@@ -96,17 +96,17 @@ def test_state_round_trips_through_bytes():
 
 def test_restored_state_continues_like_the_original():
     events = sweep("x", 200)
-    straight = run(Detector(), events)
-    d1 = Detector()
+    straight = run(AccountDetector(), events)
+    d1 = AccountDetector()
     first = run(d1, events[:100])
-    d2 = Detector(states={k: AccountState.from_bytes(v.to_bytes()) for k, v in d1.states.items()})
+    d2 = AccountDetector(states={k: AccountState.from_bytes(v.to_bytes()) for k, v in d1.states.items()})
     resumed = first + run(d2, events[100:])
     assert [(a.alert_id, a.activity) for a in resumed] == [(a.alert_id, a.activity) for a in straight]
 
 
 def test_late_events_are_discounted_not_dropped():
     s = AccountState()
-    d = Detector()
+    d = AccountDetector()
     evs = sweep("x", 10, start=10_000_000)
     for ev in evs:
         d.process_one(ev)
@@ -114,3 +114,18 @@ def test_late_events_are_discounted_not_dropped():
     before = s.events
     d.process_one(event("x", 10_000_000 - 3_600_000, "late arrival"))
     assert d.states["x"].events == before + 1
+
+
+def test_a_close_is_dated_when_it_fell_due_whoever_notices_it():
+    """The periodic advance and the account's own next event close a quiet alert alike."""
+    cfg = DetectorConfig(close_after_ms=3_600_000)
+    by_advance, by_event = AccountDetector(cfg), AccountDetector(cfg)
+    evs = sweep("x", 120)
+    run(by_advance, evs)
+    run(by_event, evs)
+    later = evs[-1].ts_ms + 5 * 3_600_000
+    closed_a = [a for a in by_advance.advance(later) if a.activity == "close"]
+    closed_e = [a for a in by_event.process_one(event("x", later, "hello")) if a.activity == "close"]
+    assert closed_a and [a.to_json() for a in closed_a] == [a.to_json() for a in closed_e]
+    last_strong = closed_a[0].raised_at_ms
+    assert closed_a[0].window_end_ms == last_strong + 3_600_000

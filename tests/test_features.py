@@ -1,5 +1,5 @@
 """Per-event features and the account features built on them."""
-from distillguard.models import Detector
+from distillguard.models import AccountDetector
 from distillguard.models.features import extract
 from distillguard.models.scoring import account_features
 from distillguard.schemas import event_from_dict
@@ -48,7 +48,7 @@ def test_features_carry_no_text():
 
 
 def test_account_features_are_finite_and_in_a_fixed_order():
-    d = Detector()
+    d = AccountDetector()
     for i in range(40):
         d.process_one(event_from_dict({"schema_version": "1", "event_id": f"e{i}", "ts_ms": i * 1000,
                                        "account_id": "a", "model": "m", "operation": "chat",

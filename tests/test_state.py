@@ -1,5 +1,5 @@
 """Per-account state: bounded size, exact round trip, late events, idle expiry."""
-from distillguard.models import Detector
+from distillguard.models import AccountDetector
 from distillguard.models.features import extract
 from distillguard.models.state import C_REQUESTS, H_HOUR, AccountState, state_bytes
 
@@ -7,7 +7,7 @@ from .test_detector import event, run, sweep
 
 
 def test_busy_account_state_fits_in_2kb():
-    d = Detector()
+    d = AccountDetector()
     run(d, sweep("busy", 1500, gap_ms=700))          # alerting: an open alert record and samples too
     s = d.states["busy"]
     assert s.alert is not None and s.samples
@@ -15,7 +15,7 @@ def test_busy_account_state_fits_in_2kb():
 
 
 def test_round_trip_is_exact_and_restored_state_keeps_learning_identically():
-    d = Detector()
+    d = AccountDetector()
     run(d, sweep("x", 90))
     s = d.states["x"]
     t = AccountState.from_bytes(s.to_bytes())
@@ -32,7 +32,7 @@ def test_state_of_an_older_layout_is_relearned_not_a_crash():
 
 
 def test_late_event_counts_but_is_discounted():
-    d = Detector()
+    d = AccountDetector()
     run(d, sweep("x", 10, start=10_000_000))
     s = d.states["x"]
     before = s.count(C_REQUESTS, H_HOUR)
@@ -44,7 +44,7 @@ def test_late_event_counts_but_is_discounted():
 
 
 def test_idle_accounts_expire_but_alerting_ones_stay():
-    d = Detector()
+    d = AccountDetector()
     run(d, sweep("attacker", 120))
     run(d, [event("quiet", 1000 + i * 60_000, "hello") for i in range(5)])
     day2 = 60 * 3_600_000
@@ -53,3 +53,19 @@ def test_idle_accounts_expire_but_alerting_ones_stay():
     d.advance(day2)                            # closes the attacker's alert after its quiet spell
     assert d.expire_idle(day2) == ["attacker"]
     assert not d.states
+
+
+def test_an_account_back_after_the_idle_expiry_starts_over_whether_or_not_it_was_freed():
+    """Idle expiry is decided by the account's own event times, so it does not matter when (or
+    whether) ``expire_idle`` ran: a stream that freed the state and a replay that did not agree."""
+    day = 24 * 3_600_000
+    first = [event("back", 1000 + i * 60_000, "hello") for i in range(5)]
+    again = [event("back", 3 * day + i * 60_000, "hello") for i in range(3)]
+    freed, kept = AccountDetector(), AccountDetector()
+    run(freed, first)
+    run(kept, first)
+    assert freed.expire_idle(3 * day - 1) == ["back"]
+    run(freed, again)
+    run(kept, again)
+    assert freed.states["back"].to_bytes() == kept.states["back"].to_bytes()
+    assert kept.states["back"].events == 3 and kept.states["back"].first_ms == 3 * day
