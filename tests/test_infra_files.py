@@ -24,25 +24,7 @@ PLUGIN = "grafana-clickhouse-datasource"
 # Subcommands of the `distillguard` console script (streams/cli.py).
 SUBCOMMANDS = {"worker", "replay", "simulate", "demo", "sql", "migrate"}
 
-# Mirrors streams/settings.py (name -> default). Prefer the real ENV_VARS
-# when the package is importable.
-_DOCUMENTED_ENV_VARS = {
-    "DG_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
-    "DG_CLICKHOUSE_DSN": "chdb:///<repo>/var/clickhouse",
-    "DG_TOPIC_REQUESTS": "llm.requests",
-    "DG_TOPIC_DLQ": "llm.requests.dlq",
-    "DG_TOPIC_ALERTS": "llm.alerts",
-    "DG_PARTITIONS": "4",
-    "DG_WORKER_WEB_PORT": "6066",
-    "DG_SINK": "1",
-    "DG_DATA_DIR": "var/",
-}
-try:
-    from distillguard.streams.settings import ENV_VARS as _REAL_ENV_VARS
-except ImportError:
-    ENV_VARS = _DOCUMENTED_ENV_VARS
-else:
-    ENV_VARS = dict(_REAL_ENV_VARS) if _REAL_ENV_VARS else _DOCUMENTED_ENV_VARS
+from distillguard.streams.settings import ENV_VARS  # noqa: E402  (the one declaration of the settings)
 
 MACRO_TIME_FILTER = re.compile(r"\$__timeFilter\((\w+)\)")
 MACRO_TIME_INTERVAL = re.compile(r"\$__timeInterval\((\w+)\)")
