@@ -14,10 +14,11 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from .errors import UserError
 from .settings import Settings
 
 
-class KafkaUnavailable(RuntimeError):
+class KafkaUnavailable(UserError):
     """The broker did not answer."""
 
 

@@ -41,3 +41,12 @@ def run_worker(settings: Settings) -> int:
     logging.getLogger("distillguard").setLevel(settings.log_level.upper().replace("WARN", "WARNING"))
     run_faust_worker(app, _FAUST_LEVELS[settings.log_level])
     return 0
+
+
+def add_arguments(p) -> None:
+    pass
+
+
+def run(args) -> int:
+    from .settings import load_settings
+    return run_worker(load_settings())

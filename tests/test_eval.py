@@ -13,7 +13,7 @@ from distillguard.models.evaluation import (AccountResult, Harness, MmdBaseline,
                                             evaluate_detector, percentile, roc_auc, shapiro_w, threshold_sweep)
 from distillguard.schemas import event_from_dict
 from distillguard.streams import eval_cli
-from distillguard.streams.report_html import render_report
+from distillguard.streams.eval_report import render_report
 
 T0 = 1_793_613_600_000
 MIN = 60_000
@@ -248,16 +248,20 @@ def test_run_without_baselines_and_report_from_json(tmp_path):
 
 
 def test_missing_labels_or_input_is_exit_2(tmp_path, capsys):
+    from distillguard.streams.cli import main
+
+    def run(*argv):
+        return main(["eval", *map(str, argv)])
     src, _ = _tiny_files(tmp_path)
-    assert eval_cli.run(_args(src, "--labels", tmp_path / "nope.json", "--out", tmp_path / "o")) == 2
+    assert run(src, "--labels", tmp_path / "nope.json", "--out", tmp_path / "o") == 2
     assert "labels file not found" in capsys.readouterr().err
-    assert eval_cli.run(_args(tmp_path / "missing.jsonl", "--out", tmp_path / "o")) == 2
+    assert run(tmp_path / "missing.jsonl", "--out", tmp_path / "o") == 2
     bad = tmp_path / "bad.labels.json"
     bad.write_text('{"a": {"label": "maybe"}}')
-    assert eval_cli.run(_args(src, "--labels", bad, "--out", tmp_path / "o")) == 2
+    assert run(src, "--labels", bad, "--out", tmp_path / "o") == 2
     cfg = tmp_path / "cfg.toml"
     cfg.write_text("[detector]\nno_such_knob = 1\n")
-    assert eval_cli.run(_args(src, "--detector-config", cfg, "--out", tmp_path / "o")) == 2
+    assert run(src, "--detector-config", cfg, "--out", tmp_path / "o") == 2
     assert not (tmp_path / "o").exists()
 
 
