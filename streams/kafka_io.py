@@ -6,6 +6,7 @@ simulator, the Faust worker) produced it.
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .errors import UserError
+from .logs import KAFKA_LOGGER, PROBE_LOGGER
 from .settings import Settings
 
 
@@ -22,13 +24,23 @@ class KafkaUnavailable(UserError):
     """The broker did not answer."""
 
 
-def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+def client_config(settings: Settings, logger: str = KAFKA_LOGGER, **extra) -> dict:
+    """The confluent-kafka config every client of ours starts from: the bootstrap servers and
+    librdkafka's log lines routed into Python logging (``logger``) instead of raw ``%N|...``
+    lines on stderr. Connection security settings belong here too, so that every client
+    (and ``doctor``) gets them."""
+    return {"bootstrap.servers": settings.kafka_bootstrap, "logger": logging.getLogger(logger), **extra}
+
+
+def admin(settings: Settings, logger: str = KAFKA_LOGGER) -> AdminClient:
+    return AdminClient(client_config(settings, logger))
 
 
 def check_broker(settings: Settings, timeout: float = 5.0) -> None:
+    """Raise ``KafkaUnavailable`` (one line, with the fix) unless a broker answers a metadata
+    request. librdkafka's own connection errors go to the (silent) probe logger: this line says it."""
     try:
-        md = admin(settings).list_topics(timeout=timeout)
+        md = admin(settings, PROBE_LOGGER).list_topics(timeout=timeout)
     except KafkaException as err:
         raise KafkaUnavailable(
             f"no Kafka broker answered at {settings.kafka_bootstrap} within {timeout:.0f}s "
@@ -62,7 +74,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     check_broker(settings)
     client = admin(settings)
     existing = set(client.list_topics(timeout=10).topics)
-    new = [NewTopic(name, num_partitions=n, replication_factor=1)
+    new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication)
            for name, n in topic_specs(settings).items() if name not in existing]
     if not new:
         return []
@@ -76,15 +88,12 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
 
 
 def producer(settings: Settings, **extra) -> Producer:
-    config = {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "partitioner": "murmur2_random",
-        "linger.ms": 20,
-        "batch.num.messages": 10000,
-        "compression.type": "lz4",
-        "enable.idempotence": True,
-        "queue.buffering.max.messages": 200000,
-    }
+    config = client_config(
+        settings,
+        partitioner="murmur2_random",
+        **{"linger.ms": 20, "batch.num.messages": 10000, "compression.type": "lz4", "enable.idempotence": True,
+           "queue.buffering.max.messages": 200000},
+    )
     config.update(extra)
     return Producer(config)
 
@@ -155,12 +164,11 @@ def consume(settings: Settings, topic: str, group: str | None = None, timeout: f
             idle: float | None = None, from_beginning: bool = True) -> Iterator[tuple[bytes | None, bytes, list]]:
     """Yield (key, value, headers) from ``topic`` until ``timeout`` seconds pass,
     or ``idle`` seconds pass without a message."""
-    c = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
+    c = Consumer(client_config(settings, **{
         "group.id": group or f"distillguard-reader-{time.time_ns()}",
         "auto.offset.reset": "earliest" if from_beginning else "latest",
         "enable.auto.commit": False,
-    })
+    }))
     c.subscribe([topic])
     deadline = time.monotonic() + timeout
     quiet_since = time.monotonic()
