@@ -7,6 +7,7 @@ simulator, the Faust worker) produced it.
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -21,7 +22,11 @@ from .settings import Settings
 
 
 class KafkaUnavailable(UserError):
-    """The broker did not answer."""
+    """The broker did not answer; ``reason`` is the short cause, the message adds the fix."""
+
+    def __init__(self, reason: str, fix: str = "start one with `make broker`"):
+        super().__init__(f"{reason}; {fix}")
+        self.reason = reason
 
 
 def client_config(settings: Settings, logger: str = KAFKA_LOGGER, **extra) -> dict:
@@ -36,15 +41,30 @@ def admin(settings: Settings, logger: str = KAFKA_LOGGER) -> AdminClient:
     return AdminClient(client_config(settings, logger))
 
 
+def _listening(bootstrap: str, timeout: float = 1.0) -> bool:
+    """Does anything accept a TCP connection at one of the bootstrap addresses? (A refused
+    connection answers at once; librdkafka would retry it until the metadata timeout.)"""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def check_broker(settings: Settings, timeout: float = 5.0) -> None:
     """Raise ``KafkaUnavailable`` (one line, with the fix) unless a broker answers a metadata
     request. librdkafka's own connection errors go to the (silent) probe logger: this line says it."""
+    if not _listening(settings.kafka_bootstrap, min(timeout, 2.0)):
+        raise KafkaUnavailable(f"nothing accepts connections at {settings.kafka_bootstrap}")
     try:
         md = admin(settings, PROBE_LOGGER).list_topics(timeout=timeout)
     except KafkaException as err:
         raise KafkaUnavailable(
             f"no Kafka broker answered at {settings.kafka_bootstrap} within {timeout:.0f}s "
-            f"({err.args[0].str() if err.args else err}); start one with `make broker`") from None
+            f"({err.args[0].str() if err.args else err})") from None
     if not md.brokers:
         raise KafkaUnavailable(f"no Kafka broker answered at {settings.kafka_bootstrap}")
 

@@ -67,7 +67,8 @@ class TransientKafkaFilter(logging.Filter):
     fresh broker loads its coordinator): those are info, not warnings."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.WARNING and "retrying" in record.getMessage():
+        if (record.levelno == logging.WARNING and record.name.startswith(KAFKA_LOGGER)
+                and "retrying" in record.getMessage()):
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
 

@@ -28,11 +28,13 @@ class WorkerError(UserError):
 
 
 def http_json(port: int, path: str, timeout: float = 2.0) -> dict | None:
-    """GET a JSON page on 127.0.0.1 (its body also for a 503); None if nothing answers."""
+    """GET a JSON page on 127.0.0.1 (its body also for a 503: not ready); None if nothing answers."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
             return orjson.loads(r.read())
     except urllib.error.HTTPError as err:
+        if err.code != 503:
+            return None
         try:
             return orjson.loads(err.read())
         except ValueError:

@@ -39,17 +39,17 @@ def wait_until_up(what: str, probe: Callable[[float], None], fix: str, deadline:
     Raises ``StartupTimeout`` naming ``what`` and ``fix`` once ``deadline`` (a ``clock`` time) passes."""
     delays = backoff_delays()
     attempt = 0
+    on_wait(what)
     while True:
         attempt += 1
         try:
             probe(max(1.0, min(5.0, deadline - clock())))
         except Exception as err:  # noqa: BLE001 - any failure to answer is "not up yet"
-            reason = str(err).split("\n")[0][:200]
+            reason = str(getattr(err, "reason", err)).split("\n")[0][:200]
             left = deadline - clock()
             if left <= 0:
                 raise StartupTimeout(f"gave up waiting for {what} after {attempt} attempts: {reason}. {fix}") from None
             delay = min(next(delays), left)
-            on_wait(what)
             log.warning("waiting for %s (attempt %d: %s); retrying in %.1fs, giving up in %.0fs",
                         what, attempt, reason, delay, left, extra={"counts": {"attempt": attempt}})
             sleep(delay)
