@@ -57,9 +57,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
-    from .settings import tune_gc
+    from . import logs
+    from .settings import load_settings, tune_gc
     tune_gc()
     try:
+        settings = load_settings()
+        logs.configure(settings.log_level, settings.log_format)   # library lines in our format
         return args.func(args)
     except UserError as err:
         print(f"distillguard {args.command}: error: {err}", file=sys.stderr)

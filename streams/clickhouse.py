@@ -164,6 +164,16 @@ class StoreUnavailable(UserError):
     """The ClickHouse server did not answer or refused us; the message says which and how to fix it."""
 
 
+_CAUSES = ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
+           "timed out", "Authentication failed", "AUTHENTICATION_FAILED", "UNKNOWN_DATABASE", "certificate verify failed")
+
+
+def connect_reason(err: BaseException) -> str:
+    """A short cause of a failed connection (the driver's text carries whole retry chains)."""
+    text = str(err)
+    return next((cause for cause in _CAUSES if cause in text), first_line(err, 160))
+
+
 def first_line(err: BaseException, limit: int = 300) -> str:
     """The first line of an exception's text (ClickHouse errors carry the whole server trace)."""
     text = str(err).strip()
@@ -204,7 +214,7 @@ class Store:
                 self.client = clickhouse_connect.get_client(dsn=dsn)
             except Exception as err:  # noqa: BLE001 - connection refused, DNS, auth: one line each
                 raise StoreUnavailable(
-                    f"ClickHouse at {mask(dsn)} did not answer ({first_line(err, 200)}); start it, or fix "
+                    f"ClickHouse at {mask(dsn)} did not answer ({connect_reason(err)}); start it, or fix "
                     "DG_CLICKHOUSE_DSN (unset it for the embedded store)") from None
 
     def _lock(self, path: Path) -> None:

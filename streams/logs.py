@@ -92,6 +92,11 @@ def logging_config(log_level: str = "info", log_format: str = "text") -> dict:
             # Faust's service-by-service start/stop lines and recovery tables: on with debug only
             "faust": {"level": quiet}, "mode": {"level": quiet},
             KAFKA_LOGGER: {"level": level},
+            # the driver warns about each failed HTTP attempt; our own line (start-up wait, sink
+            # retry, doctor) names the failure with its fix
+            "clickhouse_connect": {"level": "DEBUG" if level == "DEBUG" else "ERROR"},
+            # (clickhouse_connect sets "urllib3" itself when imported; the child logger is ours)
+            "urllib3.connectionpool": {"level": "DEBUG" if level == "DEBUG" else "ERROR"},
             PROBE_LOGGER: {"level": "DEBUG" if level == "DEBUG" else "CRITICAL", "propagate": True},
         },
     }
