@@ -229,3 +229,69 @@ def test_dashboard_covers_required_tables():
     sql = " ".join(p["targets"][0]["rawSql"] for p in _panels())
     for table in ("alerts_latest", "account_minute", "dlq_minute", "cluster_members"):
         assert f"distillguard.{table}" in sql, table
+
+
+# --- Kubernetes (infra/k8s) ----------------------------------------------------------
+
+K8S = INFRA / "k8s"
+
+
+def _k8s_docs() -> list[dict]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def _of_kind(kind: str) -> list[dict]:
+    return [d for d in _k8s_docs() if d["kind"] == kind]
+
+
+def test_k8s_env_names_are_declared_settings():
+    from distillguard.streams.settings import SETTINGS
+    declared = {s.env for s in SETTINGS}
+    (config,) = _of_kind("ConfigMap")
+    used = set(config["data"])
+    deployments = _of_kind("Deployment")
+    assert {d["metadata"]["name"] for d in deployments} == {"distillguard-worker", "distillguard-sink"}
+    for dep in deployments:
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        assert c["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+        for env in c["env"]:
+            used.add(env["name"])
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                used.add(ref["key"])
+        assert c["args"][0] in SUBCOMMANDS | {"doctor", "topics"}
+    assert used <= declared, sorted(used - declared)
+    assert config["data"]["DG_WORKER_WEB_HOST"] == "0.0.0.0"   # probes come from outside the pod
+
+
+def test_k8s_probes_hit_the_worker_health_paths():
+    from distillguard.streams.health import LIVE_PATH, PROBE_PATHS, READY_PATH
+    from distillguard.streams.settings import load_settings
+    (config,) = _of_kind("ConfigMap")
+    settings = load_settings(config["data"])
+    for dep in _of_kind("Deployment"):
+        spec = dep["spec"]["template"]["spec"]
+        (c,) = spec["containers"]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports["web"] == settings.worker_web_port
+        assert c["livenessProbe"]["httpGet"]["path"] == LIVE_PATH
+        assert c["readinessProbe"]["httpGet"]["path"] == READY_PATH
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if probe in c:
+                assert c[probe]["httpGet"]["path"] in PROBE_PATHS and c[probe]["httpGet"]["port"] in ports
+        # the kubelet's SIGKILL comes after the worker's own bounded graceful stop
+        assert spec["terminationGracePeriodSeconds"] > settings.shutdown_timeout_s
+        assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and "memory" in c["resources"]["limits"]
+
+
+def test_k8s_every_deployment_has_a_disruption_budget():
+    budgets = _of_kind("PodDisruptionBudget")
+    for dep in _of_kind("Deployment"):
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        matching = [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+                    and b["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component")]
+        assert len(matching) == 1, dep["metadata"]["name"]

@@ -5,11 +5,14 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 
 import pytest
 
 from distillguard.streams.bench import bench_events
+from distillguard.streams.health import LIVE_PATH, PROBE_PATHS
+from distillguard.streams.processes import http_json
 from distillguard.streams.kafka_io import ensure_topics, produce_events
 from distillguard.streams.settings import load_settings
 
@@ -40,11 +43,15 @@ def test_worker_started_before_its_broker_waits_then_becomes_ready(tmp_path, pri
             assert worker.proc.poll() is None, worker.log_tail()
             time.sleep(0.3)
         assert r == {"ready": False, "phase": "waiting", "waiting_for": f"the Kafka broker at {private_broker.bootstrap}"}
+        assert http_json(worker.port, LIVE_PATH)["alive"] is True     # alive while it waits: no restart loop
         time.sleep(3)
         private_broker.start()
         t0 = time.monotonic()
         ready = worker.wait_ready(120)
         print(f"\n[operability] ready {time.monotonic() - t0:.1f}s after the broker answered: {ready}")
+        for path in PROBE_PATHS:     # every path the Kubernetes probes use answers 200 on a ready worker
+            with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}{path}", timeout=5) as resp:
+                assert resp.status == 200, path
     finally:
         code = worker.stop()
     log = worker.log_path.read_text()
