@@ -108,3 +108,4 @@ def private_broker(tmp_path, broker):
         yield b
     finally:
         b.ctl("stop")
+

@@ -15,6 +15,8 @@ from distillguard.schemas import event_from_dict
 from distillguard.streams import eval_cli
 from distillguard.streams.eval_report import render_report
 
+from .events import request_event
+
 T0 = 1_793_613_600_000
 MIN = 60_000
 
@@ -22,9 +24,8 @@ MIN = 60_000
 # ----------------------------------------------------------------- helpers
 
 def ev(account: str, ts: int, text: str, i: int = 0) -> dict:
-    return {"schema_version": "1", "event_id": f"{account}-{i}-{ts}", "ts_ms": ts, "account_id": account,
-            "model": "atlas-2", "operation": "chat", "messages": [{"role": "user", "content": text}],
-            "params": {"temperature": 0.7}, "usage": {"input_tokens": 20, "output_tokens": 80}}
+    return request_event(account, ts, text, event_id=f"{account}-{i}-{ts}", model="atlas-2",
+                         params={"temperature": 0.7}, usage={"input_tokens": 20, "output_tokens": 80})
 
 
 TOPIC_A = "cooking recipe pasta garlic onion tomato basil oven bake dinner sauce pan salt pepper".split()
