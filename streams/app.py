@@ -144,7 +144,7 @@ def faust_options(settings: Settings) -> dict:
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
         web_port=settings.worker_web_port,
-        web_host="127.0.0.1",
+        web_host=settings.worker_web_host,
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
@@ -153,15 +153,18 @@ def faust_options(settings: Settings) -> dict:
     )
 
 
-def run_faust_worker(app: faust.App, loglevel: str) -> None:
+def run_faust_worker(app: faust.App, loglevel: str, logging_config: dict | None = None,
+                     worker_class: type[faust.Worker] = faust.Worker) -> None:
     """Run ``app`` as a Faust worker (blocks), for the worker and the bench's bare agent.
 
     Without the terminal spinner: faust.Worker always makes one, and with it sets the root
     logger to DEBUG (the spinner spins on every record), so every ``log.debug`` of Faust and
     aiokafka -- several per message produced -- built a LogRecord that the handler then dropped.
+    ``logging_config`` (streams/logs.py) replaces Faust's console format; ``worker_class`` adds
+    the worker's bounded graceful stop (streams/worker.py).
     """
     tune_gc()   # here too, so the bench's bare agent runs under the same collector settings
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = worker_class(app, loglevel=loglevel, quiet=True, logging_config=logging_config)
     worker.spinner = None
     worker.execute_from_commandline()
 

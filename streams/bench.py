@@ -29,12 +29,13 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+
+from .processes import WorkerProcess
 
 TARGETS = {
     "pipeline_eps": 25_000,            # events/s per worker
@@ -133,14 +134,6 @@ def vm_kb(pid: int, field: str = "VmHWM") -> int:
     return 0
 
 
-def http_json(port: int, path: str) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-            return orjson.loads(r.read())
-    except (OSError, ValueError):
-        return None
-
-
 def free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -148,43 +141,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Child:
-    """A worker-like child process with a JSON status page."""
-
-    def __init__(self, args: list[str], env: dict, log: Path, path: str):
-        self.port = int(env["DG_WORKER_WEB_PORT"])
-        self.path = path
-        self.log = log
-        self.proc = subprocess.Popen([sys.executable, *args], env={**os.environ, **env},
-                                     stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    def status(self) -> dict | None:
-        return http_json(self.port, self.path)
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"child exited ({self.proc.returncode}); see {self.log}")
-            if self.status() is not None:
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"child did not start within {timeout}s; see {self.log}")
-
-    def stop(self) -> int:
-        """Peak RSS (kB), then SIGTERM (SIGKILL after 30 s)."""
-        hwm = vm_kb(self.proc.pid)
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return hwm
+def child(args: list[str], env: dict, log: Path, path: str) -> WorkerProcess:
+    """A worker-like child process with a JSON status page at ``path``, started."""
+    return WorkerProcess(env, log, argv=args, status_path=path).start(ready_timeout=None)
 
 
-def follow(children: list[Child], n: int, timeout: float, all_active: bool = False) -> tuple[float, dict]:
+def started(c: WorkerProcess, timeout: float = 120) -> None:
+    c.wait_for(lambda s: s is not None, timeout, "the child's status page")
+
+
+def stop_child(c: WorkerProcess) -> int:
+    """Peak RSS (kB), then SIGTERM (SIGKILL after 30 s)."""
+    hwm = vm_kb(c.proc.pid)
+    c.stop(30)
+    return hwm
+
+
+def follow(children: list[WorkerProcess], n: int, timeout: float, all_active: bool = False) -> tuple[float, dict]:
     """Poll until the children's events sum to ``n``; return (events/s, last status of the first).
     The clock starts at the first poll where some child (``all_active``: every child) has events."""
     t0 = e0 = None
@@ -302,12 +275,12 @@ class Bench:
 
     def run_faust(self, topic: str, n: int) -> dict:
         env = self.env("faust", topic)
-        c = Child(["-m", "distillguard.streams.bench", "_faust"], env, self.work / "faust.log", "/bench/")
+        c = child(["-m", "distillguard.streams.bench", "_faust"], env, self.work / "faust.log", "/bench/")
         try:
-            c.wait_ready()
+            started(c)
             eps, st = follow([c], n, timeout=1800)
         finally:
-            rss = c.stop()
+            rss = stop_child(c)
         return {"eps": eps, "latency_ms": st.get("latency_ms", {}), "rss_kb": rss}
 
     def run_pipeline(self, topic: str, n: int, workers: int = 1) -> dict:
@@ -318,15 +291,14 @@ class Bench:
                 if i:  # same group, topics and store as the first worker
                     env.update({k: v for k, v in kids[0].env.items() if k not in ("DG_WORKER_WEB_PORT", "DG_DATA_DIR",
                                                                                     "DG_SINK")})
-                c = Child(["-m", "distillguard.streams.cli", "worker"], env,
+                c = child(["-m", "distillguard.streams.cli", "worker"], env,
                           self.work / f"pipeline{workers}-{i}.log", "/distillguard/")
-                c.env = env
                 kids.append(c)
             for c in kids:
-                c.wait_ready()
+                started(c)
             eps, st = follow(kids, n, timeout=3600, all_active=workers > 1)
         finally:
-            rss = [c.stop() for c in kids]
+            rss = [stop_child(c) for c in kids]
         return {"eps": eps, "latency_ms": st.get("latency_ms", {}), "rss_kb": max(rss), "rss_kb_each": rss}
 
     def paced(self, kind: str, n: int) -> dict:
@@ -342,18 +314,18 @@ class Bench:
             out, _ = proc.communicate(timeout=600)
             return orjson.loads(out.strip().splitlines()[-1])["latency_ms"]
         if kind == "faust":
-            c = Child(["-m", "distillguard.streams.bench", "_faust"], self.env("pfaust", topic),
+            c = child(["-m", "distillguard.streams.bench", "_faust"], self.env("pfaust", topic),
                       self.work / "paced-faust.log", "/bench/")
         else:
-            c = Child(["-m", "distillguard.streams.cli", "worker"], self.env("ppipe", topic),
+            c = child(["-m", "distillguard.streams.cli", "worker"], self.env("ppipe", topic),
                       self.work / "paced-pipeline.log", "/distillguard/")
         try:
-            c.wait_ready()
+            started(c)
             time.sleep(3)  # partitions assigned
             produce(self.settings, topic, events, rate=self.args.rate)
             _eps, st = follow([c], n, timeout=900)
         finally:
-            c.stop()
+            stop_child(c)
         return st.get("latency_ms", {})
 
     # -- in-process --------------------------------------------------------------

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from distillguard.models.rows import ROW_TYPES, Row, columns
 
+from .errors import UserError
 from .settings import Settings, mask
 
 # Versioned, idempotent migrations: (version, statements). Never edit a
@@ -144,8 +148,44 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 COLUMNS: dict[str, list[str]] = {t.TABLE: columns(t) for t in ROW_TYPES}
 
 
-class StoreBusy(RuntimeError):
+class StoreBusy(UserError):
     """The embedded store is held by another process."""
+
+
+class StoreUnavailable(UserError):
+    """The ClickHouse server did not answer or refused us; the message says which and how to fix it."""
+
+
+_CAUSES = ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
+           "timed out", "Authentication failed", "AUTHENTICATION_FAILED", "UNKNOWN_DATABASE", "certificate verify failed")
+
+
+def connect_reason(err: BaseException) -> str:
+    """A short cause of a failed connection (the driver's text carries whole retry chains)."""
+    text = str(err)
+    return next((cause for cause in _CAUSES if cause in text), first_line(err, 160))
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's text (ClickHouse errors carry the whole server trace)."""
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:limit]
+
+
+@contextmanager
+def open_store(settings: Settings, migrate: bool = False) -> Iterator["Store"]:
+    """The store for one command: opened (and migrated, if asked), always closed.
+    A busy embedded store, an unreachable server or a failed migration is a ``UserError``."""
+    store = Store(settings)
+    try:
+        if migrate:
+            try:
+                store.migrate()
+            except ClickHouseError as err:
+                raise UserError(f"ClickHouse migration failed at {store.describe()}: {first_line(err)}") from None
+        yield store
+    finally:
+        store.close()
 
 
 class Store:
@@ -162,7 +202,12 @@ class Store:
             self._lock(path)
             self.client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
         else:
-            self.client = clickhouse_connect.get_client(dsn=dsn)
+            try:
+                self.client = clickhouse_connect.get_client(dsn=dsn)
+            except Exception as err:  # noqa: BLE001 - connection refused, DNS, auth: one line each
+                raise StoreUnavailable(
+                    f"ClickHouse at {mask(dsn)} did not answer ({connect_reason(err)}); start it, or fix "
+                    "DG_CLICKHOUSE_DSN (unset it for the embedded store)") from None
 
     def _lock(self, path: Path) -> None:
         lock_path = path.with_name(path.name + ".lock")
@@ -218,6 +263,17 @@ class Store:
 
     def describe(self) -> str:
         return mask(self.settings.clickhouse_dsn)
+
+    def schema_version(self) -> int:
+        """Highest migration applied (0: none); the code's is ``MIGRATIONS[-1][0]``."""
+        rows = self.client.query(f"SELECT max(version) FROM {self.db}.schema_migrations").result_rows
+        return int(rows[0][0] or 0)
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
         self.client.close()

@@ -10,18 +10,17 @@ with a run id, so repeated demos never collide with earlier ones' state.
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 
 import orjson
 
+from .clickhouse import open_store
+from .errors import UserError
 from .kafka_io import KafkaUnavailable, check_broker, consume, ensure_topics, produce_events
+from .processes import WorkerProcess
 from .settings import Settings
 
 SEV_MARK = {"low": ".", "medium": "!", "high": "!!", "critical": "!!!"}
@@ -30,64 +29,15 @@ MALFORMED = [b"{not json", b'{"schema_version":"1","event_id":"bad","account_id"
              b'"operation":"chat","messages":[],"params":{}}']
 
 
-class DemoError(RuntimeError):
-    pass
+def add_arguments(p) -> None:
+    p.add_argument("--scenario", default="small", help="simulator scenario (default: small)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
 
 
-def _worker_status(settings: Settings) -> dict | None:
-    try:
-        url = f"http://127.0.0.1:{settings.worker_web_port}/distillguard/"
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return orjson.loads(resp.read())
-    except (OSError, ValueError):
-        return None
-
-
-def start_worker(settings: Settings, log_path) -> subprocess.Popen:
-    log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "distillguard.streams.cli", "worker"],
-                            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
-                            start_new_session=True)
-
-
-def stop_worker(proc: subprocess.Popen, timeout: float = 60.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log_path=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            tail = open(log_path, "rb").read()[-2000:].decode("utf-8", "replace") if log_path else ""
-            raise DemoError(f"the worker exited (code {proc.returncode}) while waiting for {what}:\n{tail}")
-        time.sleep(0.5)
-    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _wait_settled(settings: Settings, proc, log_path, quiet_s: float = 6.0, timeout: float = 90.0) -> None:
-    """Wait until the worker's alert count stops moving (cluster alerts settle a little after
-    the last event) and its sink has stored everything."""
-    last, since = None, time.monotonic()
-
-    def settled():
-        nonlocal last, since
-        s = _worker_status(settings) or {}
-        now = (sum(s.get("alerts", {}).values()), s.get("sink", {}).get("pending_rows"))
-        if now != last:
-            last, since = now, time.monotonic()
-        return time.monotonic() - since >= quiet_s and now[1] == 0
-
-    wait_until(settled, timeout, "alerts and sink rows to settle", proc, log_path)
+def run(args) -> int:
+    from .settings import load_settings
+    return run_demo(load_settings(), args)
 
 
 def _shifted(events, run_tag: str, shift_ms: int):
@@ -101,11 +51,10 @@ def _shifted(events, run_tag: str, shift_ms: int):
 def run_demo(settings: Settings, args) -> int:
     from distillguard.models.simulation import load_scenario, simulate
 
-    from .clickhouse import Store
     try:
         check_broker(settings)
     except KafkaUnavailable as err:
-        raise DemoError(f"{err}. `make demo` starts it for you.") from None
+        raise UserError(f"{err}. `make demo` starts it for you.") from None
     ensure_topics(settings)
     demo_dir = settings.data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +66,7 @@ def run_demo(settings: Settings, args) -> int:
     run_tag = time.strftime("%H%M%S")
     print(f"demo run {run_tag}: scenario {args.scenario!r}, seed {args.seed}; worker log: {log_path}")
 
-    proc = start_worker(settings, log_path)
+    worker = WorkerProcess({"DG_WORKER_WEB_PORT": str(settings.worker_web_port)}, log_path).start(ready_timeout=None)
     alerts: list[dict] = []
     stop_reading = threading.Event()
 
@@ -137,8 +86,7 @@ def run_demo(settings: Settings, args) -> int:
                 break
 
     try:
-        wait_until(lambda: (_worker_status(settings) or {}).get("uptime_s") is not None, 90,
-                   "the worker to start", proc, log_path)
+        worker.wait_ready(120)
         reader = threading.Thread(target=read_alerts, daemon=True)
         reader.start()
         time.sleep(2.0)  # let the alert reader join at the log end
@@ -148,21 +96,20 @@ def run_demo(settings: Settings, args) -> int:
         # a few malformed messages too: they must land in the DLQ, not stop the worker
         stream = [*_shifted(events, run_tag, shift), *MALFORMED]
         sent = produce_events(settings, stream, progress=True)
-        base = (_worker_status(settings) or {}).get("events", 0)
-        wait_until(lambda: (_worker_status(settings) or {}).get("events", 0) >= sent or None,
-                   args.timeout, f"the worker to process {sent} events (had {base})", proc, log_path)
-        _wait_settled(settings, proc, log_path)
+        worker.wait_for(lambda s: (s or {}).get("events", 0) >= sent, args.timeout,
+                        f"the worker to process {sent} events")
+        worker.wait_settled(quiet_s=6.0, timeout=90.0)
         stop_reading.set()
     finally:
-        code = stop_worker(proc)
-    if code not in (0, -signal.SIGTERM):
+        code = worker.stop()
+    if code != 0:
         print(f"warning: worker exited with code {code}; see {log_path}", file=sys.stderr)
 
     labels = {f"{a}-{run_tag}": v for a, v in sim.labels.items()}
-    return _summary(settings, Store, alerts, labels, run_tag, sent, time.monotonic() - started)
+    return _summary(settings, alerts, labels, run_tag, sent, time.monotonic() - started)
 
 
-def _summary(settings, Store, alerts, labels, run_tag, sent, elapsed) -> int:
+def _summary(settings, alerts, labels, run_tag, sent, elapsed) -> int:
     created = [a for a in alerts if a["activity"] == "create"]
     alerted = {acct for a in alerts if a["severity"] in ("medium", "high", "critical") for acct in a["account_ids"]}
     attacks = {a for a, v in labels.items() if v["label"] == "attack"}
@@ -175,13 +122,12 @@ def _summary(settings, Store, alerts, labels, run_tag, sent, elapsed) -> int:
     print(f"  benign accounts hit    {len(alerted & benign)}/{len(benign)} at medium+")
     by_cohort = Counter(labels[a]["cohort"] for a in alerted if a in labels)
     print(f"  alerted by cohort      {dict(by_cohort)}")
-    store = Store(settings)
     db = settings.clickhouse_database
-    n_alerts = store.query(f"SELECT count() FROM {db}.alert_events WHERE account_id LIKE '%-{run_tag}'").result_rows[0][0]
-    n_req = store.query(f"SELECT sum(requests) FROM {db}.account_minute WHERE account_id LIKE '%-{run_tag}'").result_rows[0][0]
-    tables = store.query(f"SELECT name, total_rows FROM system.tables WHERE database = '{db}' "
-                         "AND total_rows IS NOT NULL ORDER BY name").result_rows
-    store.close()
+    with open_store(settings) as store:
+        n_alerts = store.query(f"SELECT count() FROM {db}.alert_events WHERE account_id LIKE '%-{run_tag}'").result_rows[0][0]
+        n_req = store.query(f"SELECT sum(requests) FROM {db}.account_minute WHERE account_id LIKE '%-{run_tag}'").result_rows[0][0]
+        tables = store.query(f"SELECT name, total_rows FROM system.tables WHERE database = '{db}' "
+                             "AND total_rows IS NOT NULL ORDER BY name").result_rows
     print(f"  in ClickHouse          {n_alerts} alert events, {n_req:,} requests in account_minute")
     print("  rows per table         " + ", ".join(f"{name} {rows:,}" for name, rows in tables))
     print(f"  took                   {elapsed:.0f}s")

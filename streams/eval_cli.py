@@ -32,7 +32,9 @@ from distillguard.models import load_config
 from distillguard.models.pipeline import Pipeline
 from distillguard.models.evaluation import DISTILLGUARD, Harness, default_baselines
 from distillguard.streams.replay import open_lines, print_progress, replay
-from distillguard.streams.report_html import render_report
+from distillguard.streams.eval_report import render_report
+
+from .errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,22 +62,18 @@ def default_labels_path(input_path: str | Path) -> Path:
     return p.with_name(f"{name}.labels.json")
 
 
-class UsageError(Exception):
-    pass
-
-
 def load_labels(path: str | Path) -> dict[str, dict]:
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"labels file not found: {p} (pass --labels PATH; the simulator writes "
+        raise UserError(f"labels file not found: {p} (pass --labels PATH; the simulator writes "
                          f"<name>.labels.json next to the events)")
     try:
         doc = orjson.loads(p.read_bytes())
     except orjson.JSONDecodeError as err:
-        raise UsageError(f"labels file {p} is not valid JSON: {err}") from None
+        raise UserError(f"labels file {p} is not valid JSON: {err}") from None
     if not isinstance(doc, dict) or not all(isinstance(v, dict) and v.get("label") in ("attack", "benign")
                                             for v in doc.values()):
-        raise UsageError(f"labels file {p} must map account_id -> {{\"label\": \"attack\"|\"benign\", "
+        raise UserError(f"labels file {p} must map account_id -> {{\"label\": \"attack\"|\"benign\", "
                          f"\"cohort\": str, \"first_attack_ts_ms\": int|null}}")
     return doc
 
@@ -173,21 +171,17 @@ def evaluate_file(input_path: str | Path, labels: dict[str, dict], config_path: 
 
 
 def run(args: argparse.Namespace) -> int:
+    src = Path(args.input)
+    if not src.is_file():
+        raise UserError(f"input not found: {src}")
+    labels_path = Path(args.labels) if args.labels else default_labels_path(src)
+    labels = load_labels(labels_path)
+    if args.detector_config and not Path(args.detector_config).is_file():
+        raise UserError(f"detector config not found: {args.detector_config}")
     try:
-        src = Path(args.input)
-        if not src.is_file():
-            raise UsageError(f"input not found: {src}")
-        labels_path = Path(args.labels) if args.labels else default_labels_path(src)
-        labels = load_labels(labels_path)
-        if args.detector_config and not Path(args.detector_config).is_file():
-            raise UsageError(f"detector config not found: {args.detector_config}")
-        try:
-            load_config(args.detector_config)
-        except (ValueError, TypeError, OSError) as err:
-            raise UsageError(f"bad detector config: {err}") from None
-    except UsageError as err:
-        print(f"distillguard eval: error: {err}", file=sys.stderr)
-        return 2
+        load_config(args.detector_config)
+    except (ValueError, TypeError, OSError) as err:
+        raise UserError(f"bad detector config: {err}") from None
     progress = print_progress if sys.stderr.isatty() else None
     t0 = time.perf_counter()
     result = evaluate_file(src, labels, args.detector_config, baselines=not args.no_baselines, progress=progress)
@@ -209,13 +203,3 @@ def run(args: argparse.Namespace) -> int:
           + "".join(f"; {n} {b['seconds']:.1f}s" for n, b in r["baselines"].items()))
     print(f"wrote {out / 'eval.json'} and {out / 'report.html'}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="distillguard eval", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,7 +30,7 @@ def _alerts_from_file(path: Path):
 
 
 def _alerts_from_topic(args):
-    from .cli import UserError
+    from .errors import UserError
     from .kafka_io import KafkaUnavailable, check_broker, consume
     from .settings import load_settings
 
@@ -45,7 +45,7 @@ def _alerts_from_topic(args):
 
 
 def run(args) -> int:
-    from .cli import UserError
+    from .errors import UserError
 
     if args.input is not None:
         src = Path(args.input)

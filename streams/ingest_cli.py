@@ -38,7 +38,7 @@ def _lines(path: str):
 
 
 def run(args) -> int:
-    from .cli import UserError
+    from .errors import UserError
 
     if args.input != "-" and not Path(args.input).is_file():
         raise UserError(f"input file {args.input} does not exist")

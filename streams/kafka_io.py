@@ -6,6 +6,8 @@ simulator, the Faust worker) produced it.
 """
 from __future__ import annotations
 
+import logging
+import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -14,24 +16,55 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from .errors import UserError
+from .logs import KAFKA_LOGGER, PROBE_LOGGER
 from .settings import Settings
 
 
-class KafkaUnavailable(RuntimeError):
-    """The broker did not answer."""
+class KafkaUnavailable(UserError):
+    """The broker did not answer; ``reason`` is the short cause, the message adds the fix."""
+
+    def __init__(self, reason: str, fix: str = "start one with `make broker`"):
+        super().__init__(f"{reason}; {fix}")
+        self.reason = reason
 
 
-def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+def client_config(settings: Settings, logger: str = KAFKA_LOGGER, **extra) -> dict:
+    """The confluent-kafka config every client of ours starts from: the bootstrap servers and
+    librdkafka's log lines routed into Python logging (``logger``) instead of raw ``%N|...``
+    lines on stderr. Connection security settings belong here too, so that every client
+    (and ``doctor``) gets them."""
+    return {"bootstrap.servers": settings.kafka_bootstrap, "logger": logging.getLogger(logger), **extra}
+
+
+def admin(settings: Settings, logger: str = KAFKA_LOGGER) -> AdminClient:
+    return AdminClient(client_config(settings, logger))
+
+
+def _listening(bootstrap: str, timeout: float = 1.0) -> bool:
+    """Does anything accept a TCP connection at one of the bootstrap addresses? (A refused
+    connection answers at once; librdkafka would retry it until the metadata timeout.)"""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def check_broker(settings: Settings, timeout: float = 5.0) -> None:
+    """Raise ``KafkaUnavailable`` (one line, with the fix) unless a broker answers a metadata
+    request. librdkafka's own connection errors go to the (silent) probe logger: this line says it."""
+    if not _listening(settings.kafka_bootstrap, min(timeout, 2.0)):
+        raise KafkaUnavailable(f"nothing accepts connections at {settings.kafka_bootstrap}")
     try:
-        md = admin(settings).list_topics(timeout=timeout)
+        md = admin(settings, PROBE_LOGGER).list_topics(timeout=timeout)
     except KafkaException as err:
         raise KafkaUnavailable(
             f"no Kafka broker answered at {settings.kafka_bootstrap} within {timeout:.0f}s "
-            f"({err.args[0].str() if err.args else err}); start one with `make broker`") from None
+            f"({err.args[0].str() if err.args else err})") from None
     if not md.brokers:
         raise KafkaUnavailable(f"no Kafka broker answered at {settings.kafka_bootstrap}")
 
@@ -62,7 +95,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     check_broker(settings)
     client = admin(settings)
     existing = set(client.list_topics(timeout=10).topics)
-    new = [NewTopic(name, num_partitions=n, replication_factor=1)
+    new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication)
            for name, n in topic_specs(settings).items() if name not in existing]
     if not new:
         return []
@@ -76,15 +109,12 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
 
 
 def producer(settings: Settings, **extra) -> Producer:
-    config = {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "partitioner": "murmur2_random",
-        "linger.ms": 20,
-        "batch.num.messages": 10000,
-        "compression.type": "lz4",
-        "enable.idempotence": True,
-        "queue.buffering.max.messages": 200000,
-    }
+    config = client_config(
+        settings,
+        partitioner="murmur2_random",
+        **{"linger.ms": 20, "batch.num.messages": 10000, "compression.type": "lz4", "enable.idempotence": True,
+           "queue.buffering.max.messages": 200000},
+    )
     config.update(extra)
     return Producer(config)
 
@@ -155,12 +185,11 @@ def consume(settings: Settings, topic: str, group: str | None = None, timeout: f
             idle: float | None = None, from_beginning: bool = True) -> Iterator[tuple[bytes | None, bytes, list]]:
     """Yield (key, value, headers) from ``topic`` until ``timeout`` seconds pass,
     or ``idle`` seconds pass without a message."""
-    c = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
+    c = Consumer(client_config(settings, **{
         "group.id": group or f"distillguard-reader-{time.time_ns()}",
         "auto.offset.reset": "earliest" if from_beginning else "latest",
         "enable.auto.commit": False,
-    })
+    }))
     c.subscribe([topic])
     deadline = time.monotonic() + timeout
     quiet_since = time.monotonic()

@@ -1,143 +1,72 @@
 """All runtime settings, from environment variables with documented defaults.
 
-One module so that the worker, the CLI, the tests and the docker-compose file
-agree on names. ``describe()`` prints them at worker start with secrets masked.
+Each setting is declared ONCE, as a field of ``Settings``: its environment
+name, default, parser, validation, doc line and secret flag live together in
+``setting(...)``. Everything else is generated from that declaration: the
+loader (``load_settings``), the start banner (``describe``, secrets masked),
+``ENV_VARS`` (name -> (default, doc)) and the README table
+(``python -m distillguard.streams.settings`` prints it; a test keeps README in step).
+
+Imports only the standard library: the CLI reads settings before it knows
+which command runs, and ``distillguard --help`` must stay fast.
 """
 from __future__ import annotations
 
 import gc
 import os
 import re
-from dataclasses import dataclass, fields
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+from .errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# name -> (default, meaning). README's settings table mirrors this.
-ENV_VARS: dict[str, tuple[str, str]] = {
-    "DG_DATA_DIR": (str(REPO_ROOT / "var"), "runtime state: broker data, embedded ClickHouse, bench output"),
-    "DG_KAFKA_BOOTSTRAP": ("127.0.0.1:19092", "Kafka bootstrap servers"),
-    "DG_TOPIC_REQUESTS": ("llm.requests", "request events in (contract v1)"),
-    "DG_TOPIC_DLQ": ("llm.requests.dlq", "bad request events, original bytes + reason headers"),
-    "DG_TOPIC_ALERTS": ("llm.alerts", "alert events out (contract v1)"),
-    "DG_TOPIC_SINK": ("distillguard.sink", "internal: rows on their way to ClickHouse"),
-    "DG_PARTITIONS": ("4", "partitions of the request and sink topics"),
-    "DG_APP_ID": ("distillguard", "Faust app id = Kafka consumer group"),
-    "DG_CLICKHOUSE_DSN": ("", "ClickHouse: chdb:///path (embedded, default DG_DATA_DIR/clickhouse) or http://user:pass@host:8123/db"),
-    "DG_CLICKHOUSE_DATABASE": ("distillguard", "database for all tables"),
-    "DG_SINK": ("1", "1 = this worker also runs the ClickHouse sink, 0 = not"),
-    "DG_SINK_BATCH_ROWS": ("5000", "rows per ClickHouse insert at most"),
-    "DG_SINK_FLUSH_S": ("1.0", "seconds between inserts at most"),
-    "DG_BATCH_MAX": ("1000", "events per processing batch in the worker"),
-    "DG_BATCH_WITHIN_S": ("0.5", "seconds to wait for a batch to fill"),
-    "DG_MAX_EVENT_BYTES": ("262144", "larger request events go to the DLQ"),
-    "DG_WORKER_WEB_PORT": ("6066", "Faust web port of the worker"),
-    "DG_LOG_LEVEL": ("info", "worker log level: debug, info, warn, error"),
-    "DG_FINGERPRINT_KEY": ("distillguard-dev-key", "HMAC key for prompt fingerprints (set a secret in production)"),
-    "DG_DETECTOR_CONFIG": ("", "optional TOML file overriding detector thresholds"),
-    "DG_TOPIC_OCSF": ("", "if set, the worker also publishes every alert as an OCSF Detection Finding here"),
-    "DG_TOPIC_LITELLM": ("", "if set, LiteLLM StandardLoggingPayload records in; mapped to DG_TOPIC_REQUESTS"),
-    "DG_TOPIC_OTEL": ("", "if set, OpenTelemetry GenAI spans (OTLP/JSON) in; mapped to DG_TOPIC_REQUESTS"),
-    "DG_TOPIC_LINKS": ("", "internal: link observations keyed by link key (cross-account); default <DG_APP_ID>.links"),
-    "DG_TOPIC_CLUSTER": ("", "internal: account-pair evidence, one partition (cross-account); default <DG_APP_ID>.cluster"),
-}
-
-_SECRET = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
+DEV_FINGERPRINT_KEY = "distillguard-dev-key"
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path
-    kafka_bootstrap: str
-    topic_requests: str
-    topic_dlq: str
-    topic_alerts: str
-    topic_sink: str
-    partitions: int
-    app_id: str
-    clickhouse_dsn: str
-    clickhouse_database: str
-    sink: bool
-    sink_batch_rows: int
-    sink_flush_s: float
-    batch_max: int
-    batch_within_s: float
-    max_event_bytes: int
-    worker_web_port: int
-    log_level: str
-    fingerprint_key: str
-    detector_config: str
-    topic_ocsf: str = ""
-    topic_litellm: str = ""
-    topic_otel: str = ""
-    topic_links: str = "distillguard.links"
-    topic_cluster: str = "distillguard.cluster"
-
-    @property
-    def embedded_clickhouse(self) -> bool:
-        return self.clickhouse_dsn.startswith("chdb:")
-
-
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting has a value that cannot be used; the message names it."""
 
 
-def _value(env: dict[str, str], name: str) -> str:
-    return env.get(name) or ENV_VARS[name][0]
+@dataclass(frozen=True)
+class Setting:
+    """How one environment variable becomes one ``Settings`` attribute."""
+    env: str
+    default: str                      # as it would be written in the environment; "" = unset
+    doc: str
+    parse: Callable[[str], Any] = str  # raises ValueError on bad input
+    kind: str = "text"                # shown in errors: "a whole number", ...
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    secret: bool = False
+    shown_default: str | None = None  # README text when the default is computed
+    derive: Callable[[dict], Any] | None = None  # default computed from settings declared earlier
 
 
-def _number(env: dict[str, str], name: str, kind: type):
-    raw = _value(env, name)
-    try:
-        return kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+def setting(env: str, default: str, doc: str, **options) -> Any:
+    """A ``Settings`` field read from ``env``; see ``Setting`` for the options."""
+    return field(metadata={"setting": Setting(env, default, doc, **options)})
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read settings from ``env`` (default: the process environment)."""
-    env = dict(os.environ if env is None else env)
-    data_dir = Path(_value(env, "DG_DATA_DIR")).resolve()
-    dsn = _value(env, "DG_CLICKHOUSE_DSN") or f"chdb://{data_dir / 'clickhouse'}"
-    if not dsn.startswith(("chdb:", "http://", "https://")):
-        raise SettingsError(f"DG_CLICKHOUSE_DSN={mask(dsn)!r} must start with chdb://, http:// or https://")
-    sink = _value(env, "DG_SINK").lower()
-    if sink not in ("0", "1", "true", "false", "yes", "no"):
-        raise SettingsError(f"DG_SINK={sink!r} must be 1 or 0")
-    level = _value(env, "DG_LOG_LEVEL").lower()
-    if level not in ("debug", "info", "warn", "error"):
-        raise SettingsError(f"DG_LOG_LEVEL={level!r} must be debug, info, warn or error")
-    settings = Settings(
-        data_dir=data_dir,
-        kafka_bootstrap=_value(env, "DG_KAFKA_BOOTSTRAP"),
-        topic_requests=_value(env, "DG_TOPIC_REQUESTS"),
-        topic_dlq=_value(env, "DG_TOPIC_DLQ"),
-        topic_alerts=_value(env, "DG_TOPIC_ALERTS"),
-        topic_sink=_value(env, "DG_TOPIC_SINK"),
-        partitions=_number(env, "DG_PARTITIONS", int),
-        app_id=_value(env, "DG_APP_ID"),
-        clickhouse_dsn=dsn,
-        clickhouse_database=_value(env, "DG_CLICKHOUSE_DATABASE"),
-        sink=sink in ("1", "true", "yes"),
-        sink_batch_rows=_number(env, "DG_SINK_BATCH_ROWS", int),
-        sink_flush_s=_number(env, "DG_SINK_FLUSH_S", float),
-        batch_max=_number(env, "DG_BATCH_MAX", int),
-        batch_within_s=_number(env, "DG_BATCH_WITHIN_S", float),
-        max_event_bytes=_number(env, "DG_MAX_EVENT_BYTES", int),
-        worker_web_port=_number(env, "DG_WORKER_WEB_PORT", int),
-        log_level=level,
-        fingerprint_key=_value(env, "DG_FINGERPRINT_KEY"),
-        detector_config=_value(env, "DG_DETECTOR_CONFIG"),
-        topic_ocsf=_value(env, "DG_TOPIC_OCSF"),
-        topic_litellm=_value(env, "DG_TOPIC_LITELLM"),
-        topic_otel=_value(env, "DG_TOPIC_OTEL"),
-        # internal topics of one app (like Faust's changelogs): named after the app id by default
-        topic_links=_value(env, "DG_TOPIC_LINKS") or f"{_value(env, 'DG_APP_ID')}.links",
-        topic_cluster=_value(env, "DG_TOPIC_CLUSTER") or f"{_value(env, 'DG_APP_ID')}.cluster",
-    )
-    if settings.partitions < 1:
-        raise SettingsError("DG_PARTITIONS must be at least 1")
-    return settings
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise ValueError(raw)
+
+
+def _dsn(raw: str) -> str:
+    if not raw.startswith(("chdb:", "http://", "https://")):
+        raise ValueError(raw)
+    return raw
+
+
+_SECRET = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
 
 
 def mask(text: str) -> str:
@@ -145,15 +74,142 @@ def mask(text: str) -> str:
     return _SECRET.sub(r"\1***\3", text)
 
 
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = setting(
+        "DG_DATA_DIR", str(REPO_ROOT / "var"), "runtime state: broker data, embedded ClickHouse, demo and bench output",
+        parse=lambda raw: Path(raw).resolve(), shown_default="`var/`")
+    kafka_bootstrap: str = setting("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092", "Kafka bootstrap servers")
+    topic_requests: str = setting("DG_TOPIC_REQUESTS", "llm.requests", "request events in")
+    topic_dlq: str = setting("DG_TOPIC_DLQ", "llm.requests.dlq",
+                             "bad events: original bytes, headers `dg-reason`, `dg-detail`, `dg-source`")
+    topic_alerts: str = setting("DG_TOPIC_ALERTS", "llm.alerts", "alert events out")
+    topic_sink: str = setting("DG_TOPIC_SINK", "distillguard.sink", "internal: rows on their way to ClickHouse")
+    partitions: int = setting("DG_PARTITIONS", "4", "partitions of the request, sink and links topics",
+                              parse=int, kind="whole number", minimum=1)
+    replication: int = setting("DG_REPLICATION", "1", "replication factor of the topics distillguard creates "
+                               "(`doctor` expects it); 3 on a production cluster", parse=int,
+                               kind="whole number", minimum=1)
+    app_id: str = setting("DG_APP_ID", "distillguard", "Faust app id (consumer group); the sink uses `<id>-sink`")
+    clickhouse_dsn: str = setting(
+        "DG_CLICKHOUSE_DSN", "", "embedded chDB (`chdb:///path`), or `http://user:pass@host:8123/db` for a server",
+        parse=_dsn, kind="DSN starting with chdb://, http:// or https://", secret=True,
+        shown_default="`chdb://$DG_DATA_DIR/clickhouse`", derive=lambda s: f"chdb://{s['data_dir'] / 'clickhouse'}")
+    clickhouse_database: str = setting("DG_CLICKHOUSE_DATABASE", "distillguard", "database of all tables")
+    sink: bool = setting("DG_SINK", "1", "1: this worker also runs the ClickHouse sink; 0: not",
+                         parse=_bool, kind="1 or 0")
+    sink_batch_rows: int = setting("DG_SINK_BATCH_ROWS", "5000", "rows per insert at most",
+                                   parse=int, kind="whole number", minimum=1)
+    sink_flush_s: float = setting("DG_SINK_FLUSH_S", "1.0", "seconds between inserts at most",
+                                  parse=float, kind="number", minimum=0)
+    batch_max: int = setting("DG_BATCH_MAX", "1000", "events per processing batch",
+                             parse=int, kind="whole number", minimum=1)
+    batch_within_s: float = setting("DG_BATCH_WITHIN_S", "0.5", "seconds to wait for a batch to fill",
+                                    parse=float, kind="number", minimum=0)
+    max_event_bytes: int = setting("DG_MAX_EVENT_BYTES", "262144", "larger events go to the DLQ as `too_large`",
+                                   parse=int, kind="whole number", minimum=1)
+    worker_web_host: str = setting("DG_WORKER_WEB_HOST", "127.0.0.1",
+                                   "address the worker's web port binds to; `0.0.0.0` in a container")
+    worker_web_port: int = setting(
+        "DG_WORKER_WEB_PORT", "6066", "worker web port: `/distillguard/` counters (JSON), `/metrics`, "
+        "`/livez`, `/readyz`", parse=int, kind="whole number", minimum=1)
+    log_level: str = setting("DG_LOG_LEVEL", "info", "`debug`, `info`, `warn`, `error`",
+                             parse=str.lower, choices=("debug", "info", "warn", "error"))
+    log_format: str = setting("DG_LOG_FORMAT", "text", "`text`, or `json`: one object per line with "
+                              "`time`, `level`, `component`, `message` (and `counts` where a line has them)",
+                              parse=str.lower, choices=("text", "json"))
+    startup_timeout_s: float = setting(
+        "DG_STARTUP_TIMEOUT_S", "300", "the worker waits this long for the broker (and a ClickHouse server), "
+        "retrying with backoff, then exits 2 naming what is missing", parse=float, kind="number", minimum=0)
+    shutdown_timeout_s: float = setting(
+        "DG_SHUTDOWN_TIMEOUT_S", "30", "on SIGTERM the worker finishes its batch, flushes, commits and closes "
+        "the store within this many seconds, else exits 1", parse=float, kind="number", minimum=1)
+    fingerprint_key: str = setting("DG_FINGERPRINT_KEY", DEV_FINGERPRINT_KEY,
+                                   "key of the prompt fingerprints; set a secret in production",
+                                   secret=True, shown_default="development key")
+    detector_config: str = setting("DG_DETECTOR_CONFIG", "", "TOML file overriding detector thresholds (see Tuning)")
+    topic_ocsf: str = setting("DG_TOPIC_OCSF", "", "also publish every alert event as an OCSF Detection Finding here",
+                              shown_default="— (off)")
+    topic_litellm: str = setting("DG_TOPIC_LITELLM", "", "LiteLLM `StandardLoggingPayload` records in; mapped to "
+                                 "`DG_TOPIC_REQUESTS`", shown_default="— (off)")
+    topic_otel: str = setting("DG_TOPIC_OTEL", "", "OpenTelemetry GenAI spans (OTLP/JSON) in; mapped to "
+                              "`DG_TOPIC_REQUESTS`", shown_default="— (off)")
+    # internal topics of one app (like Faust's changelogs): named after the app id by default
+    topic_links: str = setting("DG_TOPIC_LINKS", "", "internal: link observations, batched per detect batch, "
+                               "partitioned by murmur2(link key) (cross-account)",
+                               shown_default="`<DG_APP_ID>.links`", derive=lambda s: f"{s['app_id']}.links")
+    topic_cluster: str = setting("DG_TOPIC_CLUSTER", "", "internal: account-pair evidence, one partition "
+                                 "(cross-account)", shown_default="`<DG_APP_ID>.cluster`",
+                                 derive=lambda s: f"{s['app_id']}.cluster")
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse_dsn.startswith("chdb:")
+
+    @property
+    def dev_fingerprint_key(self) -> bool:
+        return self.fingerprint_key == DEV_FINGERPRINT_KEY
+
+
+SETTINGS: tuple[Setting, ...] = tuple(f.metadata["setting"] for f in fields(Settings))
+_ATTR = {f.metadata["setting"].env: f.name for f in fields(Settings)}
+# name -> (default, meaning), generated from the declaration above
+ENV_VARS: dict[str, tuple[str, str]] = {s.env: (s.default, s.doc) for s in SETTINGS}
+
+
+def _parse(spec: Setting, raw: str) -> Any:
+    shown = mask(raw) if spec.secret else raw
+    if spec.choices and raw.lower() not in spec.choices:
+        raise SettingsError(f"{spec.env}={shown!r} must be one of: {', '.join(spec.choices)}")
+    try:
+        value = spec.parse(raw)
+    except ValueError:
+        raise SettingsError(f"{spec.env}={shown!r} is not a valid {spec.kind}") from None
+    if spec.minimum is not None and value < spec.minimum:
+        raise SettingsError(f"{spec.env} must be at least {spec.minimum:g} (got {shown})")
+    return value
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default: the process environment)."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        spec: Setting = f.metadata["setting"]
+        raw = env.get(spec.env) or spec.default
+        if raw:
+            values[f.name] = _parse(spec, raw)
+        else:
+            values[f.name] = spec.derive(values) if spec.derive else ""
+    return Settings(**values)
+
+
 def describe(settings: Settings) -> str:
     """One line per setting, secrets masked, for the worker's start banner."""
     lines = []
     for f in fields(settings):
-        value = getattr(settings, f.name)
-        if f.name == "fingerprint_key":
-            value = "***" if value != ENV_VARS["DG_FINGERPRINT_KEY"][0] else f"{value} (development default!)"
-        lines.append(f"  {f.name:<20} {mask(str(value))}")
+        spec: Setting = f.metadata["setting"]
+        value = str(getattr(settings, f.name))
+        if spec.env == "DG_FINGERPRINT_KEY":
+            value = f"{value} (development default!)" if settings.dev_fingerprint_key else "***"
+        elif spec.secret:
+            value = mask(value)
+        lines.append(f"  {f.name:<20} {value}")
     return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated from the declaration."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for spec in SETTINGS:
+        default = spec.shown_default or (f"`{spec.default}`" if spec.default else "—")
+        rows.append(f"| `{spec.env}` | {default} | {spec.doc} |")
+    return "\n".join(rows)
+
+
+def attribute_of(env_name: str) -> str:
+    """The ``Settings`` attribute read from ``env_name`` (KeyError if none)."""
+    return _ATTR[env_name]
 
 
 def tune_gc() -> None:
@@ -163,3 +219,7 @@ def tune_gc() -> None:
     the instructions of a replay)."""
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+
+
+if __name__ == "__main__":   # python -m distillguard.streams.settings > table for README
+    sys.stdout.write(markdown_table() + "\n")

@@ -1,6 +1,6 @@
 """`distillguard simulate`: write labelled simulated traffic to JSONL and/or Kafka.
 
-Wired into streams/cli.py via ``add_arguments(parser)`` and ``run(args)``.
+A command module (streams/cli.py): ``add_arguments(parser)`` and ``run(args)``; errors raise ``UserError``.
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
+
+from .errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,11 +36,6 @@ def _labels_path(out: str) -> Path:
             name = name[: -len(suf)]
             break
     return p.with_name(name + ".labels.json")
-
-
-def _fail(msg: str) -> int:
-    print(f"distillguard simulate: {msg}", file=sys.stderr)
-    return 2
 
 
 class _Progress:
@@ -77,16 +74,16 @@ def run(args: argparse.Namespace) -> int:
     from distillguard.models.simulation.io import JsonlWriter, gc_paused
 
     if not args.out and not args.kafka:
-        return _fail("give --out PATH and/or --kafka")
+        raise UserError("give --out PATH and/or --kafka")
     if args.rate < 0 or args.limit < 0:
-        return _fail("--rate and --limit must be >= 0")
+        raise UserError("--rate and --limit must be >= 0")
     try:
         scn = load_scenario(args.scenario)
         sim = simulate(scn, seed=args.seed)
     except ScenarioError as e:
-        return _fail(str(e))
+        raise UserError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - one-line message, no traceback
-        return _fail(f"cannot build scenario {args.scenario!r}: {e}")
+        raise UserError(f"cannot build scenario {args.scenario!r}: {e}")
 
     labels_path = Path(args.labels) if args.labels else (_labels_path(args.out) if args.out else None)
     writer = None
@@ -99,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             writer = JsonlWriter(args.out)
     except OSError as e:
-        return _fail(f"cannot write {e.filename or ''}: {e.strerror or e}")
+        raise UserError(f"cannot write {e.filename or ''}: {e.strerror or e}")
 
     events: Iterable[dict] = sim.events()
     if args.limit:
@@ -132,11 +129,11 @@ def run(args: argparse.Namespace) -> int:
                 from distillguard.streams.kafka_io import produce_events
                 from distillguard.streams.settings import load_settings
             except ImportError as e:
-                return _fail(f"Kafka support unavailable: {e}")
+                raise UserError(f"Kafka support unavailable: {e}")
             try:
                 produce_events(load_settings(), tap(events), rate=args.rate, progress=False)
             except Exception as e:  # noqa: BLE001
-                return _fail(f"Kafka produce failed: {e}")
+                raise UserError(f"Kafka produce failed: {e}")
         else:
             with gc_paused():
                 for _ in tap(events):
@@ -145,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             writer.close()
             writer = None
     except OSError as e:
-        return _fail(f"cannot write {args.out}: {e.strerror or e}")
+        raise UserError(f"cannot write {args.out}: {e.strerror or e}")
     finally:
         if writer is not None:
             try:
@@ -164,13 +161,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {c:20s} {label_of.get(c, '?'):7s} {accounts.get(c, 0):8d} {per_cohort.get(c, 0):8d}",
               file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="distillguard simulate", description=__doc__)
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,33 +1,70 @@
-"""``distillguard worker``: the Faust worker, plus the ClickHouse sink thread when ``DG_SINK=1``."""
+"""``distillguard worker``: the Faust worker, plus the ClickHouse sink thread when ``DG_SINK=1``.
+
+Its life: log the settings (secrets masked); wait for the broker (and a
+ClickHouse server) with backoff, answering ``/livez`` and ``/readyz`` (not
+ready) meanwhile; create missing topics; open and migrate the store; run
+Faust with ``/livez`` and ``/readyz`` (streams/health.py). SIGTERM stops it
+gracefully: the batch in progress finishes (``stream_wait_empty``), offsets
+are committed, producers flushed, the sink inserts what it holds and the store
+is closed; if that takes longer than ``DG_SHUTDOWN_TIMEOUT_S`` the process
+exits 1 with one line saying so.
+"""
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 
-from .clickhouse import Store
+import faust
+
+from . import logs
+from .clickhouse import MIGRATIONS, Store
+from .health import Readiness, WaitingServer, register_health_pages
 from .kafka_io import ensure_topics
-from .settings import Settings, describe
+from .settings import Settings, describe, load_settings
 from .sink import Sink
+from .startup import wait_for_dependencies
 
+log = logging.getLogger("distillguard.worker")
 _FAUST_LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "error": "error"}
+
+
+def add_arguments(p) -> None:
+    pass
+
+
+def run(args) -> int:
+    return run_worker(load_settings())
 
 
 def run_worker(settings: Settings) -> int:
     from .app import create_app, run_faust_worker
 
-    print("distillguard worker settings:\n" + describe(settings), file=sys.stderr, flush=True)
-    created = ensure_topics(settings)
-    if created:
-        print(f"created topics: {', '.join(created)}", file=sys.stderr)
-    sink = None
-    if settings.sink:
-        store = Store(settings)           # fails fast, with a clear message, if the store is busy
-        applied = store.migrate()
-        if applied:
-            print(f"applied ClickHouse migrations {applied}", file=sys.stderr)
-        sink = Sink(settings, store)
+    log_config = logs.configure(settings.log_level, settings.log_format)
+    _log_settings(settings)
+    with WaitingServer(settings.worker_web_host, settings.worker_web_port) as waiting:
+        wait_for_dependencies(settings, on_wait=lambda what: setattr(waiting, "waiting_for", what))
+        waiting.waiting_for = "topics"
+        created = ensure_topics(settings)
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        sink = None
+        clickhouse: dict = {}
+        if settings.sink:
+            waiting.waiting_for = "ClickHouse migrations"
+            store = Store(settings)           # fails fast, with a clear message, if the store is busy
+            applied = store.migrate()
+            if applied:
+                log.info("applied ClickHouse migrations %s", applied)
+            clickhouse = {"store": store.describe(), "schema_version": store.schema_version(),
+                          "expected_schema_version": MIGRATIONS[-1][0]}
+            sink = Sink(settings, store)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here, sink or not
     app = create_app(settings, sink)
+    # SIGTERM and rebalances wait for the batch in progress to be processed and acked
+    app.conf.stream_wait_empty = True
+    register_health_pages(app, Readiness(app, sink, clickhouse))
     if sink is not None:
         @app.task
         async def _start_sink() -> None:
@@ -37,6 +74,42 @@ def run_worker(settings: Settings) -> int:
         async def _stop_sink(app, **kwargs) -> None:
             sink.stop()
             sink.store.close()
+            log.info("sink stopped, store closed", extra={"counts": {"inserted": sum(sink.inserted.values())}})
     logging.getLogger("distillguard").setLevel(settings.log_level.upper().replace("WARN", "WARNING"))
-    run_faust_worker(app, _FAUST_LEVELS[settings.log_level])
+    run_faust_worker(app, _FAUST_LEVELS[settings.log_level], logging_config=log_config,
+                     worker_class=graceful_worker_class(settings.shutdown_timeout_s))
     return 0
+
+
+def _log_settings(settings: Settings) -> None:
+    if settings.log_format == "json":
+        shown = dict((line.split(None, 1) + [""])[:2] for line in describe(settings).splitlines())
+        log.info("distillguard worker settings", extra={"settings": shown})
+    else:
+        print("distillguard worker settings:\n" + describe(settings), file=sys.stderr, flush=True)
+
+
+def graceful_worker_class(timeout_s: float) -> type[faust.Worker]:
+    """A Faust worker whose stop (SIGTERM, SIGINT) is bounded: a watchdog armed when the stop
+    begins ends the process (exit 1, one line) if the graceful stop is not done in ``timeout_s``."""
+
+    class GracefulWorker(faust.Worker):
+        async def on_startup_finished(self) -> None:   # Faust's "worker has started" signal
+            await super().on_startup_finished()
+            log.info("worker started; /readyz turns ready once partitions are assigned and state is restored")
+
+        async def on_stop(self) -> None:   # mode's hook: runs first when the worker stops
+            log.info("stopping: finishing the batch in progress, committing, flushing (at most %.0fs)", timeout_s)
+            watchdog = threading.Timer(timeout_s, _overdue, args=(timeout_s,))
+            watchdog.daemon = True
+            watchdog.start()
+            await super().on_stop()
+
+    return GracefulWorker
+
+
+def _overdue(timeout_s: float) -> None:
+    log.error("graceful stop did not finish within %.0fs (DG_SHUTDOWN_TIMEOUT_S); exiting now; "
+              "uncommitted events are processed again at the next start", timeout_s)
+    logging.shutdown()
+    os._exit(1)

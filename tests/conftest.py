@@ -73,3 +73,39 @@ def small_sim(tmp_path_factory):
     write_jsonl(sim.events(), events)
     write_labels(sim.labels, out / "small.labels.json")
     return events, out / "small.labels.json", sim.labels
+
+
+KAFKA_LIBS = Path(os.environ.get("DG_KAFKA_LIBS") or REPO / "var" / "kafka" / "libs")
+
+
+class PrivateBroker:
+    """A second, private Kafka broker (infra/kafka/broker.sh on free ports, its own data dir,
+    the shared broker's jars); ``start()`` when the test wants it; stopped (only it) at the end."""
+
+    def __init__(self, data_dir: Path):
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.env = {**os.environ, "DG_DATA_DIR": str(data_dir), "DG_KAFKA_PORT": str(self.port),
+                    "DG_KAFKA_CONTROLLER_PORT": str(free_port()), "DG_KAFKA_LIBS": str(KAFKA_LIBS),
+                    "DG_KAFKA_HEAP": "256m"}
+
+    def ctl(self, command: str):
+        import subprocess
+        return subprocess.run([str(REPO / "infra" / "kafka" / "broker.sh"), command], env=self.env,
+                              capture_output=True, text=True, timeout=180)
+
+    def start(self) -> None:
+        r = self.ctl("start")
+        assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture
+def private_broker(tmp_path, broker):
+    if not (KAFKA_LIBS / ".complete").exists():
+        pytest.skip(f"Kafka jars not in {KAFKA_LIBS} (make broker fetches them; DG_KAFKA_LIBS points elsewhere)")
+    b = PrivateBroker(tmp_path / "private-broker")
+    try:
+        yield b
+    finally:
+        b.ctl("stop")
+

@@ -6,6 +6,8 @@ from distillguard.models import AccountDetector, DetectorConfig
 from distillguard.models.state import AccountState
 from distillguard.schemas import event_from_dict, validate_alert
 
+from .events import request_event
+
 TOPIC_PROMPTS = [
     "How many apples does Sam have if he buys 3 bags of 12 and eats 5?",
     "Write a python function that returns the nth prime number.",
@@ -25,11 +27,8 @@ _ids = itertools.count()
 
 
 def event(account, ts, prompt, **params):
-    return event_from_dict({
-        "schema_version": "1", "event_id": f"e{next(_ids)}", "ts_ms": ts, "account_id": account,
-        "model": "atlas-2", "operation": "chat", "messages": [{"role": "user", "content": prompt}],
-        "params": params, "usage": {"input_tokens": 50, "output_tokens": 400},
-    })
+    return event_from_dict(request_event(account, ts, prompt, event_id=f"e{next(_ids)}", model="atlas-2",
+                                         params=params, usage={"input_tokens": 50, "output_tokens": 400}))
 
 
 def run(detector, events):

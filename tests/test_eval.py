@@ -13,7 +13,9 @@ from distillguard.models.evaluation import (AccountResult, Harness, MmdBaseline,
                                             evaluate_detector, percentile, roc_auc, shapiro_w, threshold_sweep)
 from distillguard.schemas import event_from_dict
 from distillguard.streams import eval_cli
-from distillguard.streams.report_html import render_report
+from distillguard.streams.eval_report import render_report
+
+from .events import request_event
 
 T0 = 1_793_613_600_000
 MIN = 60_000
@@ -22,9 +24,8 @@ MIN = 60_000
 # ----------------------------------------------------------------- helpers
 
 def ev(account: str, ts: int, text: str, i: int = 0) -> dict:
-    return {"schema_version": "1", "event_id": f"{account}-{i}-{ts}", "ts_ms": ts, "account_id": account,
-            "model": "atlas-2", "operation": "chat", "messages": [{"role": "user", "content": text}],
-            "params": {"temperature": 0.7}, "usage": {"input_tokens": 20, "output_tokens": 80}}
+    return request_event(account, ts, text, event_id=f"{account}-{i}-{ts}", model="atlas-2",
+                         params={"temperature": 0.7}, usage={"input_tokens": 20, "output_tokens": 80})
 
 
 TOPIC_A = "cooking recipe pasta garlic onion tomato basil oven bake dinner sauce pan salt pepper".split()
@@ -248,16 +249,20 @@ def test_run_without_baselines_and_report_from_json(tmp_path):
 
 
 def test_missing_labels_or_input_is_exit_2(tmp_path, capsys):
+    from distillguard.streams.cli import main
+
+    def run(*argv):
+        return main(["eval", *map(str, argv)])
     src, _ = _tiny_files(tmp_path)
-    assert eval_cli.run(_args(src, "--labels", tmp_path / "nope.json", "--out", tmp_path / "o")) == 2
+    assert run(src, "--labels", tmp_path / "nope.json", "--out", tmp_path / "o") == 2
     assert "labels file not found" in capsys.readouterr().err
-    assert eval_cli.run(_args(tmp_path / "missing.jsonl", "--out", tmp_path / "o")) == 2
+    assert run(tmp_path / "missing.jsonl", "--out", tmp_path / "o") == 2
     bad = tmp_path / "bad.labels.json"
     bad.write_text('{"a": {"label": "maybe"}}')
-    assert eval_cli.run(_args(src, "--labels", bad, "--out", tmp_path / "o")) == 2
+    assert run(src, "--labels", bad, "--out", tmp_path / "o") == 2
     cfg = tmp_path / "cfg.toml"
     cfg.write_text("[detector]\nno_such_knob = 1\n")
-    assert eval_cli.run(_args(src, "--detector-config", cfg, "--out", tmp_path / "o")) == 2
+    assert run(src, "--detector-config", cfg, "--out", tmp_path / "o") == 2
     assert not (tmp_path / "o").exists()
 
 

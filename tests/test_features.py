@@ -4,15 +4,14 @@ from distillguard.models.features import extract
 from distillguard.models.scoring import account_features
 from distillguard.schemas import event_from_dict
 
+from .events import request_event
+
 KEY = b"k"
 
 
 def ev(prompt, system=None, history=(), **params):
-    msgs = ([{"role": "system", "content": system}] if system else []) + list(history)
-    msgs.append({"role": "user", "content": prompt})
-    return event_from_dict({"schema_version": "1", "event_id": "e", "ts_ms": 1, "account_id": "a",
-                            "model": "m", "operation": "chat", "messages": msgs, "params": params,
-                            "access_tier": "pro", "account_created_ms": 0})
+    return event_from_dict(request_event("a", 1, prompt, system=system, history=history, event_id="e",
+                                         params=params, access_tier="pro", account_created_ms=0))
 
 
 def test_reasoning_elicitation_survives_paraphrase():

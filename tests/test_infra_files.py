@@ -24,25 +24,7 @@ PLUGIN = "grafana-clickhouse-datasource"
 # Subcommands of the `distillguard` console script (streams/cli.py).
 SUBCOMMANDS = {"worker", "replay", "simulate", "demo", "sql", "migrate"}
 
-# Mirrors streams/settings.py (name -> default). Prefer the real ENV_VARS
-# when the package is importable.
-_DOCUMENTED_ENV_VARS = {
-    "DG_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
-    "DG_CLICKHOUSE_DSN": "chdb:///<repo>/var/clickhouse",
-    "DG_TOPIC_REQUESTS": "llm.requests",
-    "DG_TOPIC_DLQ": "llm.requests.dlq",
-    "DG_TOPIC_ALERTS": "llm.alerts",
-    "DG_PARTITIONS": "4",
-    "DG_WORKER_WEB_PORT": "6066",
-    "DG_SINK": "1",
-    "DG_DATA_DIR": "var/",
-}
-try:
-    from distillguard.streams.settings import ENV_VARS as _REAL_ENV_VARS
-except ImportError:
-    ENV_VARS = _DOCUMENTED_ENV_VARS
-else:
-    ENV_VARS = dict(_REAL_ENV_VARS) if _REAL_ENV_VARS else _DOCUMENTED_ENV_VARS
+from distillguard.streams.settings import ENV_VARS  # noqa: E402  (the one declaration of the settings)
 
 MACRO_TIME_FILTER = re.compile(r"\$__timeFilter\((\w+)\)")
 MACRO_TIME_INTERVAL = re.compile(r"\$__timeInterval\((\w+)\)")
@@ -247,3 +229,69 @@ def test_dashboard_covers_required_tables():
     sql = " ".join(p["targets"][0]["rawSql"] for p in _panels())
     for table in ("alerts_latest", "account_minute", "dlq_minute", "cluster_members"):
         assert f"distillguard.{table}" in sql, table
+
+
+# --- Kubernetes (infra/k8s) ----------------------------------------------------------
+
+K8S = INFRA / "k8s"
+
+
+def _k8s_docs() -> list[dict]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def _of_kind(kind: str) -> list[dict]:
+    return [d for d in _k8s_docs() if d["kind"] == kind]
+
+
+def test_k8s_env_names_are_declared_settings():
+    from distillguard.streams.settings import SETTINGS
+    declared = {s.env for s in SETTINGS}
+    (config,) = _of_kind("ConfigMap")
+    used = set(config["data"])
+    deployments = _of_kind("Deployment")
+    assert {d["metadata"]["name"] for d in deployments} == {"distillguard-worker", "distillguard-sink"}
+    for dep in deployments:
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        assert c["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+        for env in c["env"]:
+            used.add(env["name"])
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                used.add(ref["key"])
+        assert c["args"][0] in SUBCOMMANDS | {"doctor", "topics"}
+    assert used <= declared, sorted(used - declared)
+    assert config["data"]["DG_WORKER_WEB_HOST"] == "0.0.0.0"   # probes come from outside the pod
+
+
+def test_k8s_probes_hit_the_worker_health_paths():
+    from distillguard.streams.health import LIVE_PATH, PROBE_PATHS, READY_PATH
+    from distillguard.streams.settings import load_settings
+    (config,) = _of_kind("ConfigMap")
+    settings = load_settings(config["data"])
+    for dep in _of_kind("Deployment"):
+        spec = dep["spec"]["template"]["spec"]
+        (c,) = spec["containers"]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports["web"] == settings.worker_web_port
+        assert c["livenessProbe"]["httpGet"]["path"] == LIVE_PATH
+        assert c["readinessProbe"]["httpGet"]["path"] == READY_PATH
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if probe in c:
+                assert c[probe]["httpGet"]["path"] in PROBE_PATHS and c[probe]["httpGet"]["port"] in ports
+        # the kubelet's SIGKILL comes after the worker's own bounded graceful stop
+        assert spec["terminationGracePeriodSeconds"] > settings.shutdown_timeout_s
+        assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and "memory" in c["resources"]["limits"]
+
+
+def test_k8s_every_deployment_has_a_disruption_budget():
+    budgets = _of_kind("PodDisruptionBudget")
+    for dep in _of_kind("Deployment"):
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        matching = [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+                    and b["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component")]
+        assert len(matching) == 1, dep["metadata"]["name"]

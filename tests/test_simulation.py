@@ -296,11 +296,11 @@ def test_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "1,000 events" in err and "hydra" in err
 
-    rc = simulate_cli.run(parser.parse_args(["--scenario", "nope", "--out", str(out)]))
+    from distillguard.streams.cli import main
+    rc = main(["simulate", "--scenario", "nope", "--out", str(out)])
     assert rc == 2
     (tmp_path / "a-file").write_text("")  # a folder that cannot be created
-    rc = simulate_cli.run(parser.parse_args(["--scenario", "small",
-                                             "--out", str(tmp_path / "a-file" / "dir" / "x.jsonl")]))
+    rc = main(["simulate", "--scenario", "small", "--out", str(tmp_path / "a-file" / "dir" / "x.jsonl")])
     assert rc == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("distillguard simulate:") == 2

@@ -2,8 +2,6 @@
 event is accounted for. Runs its OWN broker (infra/kafka/broker.sh on free
 ports, its own data dir, the shared broker's jars via DG_KAFKA_LIBS); the
 shared broker on 19092 is never touched."""
-import os
-import subprocess
 import threading
 import time
 import uuid
@@ -16,29 +14,16 @@ from distillguard.streams.settings import load_settings
 
 from ..conftest import free_port
 from ..workers import WorkerProcess
-from .conftest import REPO, pick, query, wait_drained
+from .conftest import pick, query, wait_drained
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
-BROKER = str(REPO / "infra" / "kafka" / "broker.sh")
-LIBS = REPO / "var" / "kafka" / "libs"
-
 
 @pytest.fixture
-def own_broker(tmp_path, broker):
-    """A second, private broker; stopped (only it) at the end."""
-    if not (LIBS / ".complete").exists():
-        pytest.skip("Kafka jars not fetched yet (make broker fetches them)")
-    port = free_port()
-    env = {**os.environ, "DG_DATA_DIR": str(tmp_path / "broker"), "DG_KAFKA_PORT": str(port),
-           "DG_KAFKA_CONTROLLER_PORT": str(free_port()), "DG_KAFKA_LIBS": str(LIBS), "DG_KAFKA_HEAP": "256m"}
-    ctl = lambda cmd: subprocess.run([BROKER, cmd], env=env, capture_output=True, text=True, timeout=180)  # noqa: E731
-    r = ctl("start")
-    assert r.returncode == 0, r.stderr
-    try:
-        yield f"127.0.0.1:{port}", ctl
-    finally:
-        ctl("stop")
+def own_broker(private_broker):
+    """A second, private broker (conftest.PrivateBroker), started; stopped (only it) at the end."""
+    private_broker.start()
+    return private_broker.bootstrap, private_broker.ctl
 
 
 def test_broker_restart_under_load(tmp_path, own_broker, report):

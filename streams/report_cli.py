@@ -10,7 +10,6 @@ mark, after layout, how many plots the browser actually drew
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from datetime import datetime, timezone
 from html import escape
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from .report_html import CSS, PALETTE
+from .eval_report import CSS, PALETTE
 
 SEVERITY_COLORS = {"low": "#94a3b8", "medium": "#f59e0b", "high": "#ea580c", "critical": "#dc2626"}
 W, H, PAD = 760, 240, 44
@@ -198,21 +197,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .clickhouse import Store, StoreBusy
+    from .clickhouse import open_store
     from .settings import load_settings
 
-    settings = load_settings()
-    try:
-        store = Store(settings)
-    except StoreBusy as err:
-        print(f"distillguard report: error: {err}", file=sys.stderr)
-        return 2
-    try:
-        store.migrate()
+    with open_store(load_settings(), migrate=True) as store:
         data = collect(store, args.account, args.top)
         source = store.describe()
-    finally:
-        store.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(data, source), encoding="utf-8")
