@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import sys
@@ -15,8 +16,14 @@ def _settings():
 
 
 def cmd_worker(args) -> int:
-    from .worker import run_worker
-    return run_worker(_settings())
+    from .worker import WorkerStartError, run_worker
+    settings = _settings()
+    if args.dev:
+        settings = dataclasses.replace(settings, dev=True)
+    try:
+        return run_worker(settings)
+    except WorkerStartError as err:
+        raise UserError(str(err)) from None
 
 
 def default_replay_jobs() -> int:
@@ -143,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("worker", help="run a stream worker (Faust) against Kafka")
+    p.add_argument("--dev", action="store_true",
+                   help="development/demo run: allow the development fingerprint key (same as DG_DEV=1)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("replay", help="run the detector over a JSONL(.gz) file of request events")

@@ -45,7 +45,8 @@ def _worker_status(settings: Settings) -> dict | None:
 
 def start_worker(settings: Settings, log_path) -> subprocess.Popen:
     log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "distillguard.streams.cli", "worker"],
+    # --dev: a demo may run with the development fingerprint key (a real worker refuses it)
+    return subprocess.Popen([sys.executable, "-m", "distillguard.streams.cli", "worker", "--dev"],
                             stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
                             start_new_session=True)
 

@@ -11,37 +11,54 @@ import time
 from collections.abc import Iterable, Iterator
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from .kafka_config import client_config, describe_auth
 from .settings import Settings
 
 
 class KafkaUnavailable(RuntimeError):
-    """The broker did not answer."""
+    """The broker did not answer, or refused our credentials."""
 
 
-def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+def admin(settings: Settings, **extra) -> AdminClient:
+    return AdminClient(client_config(settings, **extra))
 
 
 def check_broker(settings: Settings, timeout: float = 5.0) -> None:
+    """Raise KafkaUnavailable with one line that says why no broker can be used: nobody
+    answered, authentication (SASL or TLS) failed, or a TLS handshake failed."""
+    errors: list = []     # librdkafka reports auth and TLS failures only through error_cb
+    client = admin(settings, error_cb=errors.append)
     try:
-        md = admin(settings).list_topics(timeout=timeout)
+        md = client.list_topics(timeout=timeout)
     except KafkaException as err:
-        raise KafkaUnavailable(
-            f"no Kafka broker answered at {settings.kafka_bootstrap} within {timeout:.0f}s "
-            f"({err.args[0].str() if err.args else err}); start one with `make broker`") from None
+        client.poll(0.5)   # error_cb runs from poll()
+        auth = _connection_error(errors)
+        cause = auth or (err.args[0].str() if err.args else str(err))
+        hint = "" if auth else "; start one with `make broker`"
+        raise KafkaUnavailable(f"cannot use the Kafka broker at {settings.kafka_bootstrap} "
+                               f"({describe_auth(settings)}): {cause}{hint}") from None
     if not md.brokers:
         raise KafkaUnavailable(f"no Kafka broker answered at {settings.kafka_bootstrap}")
+
+
+def _connection_error(errors: list) -> str:
+    """The first authentication or TLS error librdkafka reported, as text ('' if none)."""
+    for err in errors:
+        text = err.str()
+        if err.code() == KafkaError._AUTHENTICATION or "SSL" in text or "SASL" in text:
+            return text.split(": ", 1)[1] if text.startswith(("127.", "sasl", "ssl")) or "/" in text.split(":", 1)[0] else text
+    return ""
 
 
 def topic_specs(settings: Settings) -> dict[str, int]:
     """Topic name -> partitions for every topic distillguard reads or writes itself."""
     specs = {
         settings.topic_requests: settings.partitions,
-        settings.topic_dlq: 1,
-        settings.topic_alerts: 1,
+        settings.topic_dlq: settings.dlq_partitions,
+        settings.topic_alerts: settings.alerts_partitions,
         settings.topic_sink: settings.partitions,
         settings.topic_links: settings.partitions,
         settings.topic_cluster: 1,   # one cluster agent instance cluster-wide (streams/cluster_agents.py)
@@ -52,8 +69,56 @@ def topic_specs(settings: Settings) -> dict[str, int]:
         if name:
             specs[name] = settings.partitions
     if settings.topic_ocsf:
-        specs[settings.topic_ocsf] = 1
+        specs[settings.topic_ocsf] = settings.alerts_partitions
     return specs
+
+
+class TopicMismatch(RuntimeError):
+    """An existing topic cannot work with the settings (the message says which and how to fix it)."""
+
+
+def topic_differences(settings: Settings, actual: dict[str, tuple[int, int]]) -> tuple[list[str], list[str]]:
+    """Compare existing topics (name -> (partitions, replication factor)) with what the settings
+    declare. Returns (errors, warnings), one line each. Only the request topic must match: the
+    account-state table's changelog is partitioned like it, so a different count would send
+    states to partitions that do not exist. Elsewhere a difference works but is worth knowing."""
+    errors, warnings = [], []
+    for name, want in topic_specs(settings).items():
+        if name not in actual:
+            continue
+        partitions, replicas = actual[name]
+        if partitions != want:
+            line = f"topic {name} has {partitions} partitions, the settings expect {want} ({_partition_setting(settings, name)})"
+            if name == settings.topic_requests:
+                errors.append(f"{line}; the account-state table is partitioned like it: "
+                              f"set DG_PARTITIONS={partitions}")
+            else:
+                warnings.append(f"{line}; it works, set the setting to {partitions} to match")
+        if replicas != settings.replication_factor:
+            warnings.append(f"topic {name} has replication factor {replicas}, DG_REPLICATION_FACTOR is "
+                            f"{settings.replication_factor}" + (" (a broker loss can lose its data)" if replicas < 2 else ""))
+    return errors, warnings
+
+
+def _partition_setting(settings: Settings, name: str) -> str:
+    if name == settings.topic_alerts or name == settings.topic_ocsf:
+        return "DG_ALERTS_PARTITIONS"
+    if name == settings.topic_dlq:
+        return "DG_DLQ_PARTITIONS"
+    if name == settings.topic_cluster:
+        return "always 1"
+    return "DG_PARTITIONS"
+
+
+def check_topics(settings: Settings) -> list[str]:
+    """Raise TopicMismatch if an existing topic cannot work with the settings; return warnings."""
+    md = admin(settings).list_topics(timeout=10)
+    actual = {name: (len(t.partitions), len(t.partitions[0].replicas) if 0 in t.partitions else 0)
+              for name, t in md.topics.items() if t.error is None}
+    errors, warnings = topic_differences(settings, actual)
+    if errors:
+        raise TopicMismatch("; ".join(errors))
+    return warnings
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -61,7 +126,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     check_broker(settings)
     client = admin(settings)
     existing = set(client.list_topics(timeout=10).topics)
-    new = [NewTopic(name, num_partitions=n, replication_factor=1)
+    new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor)
            for name, n in topic_specs(settings).items() if name not in existing]
     if not new:
         return []
@@ -75,15 +140,14 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
 
 
 def producer(settings: Settings, **extra) -> Producer:
-    config = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+    config = client_config(settings, **{
         "partitioner": "murmur2_random",
         "linger.ms": 20,
         "batch.num.messages": 10000,
         "compression.type": "lz4",
         "enable.idempotence": True,
         "queue.buffering.max.messages": 200000,
-    }
+    })
     config.update(extra)
     return Producer(config)
 
@@ -154,12 +218,11 @@ def consume(settings: Settings, topic: str, group: str | None = None, timeout: f
             idle: float | None = None, from_beginning: bool = True) -> Iterator[tuple[bytes | None, bytes, list]]:
     """Yield (key, value, headers) from ``topic`` until ``timeout`` seconds pass,
     or ``idle`` seconds pass without a message."""
-    c = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
+    c = Consumer(client_config(settings, **{
         "group.id": group or f"distillguard-reader-{time.time_ns()}",
         "auto.offset.reset": "earliest" if from_beginning else "latest",
         "enable.auto.commit": False,
-    })
+    }))
     c.subscribe([topic])
     deadline = time.monotonic() + timeout
     quiet_since = time.monotonic()

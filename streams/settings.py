@@ -40,6 +40,24 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "DG_TOPIC_OTEL": ("", "if set, OpenTelemetry GenAI spans (OTLP/JSON) in; mapped to DG_TOPIC_REQUESTS"),
     "DG_TOPIC_LINKS": ("", "internal: link observations keyed by link key (cross-account); default <DG_APP_ID>.links"),
     "DG_TOPIC_CLUSTER": ("", "internal: account-pair evidence, one partition (cross-account); default <DG_APP_ID>.cluster"),
+    # --- kafka cluster settings ---
+    "DG_KAFKA_SECURITY_PROTOCOL": ("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, for every Kafka client"),
+    "DG_KAFKA_SASL_MECHANISM": ("PLAIN", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+    "DG_KAFKA_SASL_USERNAME": ("", "SASL user name"),
+    "DG_KAFKA_SASL_PASSWORD": ("", "SASL password (masked in the printed settings)"),
+    "DG_KAFKA_SSL_CA_FILE": ("", "PEM file of the CA(s) that signed the brokers' certificates; empty = the system's CAs"),
+    "DG_KAFKA_SSL_CERT_FILE": ("", "PEM client certificate, for brokers that require mutual TLS"),
+    "DG_KAFKA_SSL_KEY_FILE": ("", "PEM private key of DG_KAFKA_SSL_CERT_FILE"),
+    "DG_KAFKA_SSL_KEY_PASSWORD": ("", "password of an encrypted DG_KAFKA_SSL_KEY_FILE (masked)"),
+    "DG_REPLICATION_FACTOR": ("1", "replication factor of the topics distillguard creates (managed clusters want 3)"),
+    "DG_ALERTS_PARTITIONS": ("1", "partitions of the alerts topic (and the OCSF copy)"),
+    "DG_DLQ_PARTITIONS": ("1", "partitions of the dead-letter topic"),
+    "DG_WORKER_WEB_BIND": ("127.0.0.1", "address the worker's web server binds to; 0.0.0.0 = every interface"),
+    "DG_DEV": ("0", "1 = a development/demo run: the worker may start with the development fingerprint key"),
+    "DG_ENFORCE_THROTTLE_PER_MINUTE": ("6", "enforcement hook: requests per minute left to a throttled account"),
+    "DG_ENFORCE_OUTPUT_TOKEN_CAP": ("256", "enforcement hook: max_tokens under the cap_output_tokens protection"),
+    "DG_ENFORCE_VERIFICATION_STEP": ("identity verification", "enforcement hook: the step step_up_verification asks for"),
+    # --- end of kafka cluster settings ---
 }
 
 _SECRET = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
@@ -72,6 +90,24 @@ class Settings:
     topic_otel: str = ""
     topic_links: str = "distillguard.links"
     topic_cluster: str = "distillguard.cluster"
+    # --- kafka cluster settings ---
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_ca_file: str = ""
+    kafka_ssl_cert_file: str = ""
+    kafka_ssl_key_file: str = ""
+    kafka_ssl_key_password: str = ""
+    replication_factor: int = 1
+    alerts_partitions: int = 1
+    dlq_partitions: int = 1
+    worker_web_bind: str = "127.0.0.1"
+    dev: bool = False
+    enforce_throttle_per_minute: float = 6.0
+    enforce_output_token_cap: int = 256
+    enforce_verification_step: str = "identity verification"
+    # --- end of kafka cluster settings ---
 
     @property
     def embedded_clickhouse(self) -> bool:
@@ -134,10 +170,61 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         # internal topics of one app (like Faust's changelogs): named after the app id by default
         topic_links=_value(env, "DG_TOPIC_LINKS") or f"{_value(env, 'DG_APP_ID')}.links",
         topic_cluster=_value(env, "DG_TOPIC_CLUSTER") or f"{_value(env, 'DG_APP_ID')}.cluster",
+        # --- kafka cluster settings ---
+        kafka_security_protocol=_choice(env, "DG_KAFKA_SECURITY_PROTOCOL", SECURITY_PROTOCOLS, upper=True),
+        kafka_sasl_mechanism=_choice(env, "DG_KAFKA_SASL_MECHANISM", SASL_MECHANISMS, upper=True),
+        kafka_sasl_username=_value(env, "DG_KAFKA_SASL_USERNAME"),
+        kafka_sasl_password=_value(env, "DG_KAFKA_SASL_PASSWORD"),
+        kafka_ssl_ca_file=_value(env, "DG_KAFKA_SSL_CA_FILE"),
+        kafka_ssl_cert_file=_value(env, "DG_KAFKA_SSL_CERT_FILE"),
+        kafka_ssl_key_file=_value(env, "DG_KAFKA_SSL_KEY_FILE"),
+        kafka_ssl_key_password=_value(env, "DG_KAFKA_SSL_KEY_PASSWORD"),
+        replication_factor=_number(env, "DG_REPLICATION_FACTOR", int),
+        alerts_partitions=_number(env, "DG_ALERTS_PARTITIONS", int),
+        dlq_partitions=_number(env, "DG_DLQ_PARTITIONS", int),
+        worker_web_bind=_value(env, "DG_WORKER_WEB_BIND"),
+        dev=_choice(env, "DG_DEV", ("0", "1", "true", "false", "yes", "no")) in ("1", "true", "yes"),
+        enforce_throttle_per_minute=_number(env, "DG_ENFORCE_THROTTLE_PER_MINUTE", float),
+        enforce_output_token_cap=_number(env, "DG_ENFORCE_OUTPUT_TOKEN_CAP", int),
+        enforce_verification_step=_value(env, "DG_ENFORCE_VERIFICATION_STEP"),
+        # --- end of kafka cluster settings ---
     )
     if settings.partitions < 1:
         raise SettingsError("DG_PARTITIONS must be at least 1")
+    # --- kafka cluster settings ---
+    for name in ("DG_REPLICATION_FACTOR", "DG_ALERTS_PARTITIONS", "DG_DLQ_PARTITIONS"):
+        if _number(env, name, int) < 1:
+            raise SettingsError(f"{name} must be at least 1")
+    if settings.kafka_security_protocol.startswith("SASL") and not settings.kafka_sasl_username:
+        raise SettingsError(f"DG_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs DG_KAFKA_SASL_USERNAME "
+                            "and DG_KAFKA_SASL_PASSWORD")
+    if bool(settings.kafka_ssl_cert_file) != bool(settings.kafka_ssl_key_file):
+        raise SettingsError("DG_KAFKA_SSL_CERT_FILE and DG_KAFKA_SSL_KEY_FILE go together (mutual TLS)")
+    if (settings.kafka_ssl_ca_file or settings.kafka_ssl_cert_file) and not settings.kafka_security_protocol.endswith("SSL"):
+        raise SettingsError(f"DG_KAFKA_SSL_* files are set but DG_KAFKA_SECURITY_PROTOCOL="
+                            f"{settings.kafka_security_protocol}; use SSL or SASL_SSL")
+    for name in ("DG_KAFKA_SSL_CA_FILE", "DG_KAFKA_SSL_CERT_FILE", "DG_KAFKA_SSL_KEY_FILE"):
+        path = _value(env, name)
+        if path and not Path(path).is_file():
+            raise SettingsError(f"{name}={path} is not a readable file")
+    # --- end of kafka cluster settings ---
     return settings
+
+
+# --- kafka cluster settings ---
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# printed as *** by describe()
+SECRET_FIELDS = frozenset({"kafka_sasl_password", "kafka_ssl_key_password"})
+
+
+def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...], upper: bool = False) -> str:
+    raw = _value(env, name).strip()
+    value = raw.upper() if upper else raw.lower()
+    if value not in allowed:
+        raise SettingsError(f"{name}={raw!r} must be one of {', '.join(allowed)}")
+    return value
+# --- end of kafka cluster settings ---
 
 
 def mask(text: str) -> str:
@@ -152,6 +239,8 @@ def describe(settings: Settings) -> str:
         value = getattr(settings, f.name)
         if f.name == "fingerprint_key":
             value = "***" if value != ENV_VARS["DG_FINGERPRINT_KEY"][0] else f"{value} (development default!)"
+        elif f.name in SECRET_FIELDS and value:
+            value = "***"
         lines.append(f"  {f.name:<20} {mask(str(value))}")
     return "\n".join(lines)
 

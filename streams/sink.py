@@ -30,6 +30,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from distillguard.schemas import Alert
 
 from .clickhouse import COLUMNS, Store
+from .kafka_config import client_config
 from .settings import Settings
 
 log = logging.getLogger("distillguard.sink")
@@ -63,12 +64,11 @@ class Sink(threading.Thread):
         self.last_error = ""
         self._fault_down_s = float(os.environ.get("DG_FAULT_CLICKHOUSE_DOWN_S") or 0)  # tests only
         self._fault_until: float | None = None
-        self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka_bootstrap,
+        self.consumer = Consumer(client_config(settings, **{
             "group.id": f"{settings.app_id}-sink",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-        })
+        }))
 
     def stats(self) -> dict:
         return {"inserted": dict(self.inserted), "pending_rows": self.pending_rows, "retries": self.retries,

@@ -14,7 +14,8 @@ import orjson
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, **extra_env: str):
-        self.env = {**os.environ, **env, **extra_env}
+        # DG_DEV=1: a test worker may run with the development fingerprint key, unless the test says otherwise
+        self.env = {**os.environ, "DG_DEV": "1", **env, **extra_env}
         self.port = int(self.env["DG_WORKER_WEB_PORT"])
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
