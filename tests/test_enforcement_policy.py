@@ -74,3 +74,33 @@ def test_unusable_alert_events_are_counted_not_raised():
     assert not book.apply(alert(action="delete-everything"))
     assert not book.apply("not a dict")
     assert book.ignored == 3 and not book.policies
+
+
+def test_the_litellm_hook_maps_callers_and_applies_decisions():
+    """The hook itself, without a proxy or Kafka (follow=False: the test feeds the book)."""
+    import asyncio
+
+    import pytest
+    pytest.importorskip("litellm")
+    from fastapi import HTTPException
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from distillguard.streams.enforcement import SUMMARIZE_HEADER, DistillguardEnforcement, caller_of
+    from distillguard.streams.settings import load_settings
+
+    assert caller_of(UserAPIKeyAuth(api_key="h", org_id="org", team_id="team"), {"user": "eu"}).account_id == "org"
+    assert caller_of(UserAPIKeyAuth(api_key="h", team_id="team"), {}).account_id == "team"
+    assert caller_of(UserAPIKeyAuth(api_key="hash-1"), {"user": "eu"}).end_user_id == "eu"
+    hook = DistillguardEnforcement(load_settings({"DG_ENFORCE_THROTTLE_PER_MINUTE": "1"}), follow=False)
+    hook.book.apply(alert("t", action="throttle", accounts=("thr",)))
+    hook.book.apply(alert("p", action="monitor", accounts=("prb",), protections=["summarize_reasoning",
+                                                                               "disable_logprobs"]))
+    call = lambda org, data: asyncio.run(hook.async_pre_call_hook(UserAPIKeyAuth(api_key="k", org_id=org), None,  # noqa: E731
+                                                                  data, "completion"))
+    assert call("thr", {"model": "m"}) == {"model": "m"}
+    with pytest.raises(HTTPException) as err:
+        call("thr", {"model": "m"})
+    assert err.value.status_code == 429 and int(err.value.headers["Retry-After"]) > 0
+    out = call("prb", {"model": "m", "logprobs": True, "extra_headers": {"x-a": "1"}})
+    assert out == {"model": "m", "extra_headers": {"x-a": "1", SUMMARIZE_HEADER: "1"}}
+    assert hook.refused == 1 and hook.degraded == 1
