@@ -58,7 +58,7 @@ def test_mutual_tls_files(tmp_path):
     ({"DG_DEV": "maybe"}, "DG_DEV"),
 ])
 def test_bad_settings_are_one_clear_error(env, needle):
-    with pytest.raises(SettingsError, match=None) as err:
+    with pytest.raises(SettingsError) as err:
         load_settings(env)
     assert needle in str(err.value)
 
