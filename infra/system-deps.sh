@@ -2,11 +2,13 @@
 # Debian packages some tests use, installed when missing and we are root:
 #   kcat      an independent Kafka client (tests/test_kcat.py)
 #   chromium  headless browser that renders `distillguard report` (tests/test_report.py)
+#   openssl   self-signed certificates for the SASL/TLS broker test (tests/test_kafka_security.py)
 # Without root or apt-get, the tests that need them skip with a reason.
 set -u
 missing=()
 command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || missing+=(kcat)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "note: ${missing[*]} not installed (needs root and apt-get); the tests that use them will skip"

@@ -50,7 +50,7 @@ def ocsf_topic(app, settings: Settings):
     """The OCSF output topic when ``DG_TOPIC_OCSF`` is set (created at worker start if missing), else None."""
     if not settings.topic_ocsf:
         return None
-    topic = app.topic(settings.topic_ocsf, key_serializer="raw", value_serializer="raw", partitions=1,
+    topic = app.topic(settings.topic_ocsf, key_serializer="raw", value_serializer="raw", partitions=settings.alerts_partitions,
                       internal=True)
 
     @app.task

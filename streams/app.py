@@ -38,6 +38,7 @@ from distillguard.schemas import Alert, BadEvent, parse_event
 from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents
 from .cluster_agents import register_cluster_agents
 from .dlq import send_to_dlq
+from .kafka_config import faust_broker_options
 from .metrics import faust_lag, render as render_metrics
 from .ocsf import to_ocsf
 from .settings import Settings, tune_gc
@@ -140,13 +141,16 @@ def faust_options(settings: Settings) -> dict:
     """``faust.App`` settings shared by the worker and the bench's bare Faust agent
     (``streams/bench.py``), so that the two are measured under the same Faust."""
     return dict(
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        **faust_broker_options(settings),   # broker URLs, SASL/TLS credentials
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
         web_port=settings.worker_web_port,
-        web_host=settings.worker_web_host,
+        # web_bind is the listening address (Faust's default is 0.0.0.0, every interface);
+        # web_host only names the host in the worker's canonical URL
+        web_bind=settings.worker_web_bind,
+        web_host=settings.worker_web_bind if settings.worker_web_bind not in ("0.0.0.0", "::") else "localhost",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=settings.batch_max,
         stream_wait_empty=False,
@@ -179,8 +183,10 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
     )
     requests = app.topic(settings.topic_requests, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
-    dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw", partitions=1)
-    alerts = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw", partitions=1)
+    dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw",
+                    partitions=settings.dlq_partitions)
+    alerts = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw",
+                       partitions=settings.alerts_partitions)
     sink_topic = app.topic(settings.topic_sink, key_serializer="raw", value_serializer="raw",
                            partitions=settings.partitions)
     table = app.Table("account-state", default=None, partitions=settings.partitions,

@@ -107,7 +107,7 @@ def create_topic(settings, name: str, partitions: int) -> None:
 
     from .kafka_io import admin
     client = admin(settings)  # keep a reference: the futures die with the client
-    for _t, fut in client.create_topics([NewTopic(name, partitions, 1)], operation_timeout=30).items():
+    for _t, fut in client.create_topics([NewTopic(name, partitions, settings.replication_factor)], operation_timeout=30).items():
         fut.result()
 
 
@@ -262,7 +262,8 @@ class Bench:
                 "DG_APP_ID": f"bench-{run}", "DG_TOPIC_REQUESTS": topic,
                 "DG_TOPIC_DLQ": f"bench-{run}.dlq", "DG_TOPIC_ALERTS": f"bench-{run}.alerts",
                 "DG_TOPIC_SINK": f"bench-{run}.sink", "DG_PARTITIONS": str(self.settings.partitions),
-                "DG_WORKER_WEB_PORT": str(free_port()), "DG_LOG_LEVEL": "warn", **extra}
+                "DG_WORKER_WEB_PORT": str(free_port()), "DG_LOG_LEVEL": "warn",
+                "DG_DEV": "1", **extra}   # a benchmark run: the development fingerprint key is fine
 
     # one measurement per kind; returns {"eps", "latency_ms", "rss_kb"}
     def run_raw(self, topic: str, n: int) -> dict:

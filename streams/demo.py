@@ -66,7 +66,9 @@ def run_demo(settings: Settings, args) -> int:
     run_tag = time.strftime("%H%M%S")
     print(f"demo run {run_tag}: scenario {args.scenario!r}, seed {args.seed}; worker log: {log_path}")
 
-    worker = WorkerProcess({"DG_WORKER_WEB_PORT": str(settings.worker_web_port)}, log_path).start(ready_timeout=None)
+    # DG_DEV=1: a demo may run with the development fingerprint key (a real worker refuses it)
+    worker = WorkerProcess({"DG_WORKER_WEB_PORT": str(settings.worker_web_port), "DG_DEV": "1"},
+                           log_path).start(ready_timeout=None)
     alerts: list[dict] = []
     stop_reading = threading.Event()
 

@@ -110,9 +110,9 @@ def check_topics(settings: Settings, timeout: float) -> list[Check]:
             fixes.append(f"recreate it with {partitions} partitions, or set DG_PARTITIONS={have} everywhere "
                          "(keys move between partitions when the count changes)")
         replicas = min((len(p.replicas) for p in meta.partitions.values()), default=0)
-        if replicas < settings.replication:
-            problems.append(f"replication {replicas}, expected {settings.replication}")
-            fixes.append("raise its replication (kafka-reassign-partitions.sh) or set DG_REPLICATION")
+        if replicas < settings.replication_factor:
+            problems.append(f"replication {replicas}, expected {settings.replication_factor}")
+            fixes.append("raise its replication (kafka-reassign-partitions.sh) or set DG_REPLICATION_FACTOR")
         kept = retention.get(topic)
         if topic in spooling and kept is not None and 0 <= kept < MIN_RETENTION_MS:
             problems.append(f"retention {kept / 3_600_000:.1f} h, under 24 h")

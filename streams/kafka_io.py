@@ -13,32 +13,27 @@ import time
 from collections.abc import Iterable, Iterator
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .errors import UserError
+from .kafka_config import client_config, describe_auth
 from .logs import KAFKA_LOGGER, PROBE_LOGGER
 from .settings import Settings
 
 
 class KafkaUnavailable(UserError):
-    """The broker did not answer; ``reason`` is the short cause, the message adds the fix."""
+    """The broker did not answer, or refused our credentials; ``reason`` is the short cause,
+    the message adds the fix."""
 
-    def __init__(self, reason: str, fix: str = "start one with `make broker`"):
-        super().__init__(f"{reason}; {fix}")
+    def __init__(self, reason: str, fix: str = "start one with `make broker`", fatal: bool = False):
+        super().__init__(f"{reason}; {fix}" if fix else reason)
         self.reason = reason
+        self.fatal = fatal   # waiting will not help (refused credentials or certificate): start-up stops at once
 
 
-def client_config(settings: Settings, logger: str = KAFKA_LOGGER, **extra) -> dict:
-    """The confluent-kafka config every client of ours starts from: the bootstrap servers and
-    librdkafka's log lines routed into Python logging (``logger``) instead of raw ``%N|...``
-    lines on stderr. Connection security settings belong here too, so that every client
-    (and ``doctor``) gets them."""
-    return {"bootstrap.servers": settings.kafka_bootstrap, "logger": logging.getLogger(logger), **extra}
-
-
-def admin(settings: Settings, logger: str = KAFKA_LOGGER) -> AdminClient:
-    return AdminClient(client_config(settings, logger))
+def admin(settings: Settings, logger: str = KAFKA_LOGGER, **extra) -> AdminClient:
+    return AdminClient(client_config(settings, logger, **extra))
 
 
 def _listening(bootstrap: str, timeout: float = 1.0) -> bool:
@@ -56,25 +51,42 @@ def _listening(bootstrap: str, timeout: float = 1.0) -> bool:
 
 def check_broker(settings: Settings, timeout: float = 5.0) -> None:
     """Raise ``KafkaUnavailable`` (one line, with the fix) unless a broker answers a metadata
-    request. librdkafka's own connection errors go to the (silent) probe logger: this line says it."""
+    request: nobody listens, nobody answered, authentication (SASL or TLS) failed, or a TLS
+    handshake failed. librdkafka's own connection errors go to the (silent) probe logger and
+    its ``error_cb``: this line says it."""
     if not _listening(settings.kafka_bootstrap, min(timeout, 2.0)):
         raise KafkaUnavailable(f"nothing accepts connections at {settings.kafka_bootstrap}")
+    errors: list = []     # librdkafka reports auth and TLS failures only through error_cb
+    client = admin(settings, PROBE_LOGGER, error_cb=errors.append)
     try:
-        md = admin(settings, PROBE_LOGGER).list_topics(timeout=timeout)
+        md = client.list_topics(timeout=timeout)
     except KafkaException as err:
+        client.poll(0.5)   # error_cb runs from poll()
+        auth = _connection_error(errors)
+        cause = auth or (err.args[0].str() if err.args else str(err))
         raise KafkaUnavailable(
-            f"no Kafka broker answered at {settings.kafka_bootstrap} within {timeout:.0f}s "
-            f"({err.args[0].str() if err.args else err})") from None
+            f"cannot use the Kafka broker at {settings.kafka_bootstrap} ({describe_auth(settings)}): {cause}",
+            "check the DG_KAFKA_SECURITY_PROTOCOL, DG_KAFKA_SASL_* and DG_KAFKA_SSL_* settings" if auth
+            else "start one with `make broker`", fatal=bool(auth)) from None
     if not md.brokers:
         raise KafkaUnavailable(f"no Kafka broker answered at {settings.kafka_bootstrap}")
+
+
+def _connection_error(errors: list) -> str:
+    """The first authentication or TLS error librdkafka reported, as text ('' if none)."""
+    for err in errors:
+        text = err.str()
+        if err.code() == KafkaError._AUTHENTICATION or "SSL" in text or "SASL" in text:
+            return text.split(": ", 1)[1] if text.startswith(("127.", "sasl", "ssl")) or "/" in text.split(":", 1)[0] else text
+    return ""
 
 
 def topic_specs(settings: Settings) -> dict[str, int]:
     """Topic name -> partitions for every topic distillguard reads or writes itself."""
     specs = {
         settings.topic_requests: settings.partitions,
-        settings.topic_dlq: 1,
-        settings.topic_alerts: 1,
+        settings.topic_dlq: settings.dlq_partitions,
+        settings.topic_alerts: settings.alerts_partitions,
         settings.topic_sink: settings.partitions,
         f"{settings.topic_sink}.dlq": 1,   # rows ClickHouse rejects for good (streams/sink.py)
         settings.topic_links: settings.partitions,
@@ -86,8 +98,56 @@ def topic_specs(settings: Settings) -> dict[str, int]:
         if name:
             specs[name] = settings.partitions
     if settings.topic_ocsf:
-        specs[settings.topic_ocsf] = 1
+        specs[settings.topic_ocsf] = settings.alerts_partitions
     return specs
+
+
+class TopicMismatch(UserError):
+    """An existing topic cannot work with the settings (the message says which and how to fix it)."""
+
+
+def topic_differences(settings: Settings, actual: dict[str, tuple[int, int]]) -> tuple[list[str], list[str]]:
+    """Compare existing topics (name -> (partitions, replication factor)) with what the settings
+    declare. Returns (errors, warnings), one line each. Only the request topic must match: the
+    account-state table's changelog is partitioned like it, so a different count would send
+    states to partitions that do not exist. Elsewhere a difference works but is worth knowing."""
+    errors, warnings = [], []
+    for name, want in topic_specs(settings).items():
+        if name not in actual:
+            continue
+        partitions, replicas = actual[name]
+        if partitions != want:
+            line = f"topic {name} has {partitions} partitions, the settings expect {want} ({_partition_setting(settings, name)})"
+            if name == settings.topic_requests:
+                errors.append(f"{line}; the account-state table is partitioned like it: "
+                              f"set DG_PARTITIONS={partitions}")
+            else:
+                warnings.append(f"{line}; it works, set the setting to {partitions} to match")
+        if replicas != settings.replication_factor:
+            warnings.append(f"topic {name} has replication factor {replicas}, DG_REPLICATION_FACTOR is "
+                            f"{settings.replication_factor}" + (" (a broker loss can lose its data)" if replicas < 2 else ""))
+    return errors, warnings
+
+
+def _partition_setting(settings: Settings, name: str) -> str:
+    if name == settings.topic_alerts or name == settings.topic_ocsf:
+        return "DG_ALERTS_PARTITIONS"
+    if name == settings.topic_dlq:
+        return "DG_DLQ_PARTITIONS"
+    if name == settings.topic_cluster:
+        return "always 1"
+    return "DG_PARTITIONS"
+
+
+def check_topics(settings: Settings) -> list[str]:
+    """Raise TopicMismatch if an existing topic cannot work with the settings; return warnings."""
+    md = admin(settings).list_topics(timeout=10)
+    actual = {name: (len(t.partitions), len(t.partitions[0].replicas) if 0 in t.partitions else 0)
+              for name, t in md.topics.items() if t.error is None}
+    errors, warnings = topic_differences(settings, actual)
+    if errors:
+        raise TopicMismatch("; ".join(errors))
+    return warnings
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -95,7 +155,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     check_broker(settings)
     client = admin(settings)
     existing = set(client.list_topics(timeout=10).topics)
-    new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication)
+    new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor)
            for name, n in topic_specs(settings).items() if name not in existing]
     if not new:
         return []

@@ -60,6 +60,12 @@ def _bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def _file(raw: str) -> str:
+    if not Path(raw).is_file():
+        raise ValueError(raw)
+    return raw
+
+
 def _dsn(raw: str) -> str:
     if not raw.startswith(("chdb:", "http://", "https://")):
         raise ValueError(raw)
@@ -87,9 +93,13 @@ class Settings:
     topic_sink: str = setting("DG_TOPIC_SINK", "distillguard.sink", "internal: rows on their way to ClickHouse")
     partitions: int = setting("DG_PARTITIONS", "4", "partitions of the request, sink and links topics",
                               parse=int, kind="whole number", minimum=1)
-    replication: int = setting("DG_REPLICATION", "1", "replication factor of the topics distillguard creates "
-                               "(`doctor` expects it); 3 on a production cluster", parse=int,
-                               kind="whole number", minimum=1)
+    replication_factor: int = setting(
+        "DG_REPLICATION_FACTOR", "1", "replication factor of every topic distillguard creates, Faust's included "
+        "(`doctor` expects it); managed clusters want 3", parse=int, kind="whole number", minimum=1)
+    alerts_partitions: int = setting("DG_ALERTS_PARTITIONS", "1", "partitions of the alerts topic (and the OCSF copy)",
+                                     parse=int, kind="whole number", minimum=1)
+    dlq_partitions: int = setting("DG_DLQ_PARTITIONS", "1", "partitions of the dead-letter topic",
+                                  parse=int, kind="whole number", minimum=1)
     app_id: str = setting("DG_APP_ID", "distillguard", "Faust app id (consumer group); the sink uses `<id>-sink`")
     clickhouse_dsn: str = setting(
         "DG_CLICKHOUSE_DSN", "", "embedded chDB (`chdb:///path`), or `http://user:pass@host:8123/db` for a server",
@@ -108,8 +118,9 @@ class Settings:
                                     parse=float, kind="number", minimum=0)
     max_event_bytes: int = setting("DG_MAX_EVENT_BYTES", "262144", "larger events go to the DLQ as `too_large`",
                                    parse=int, kind="whole number", minimum=1)
-    worker_web_host: str = setting("DG_WORKER_WEB_HOST", "127.0.0.1",
-                                   "address the worker's web port binds to; `0.0.0.0` in a container")
+    worker_web_bind: str = setting("DG_WORKER_WEB_BIND", "127.0.0.1",
+                                   "address the worker's web server listens on; `0.0.0.0` = every interface "
+                                   "(a container that publishes the port)")
     worker_web_port: int = setting(
         "DG_WORKER_WEB_PORT", "6066", "worker web port: `/distillguard/` counters (JSON), `/metrics`, "
         "`/livez`, `/readyz`", parse=int, kind="whole number", minimum=1)
@@ -127,6 +138,33 @@ class Settings:
     fingerprint_key: str = setting("DG_FINGERPRINT_KEY", DEV_FINGERPRINT_KEY,
                                    "key of the prompt fingerprints; set a secret in production",
                                    secret=True, shown_default="development key")
+    dev: bool = setting("DG_DEV", "0", "1: a development or demo run, the worker may start with the development "
+                        "fingerprint key (same as `worker --dev`)", parse=_bool, kind="1 or 0")
+    kafka_security_protocol: str = setting(
+        "DG_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`, for every "
+        "Kafka client", parse=str.upper, choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    kafka_sasl_mechanism: str = setting("DG_KAFKA_SASL_MECHANISM", "PLAIN",
+                                        "SASL mechanism: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`",
+                                        parse=str.upper, choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+    kafka_sasl_username: str = setting("DG_KAFKA_SASL_USERNAME", "", "SASL user name")
+    kafka_sasl_password: str = setting("DG_KAFKA_SASL_PASSWORD", "", "SASL password (masked when printed)",
+                                       secret=True)
+    kafka_ssl_ca_file: str = setting("DG_KAFKA_SSL_CA_FILE", "", "PEM file of the CA(s) that signed the brokers' "
+                                     "certificates; empty = the system's CAs", parse=_file, kind="readable file")
+    kafka_ssl_cert_file: str = setting("DG_KAFKA_SSL_CERT_FILE", "", "PEM client certificate, for brokers that "
+                                       "require mutual TLS", parse=_file, kind="readable file")
+    kafka_ssl_key_file: str = setting("DG_KAFKA_SSL_KEY_FILE", "", "PEM private key of `DG_KAFKA_SSL_CERT_FILE`",
+                                      parse=_file, kind="readable file")
+    kafka_ssl_key_password: str = setting("DG_KAFKA_SSL_KEY_PASSWORD", "", "password of an encrypted "
+                                          "`DG_KAFKA_SSL_KEY_FILE` (masked when printed)", secret=True)
+    enforce_throttle_per_minute: float = setting(
+        "DG_ENFORCE_THROTTLE_PER_MINUTE", "6", "enforcement hook: requests per minute left to a throttled caller",
+        parse=float, kind="number", minimum=0)
+    enforce_output_token_cap: int = setting("DG_ENFORCE_OUTPUT_TOKEN_CAP", "256", "enforcement hook: `max_tokens` "
+                                            "under the `cap_output_tokens` protection", parse=int,
+                                            kind="whole number", minimum=1)
+    enforce_verification_step: str = setting("DG_ENFORCE_VERIFICATION_STEP", "identity verification",
+                                             "enforcement hook: the step `step_up_verification` asks for")
     detector_config: str = setting("DG_DETECTOR_CONFIG", "", "TOML file overriding detector thresholds (see Tuning)")
     topic_ocsf: str = setting("DG_TOPIC_OCSF", "", "also publish every alert event as an OCSF Detection Finding here",
                               shown_default="— (off)")
@@ -159,7 +197,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {s.env: (s.default, s.doc) for s in SETTI
 
 def _parse(spec: Setting, raw: str) -> Any:
     shown = mask(raw) if spec.secret else raw
-    if spec.choices and raw.lower() not in spec.choices:
+    if spec.choices and raw.lower() not in (c.lower() for c in spec.choices):
         raise SettingsError(f"{spec.env}={shown!r} must be one of: {', '.join(spec.choices)}")
     try:
         value = spec.parse(raw)
@@ -181,7 +219,20 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             values[f.name] = _parse(spec, raw)
         else:
             values[f.name] = spec.derive(values) if spec.derive else ""
-    return Settings(**values)
+    return _checked(Settings(**values))
+
+
+def _checked(s: Settings) -> Settings:
+    """Rules that tie several settings together."""
+    if s.kafka_security_protocol.startswith("SASL") and not s.kafka_sasl_username:
+        raise SettingsError(f"DG_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} needs DG_KAFKA_SASL_USERNAME "
+                            "and DG_KAFKA_SASL_PASSWORD")
+    if bool(s.kafka_ssl_cert_file) != bool(s.kafka_ssl_key_file):
+        raise SettingsError("DG_KAFKA_SSL_CERT_FILE and DG_KAFKA_SSL_KEY_FILE go together (mutual TLS)")
+    if (s.kafka_ssl_ca_file or s.kafka_ssl_cert_file) and not s.kafka_security_protocol.endswith("SSL"):
+        raise SettingsError(f"DG_KAFKA_SSL_* files are set but DG_KAFKA_SECURITY_PROTOCOL="
+                            f"{s.kafka_security_protocol}; use SSL or SASL_SSL")
+    return s
 
 
 def describe(settings: Settings) -> str:
@@ -193,7 +244,7 @@ def describe(settings: Settings) -> str:
         if spec.env == "DG_FINGERPRINT_KEY":
             value = f"{value} (development default!)" if settings.dev_fingerprint_key else "***"
         elif spec.secret:
-            value = mask(value)
+            value = mask(value) if "://" in value else ("***" if value else "")
         lines.append(f"  {f.name:<20} {value}")
     return "\n".join(lines)
 

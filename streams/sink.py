@@ -39,7 +39,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from distillguard.models.rows import Row
 
 from .clickhouse import COLUMNS, Store
-from .kafka_io import client_config
+from .kafka_config import client_config
 from .settings import Settings
 
 log = logging.getLogger("distillguard.sink")

@@ -44,7 +44,9 @@ def wait_until_up(what: str, probe: Callable[[float], None], fix: str, deadline:
         attempt += 1
         try:
             probe(max(1.0, min(5.0, deadline - clock())))
-        except Exception as err:  # noqa: BLE001 - any failure to answer is "not up yet"
+        except Exception as err:  # noqa: BLE001 - any failure to answer is "not up yet"...
+            if getattr(err, "fatal", False):   # ...except one that waiting cannot mend (bad credentials)
+                raise
             reason = str(getattr(err, "reason", err)).split("\n")[0][:200]
             left = deadline - clock()
             if left <= 0:

@@ -11,6 +11,7 @@ exits 1 with one line saying so.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -21,8 +22,8 @@ import faust
 from . import logs
 from .clickhouse import MIGRATIONS, Store
 from .health import Readiness, WaitingServer, register_health_pages
-from .kafka_io import ensure_topics
-from .settings import Settings, describe, load_settings
+from .kafka_io import TopicMismatch, check_topics, ensure_topics
+from .settings import Settings, SettingsError, describe, load_settings
 from .sink import Sink
 from .startup import wait_for_dependencies
 
@@ -31,24 +32,41 @@ _FAUST_LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "error": "err
 
 
 def add_arguments(p) -> None:
-    pass
+    p.add_argument("--dev", action="store_true",
+                   help="development/demo run: allow the development fingerprint key (same as DG_DEV=1)")
 
 
 def run(args) -> int:
-    return run_worker(load_settings())
+    settings = load_settings()
+    if args.dev:
+        settings = dataclasses.replace(settings, dev=True)
+    return run_worker(settings)
+
+
+def refuse_development_key(settings: Settings) -> None:
+    """Fingerprints made with the published development key can be recomputed by anyone who
+    sees a prompt, so a real deployment must set its own; demos and tests say DG_DEV=1."""
+    if settings.dev_fingerprint_key and not settings.dev:
+        raise SettingsError(
+            "DG_FINGERPRINT_KEY is the development key; set a secret one "
+            "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`), "
+            "or DG_DEV=1 / `worker --dev` for a development or demo run")
 
 
 def run_worker(settings: Settings) -> int:
     from .app import create_app, run_faust_worker
 
+    refuse_development_key(settings)
     log_config = logs.configure(settings.log_level, settings.log_format)
     _log_settings(settings)
-    with WaitingServer(settings.worker_web_host, settings.worker_web_port) as waiting:
+    with WaitingServer(settings.worker_web_bind, settings.worker_web_port) as waiting:
         wait_for_dependencies(settings, on_wait=lambda what: setattr(waiting, "waiting_for", what))
         waiting.waiting_for = "topics"
         created = ensure_topics(settings)
         if created:
             log.info("created topics: %s", ", ".join(created))
+        for line in check_topics(settings):   # a fatal difference raises TopicMismatch (one line)
+            log.warning("%s", line)
         sink = None
         clickhouse: dict = {}
         if settings.sink:

@@ -55,6 +55,7 @@ def isolated_env(tmp_path, broker) -> dict[str, str]:
         "DG_PARTITIONS": "4",
         "DG_WORKER_WEB_PORT": str(free_port()),
         "DG_BATCH_WITHIN_S": "0.2",
+        "DG_DEV": "1",   # test workers may use the development fingerprint key
     }
     return env
 

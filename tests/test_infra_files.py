@@ -22,7 +22,7 @@ SQL_DIR = INFRA / "sql"
 PLUGIN = "grafana-clickhouse-datasource"
 
 # Subcommands of the `distillguard` console script (streams/cli.py).
-SUBCOMMANDS = {"worker", "replay", "simulate", "demo", "sql", "migrate"}
+SUBCOMMANDS = {"worker", "replay", "simulate", "demo", "sql", "migrate", "topics"}
 
 from distillguard.streams.settings import ENV_VARS  # noqa: E402  (the one declaration of the settings)
 
@@ -126,11 +126,21 @@ def test_compose_commands_are_real_subcommands():
 
 
 def test_compose_topic_init_creates_app_topics():
-    svc = _compose()["services"]["topic-init"]
-    script = " ".join(_argv(svc.get("entrypoint")) + _argv(svc.get("command")))
-    assert "kafka-topics.sh" in script and "--create" in script
-    for var in ("DG_TOPIC_REQUESTS", "DG_TOPIC_DLQ", "DG_TOPIC_ALERTS", "DG_PARTITIONS"):
-        assert var in script and var in svc["environment"], var
+    """topic-init runs `distillguard topics` with the workers' settings, so partition counts and
+    replication factor agree with what the workers declare (they used to differ: 4 vs 1)."""
+    services = _compose()["services"]
+    svc = services["topic-init"]
+    assert _argv(svc.get("command")) == ["topics"] and not svc.get("entrypoint")
+    assert svc["environment"].items() <= services["worker-1"]["environment"].items()
+    for var in ("DG_TOPIC_REQUESTS", "DG_TOPIC_DLQ", "DG_TOPIC_ALERTS", "DG_PARTITIONS",
+                "DG_ALERTS_PARTITIONS", "DG_DLQ_PARTITIONS", "DG_REPLICATION_FACTOR"):
+        assert var in svc["environment"], var
+
+
+def test_compose_sets_a_fingerprint_key_and_web_bind():
+    env = _compose()["services"]["worker-1"]["environment"]
+    assert "DG_FINGERPRINT_KEY" in env and "distillguard-dev-key" not in env["DG_FINGERPRINT_KEY"]
+    assert env["DG_WORKER_WEB_BIND"] == "0.0.0.0"   # the web port is published from the container
 
 
 def test_compose_env_vars_are_documented_settings():
@@ -264,7 +274,7 @@ def test_k8s_env_names_are_declared_settings():
                 used.add(ref["key"])
         assert c["args"][0] in SUBCOMMANDS | {"doctor", "topics"}
     assert used <= declared, sorted(used - declared)
-    assert config["data"]["DG_WORKER_WEB_HOST"] == "0.0.0.0"   # probes come from outside the pod
+    assert config["data"]["DG_WORKER_WEB_BIND"] == "0.0.0.0"   # probes come from outside the pod
 
 
 def test_k8s_probes_hit_the_worker_health_paths():

@@ -10,7 +10,11 @@
 #
 # Settings (environment): DG_KAFKA_PORT (19092), DG_KAFKA_CONTROLLER_PORT (19093),
 # DG_DATA_DIR (var), DG_KAFKA_HEAP (512m), DG_KAFKA_START_TIMEOUT (90 s),
-# DG_KAFKA_LIBS (jar folder, default $DG_DATA_DIR/kafka/libs; point a second broker at the first one's jars).
+# DG_KAFKA_LIBS (jar folder, default $DG_DATA_DIR/kafka/libs; point a second broker at the first one's jars),
+# DG_KAFKA_EXTRA_LISTENERS (e.g. "SASL_SSL://127.0.0.1:29094,SSL://127.0.0.1:29095": added to listeners and
+# advertised.listeners, each named after its protocol), DG_KAFKA_EXTRA_PROPERTIES (a file appended to
+# server.properties: TLS key/trust stores, JAAS, sasl.enabled.mechanisms; a later line wins).
+# The PLAINTEXT listener stays, for the start-up check and inter-broker traffic.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,6 +29,8 @@ port="${DG_KAFKA_PORT:-19092}"
 cport="${DG_KAFKA_CONTROLLER_PORT:-19093}"
 heap="${DG_KAFKA_HEAP:-512m}"
 timeout_s="${DG_KAFKA_START_TIMEOUT:-90}"
+extra_listeners="${DG_KAFKA_EXTRA_LISTENERS:-}"
+extra_props="${DG_KAFKA_EXTRA_PROPERTIES:-}"
 
 say() { echo "[broker] $*" >&2; }
 
@@ -69,15 +75,24 @@ PY
 
 write_config() {
   mkdir -p "$logs"
+  local more="" map=""
+  if [ -n "$extra_listeners" ]; then
+    more=",$extra_listeners"
+    local l
+    for l in ${extra_listeners//,/ }; do map="$map,${l%%://*}:${l%%://*}"; done
+  fi
+  if [ -n "$extra_props" ] && [ ! -f "$extra_props" ]; then
+    say "error: DG_KAFKA_EXTRA_PROPERTIES=$extra_props is not a file"; exit 2
+  fi
   cat >"$kdir/server.properties" <<CFG
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport$more
+advertised.listeners=PLAINTEXT://127.0.0.1:$port$more
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT$map
 log.dirs=$logs
 num.partitions=4
 auto.create.topics.enable=false
@@ -90,6 +105,9 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.retention.hours=168
 CFG
+  if [ -n "$extra_props" ]; then
+    { echo "# from DG_KAFKA_EXTRA_PROPERTIES=$extra_props"; cat "$extra_props"; } >>"$kdir/server.properties"
+  fi
 }
 
 start() {
