@@ -11,9 +11,9 @@ replay``; the stream runs the same stage objects in three agents
 
 Linking. A pair of accounts collects decayed evidence per kind (shared
 payment, network, wrapper, system prompt, client; ``linking.BASE_WEIGHT``)
-plus synchrony (observations on a shared key within ``linking.SYNC_MS``,
+plus synchrony (observations on a shared key within ``sync_ms``,
 counted in distinct minutes). The pair's strength is the noisy-OR of its
-kinds; a pair at ``LINK_THRESHOLD`` or more joins the two accounts'
+kinds; a pair at ``link_threshold`` or more joins the two accounts'
 clusters (union-find). No single kind reaches the threshold: payment with a
 network does, a wrapper with a network and synchronised bursts does.
 
@@ -24,7 +24,7 @@ Scoring (``score_cluster``) multiplies
   probes logprobs / grades at scale -- the per-account vocabulary, pooled;
 * *coordination*: members are young accounts, on low-verification tiers,
   rotating networks, and firing in synchronised bursts;
-* size (at least ``MIN_MEMBERS``) and pooled volume.
+* size (at least ``min_members``) and pooled volume.
 
 Why an enterprise is not a hydra. An enterprise whose teams share one
 payment method and one office network *is* linked into a cluster -- that
@@ -39,9 +39,10 @@ coordination factor on their own (0.5 and 0.4 of it).
 
 Bounds: ``MAX_PAIRS`` pairs (each ≤ 5 kinds + ``SYNC_KEEP`` sync minutes,
 indexed by both accounts), ``MAX_ACCOUNTS`` account summaries with ``TS_RING`` timestamps each,
-clusters of at most ``MAX_CLUSTER`` members; pairs idle for ``PAIR_TTL_MS``
-and accounts idle for ``ACCOUNT_TTL_MS`` of event time are evicted at each
-sweep (every ``SWEEP_MS``), and the union-find is rebuilt from the live
+clusters of at most ``MAX_CLUSTER`` members; pairs idle for ``pair_ttl_ms``
+and accounts idle for ``account_ttl_ms`` of event time are evicted at each
+sweep (every ``sweep_ms``; tunables
+are ``ClusterConfig``'s, the ``[clusters]`` table), and the union-find is rebuilt from the live
 strong pairs then, so decayed links fall apart. Deterministic: iteration is
 over sorted accounts / pairs; ids are SHA-256 of event-time facts.
 """
@@ -54,42 +55,31 @@ from collections.abc import Mapping
 
 from distillguard.schemas import Alert
 
-from .config import DetectorConfig
+from .config import ClusterConfig, DetectorConfig
 from .lifecycle import Lifecycle, OpenAlert, severity_of
-from .linking import SYNC_MS
 from .records import PairEvidence
 from .rows import ClusterMemberRow
 from .scoring import ramp
 from .spread import area_spread
 
 DETECTOR = "hydra_cluster"
-LINK_THRESHOLD = 0.7
-PAIR_HOLD_MS = 6 * 3_600_000      # pair evidence counts fully this long after it was last seen,
-PAIR_TTL_MS = 12 * 3_600_000      # then fades linearly to nothing here (and the pair is forgotten)
+# Tunables (thresholds, windows) are ClusterConfig's (models/config.py, the [clusters] table);
+# what follows are memory bounds.
 RETIRED_MAX = 10_000              # records of clusters that fell apart, kept to reuse their alert
-ACCOUNT_TTL_MS = 24 * 3_600_000
-SWEEP_MS = 30 * 60_000
-PAIR_SEED_WEIGHT = 0.2            # weaker evidence reinforces existing pairs but starts none
-SCORE_EVERY_MS = 60_000           # re-score a cluster at most once a minute of event time (or on growth)
-MIN_MEMBERS = 3
 MAX_CLUSTER = 2_000
 MAX_PAIRS = 500_000
 MAX_ACCOUNTS = 200_000
 TS_RING = 8                       # recent observation times per account (synchrony)
-SYNC_KEEP = 4                     # distinct sync minutes kept per pair
-YOUNG_MS = 30 * 86_400_000        # accounts younger than this at their first request are "young"
-LOW_TIERS = frozenset({None, "free", "trial", "startup", "education"})
 MAX_SAMPLES = 5
-SETTLE_MS = 5 * 60_000            # score evidence of time t once everything up to t + this has arrived
-STREAM_SETTLE = 256               # stream: score/close at the oldest event time of the last this-many messages
 
 
-def _fade(age: int) -> float:
-    """Weight of evidence ``age`` ms old: held for PAIR_HOLD_MS, then fading out by PAIR_TTL_MS.
+def _fade(age: int, cfg: ClusterConfig) -> float:
+    """Weight of evidence ``age`` ms old: held for pair_hold_ms, then fading out by pair_ttl_ms.
     (A step-and-fade, not an exponential: links must not flicker between sweeps.)"""
-    if age <= PAIR_HOLD_MS:
+    hold = cfg.pair_hold_ms
+    if age <= hold:
         return 1.0
-    return max(0.0, 1.0 - (age - PAIR_HOLD_MS) / (PAIR_TTL_MS - PAIR_HOLD_MS))
+    return max(0.0, 1.0 - (age - hold) / (cfg.pair_ttl_ms - hold))
 
 
 class _Account:
@@ -111,11 +101,12 @@ class _Pair:
         self.last_ts = ts
         self.first_ts = ts
 
-    def strength(self, now: int) -> float:
+    def strength(self, now: int, cfg: ClusterConfig) -> float:
         miss = 1.0
+        hold = cfg.pair_hold_ms
         for w, ts in self.kinds.values():
             age = now - ts
-            miss *= 1.0 - (w if age <= PAIR_HOLD_MS else w * _fade(age))   # most evidence is held
+            miss *= 1.0 - (w if age <= hold else w * _fade(age, cfg))   # most evidence is held
         if self.sync:
             miss *= 1.0 - (0.5 if len(self.sync) >= 2 else 0.3)
         return 1.0 - miss
@@ -142,23 +133,23 @@ def topic_spread(topics: Mapping[str, float]) -> tuple[int, float]:
     return area_spread(topics.values())
 
 
-def synchrony(times: Mapping[str, list[int]]) -> float:
-    """Share of members' recent observations with ≥ 2 other members within ±``SYNC_MS``."""
+def synchrony(times: Mapping[str, list[int]], sync_ms: int = ClusterConfig.sync_ms) -> float:
+    """Share of members' recent observations with ≥ 2 other members within ±``sync_ms``."""
     events = sorted((t, a) for a, ts in times.items() for t in ts)
     if not events:
         return 0.0
     hits = 0
     lo = hi = 0
     n = len(events)
-    window: dict[str, int] = {}   # account -> its observations within ±SYNC_MS (a's own among them)
+    window: dict[str, int] = {}   # account -> its observations within ±sync_ms (a's own among them)
     for t, _ in events:
-        while events[lo][0] < t - SYNC_MS:
+        while events[lo][0] < t - sync_ms:
             b = events[lo][1]
             window[b] -= 1
             if not window[b]:
                 del window[b]
             lo += 1
-        while hi < n and events[hi][0] <= t + SYNC_MS:
+        while hi < n and events[hi][0] <= t + sync_ms:
             b = events[hi][1]
             window[b] = window.get(b, 0) + 1
             hi += 1
@@ -167,13 +158,14 @@ def synchrony(times: Mapping[str, list[int]]) -> float:
     return hits / n
 
 
-def score_cluster(members: Mapping[str, dict], times: Mapping[str, list[int]], kinds: Mapping[str, int]
-                  ) -> tuple[float, list[dict], dict]:
+def score_cluster(members: Mapping[str, dict], times: Mapping[str, list[int]], kinds: Mapping[str, int],
+                  cfg: ClusterConfig | None = None) -> tuple[float, list[dict], dict]:
     """Collective score of one cluster: (score, reasons strongest first, evidence numbers).
 
     ``members`` maps account → summary (``linking.summarize``), ``times`` account →
     recent observation times, ``kinds`` link kind → members linked through it.
     """
+    cfg = cfg or ClusterConfig()
     n = len(members)
     topics: dict[str, float] = {}
     reqs = reasoning = template = 0.0
@@ -190,9 +182,9 @@ def score_cluster(members: Mapping[str, dict], times: Mapping[str, list[int]], k
         alone_areas.append(topic_spread(s.get("t", {}))[0])
         alone_reqs.append(rd)
         created = s.get("created")
-        if created is not None and s.get("first", 0) - created < YOUNG_MS:
+        if created is not None and s.get("first", 0) - created < cfg.young_ms:
             young += 1
-        if s.get("tier") in LOW_TIERS:
+        if s.get("tier") in cfg.low_tiers:
             low_tier += 1
         if s.get("nets", 0) >= 2:
             rotating += 1
@@ -202,7 +194,7 @@ def score_cluster(members: Mapping[str, dict], times: Mapping[str, list[int]], k
     template = template / reqs if reqs else 0.0
     wrapper_share = kinds.get("wrap", 0) / n
     areas, entropy = topic_spread(topics)
-    sync = synchrony(times)
+    sync = synchrony(times, cfg.sync_ms)
     ev = {
         "members": n, "requests": round(reqs, 1), "topic_areas": areas, "topic_entropy": round(entropy, 3),
         "reasoning_share": round(reasoning, 3), "template_share": round(max(template, wrapper_share), 3),
@@ -222,7 +214,7 @@ def score_cluster(members: Mapping[str, dict], times: Mapping[str, list[int]], k
                           * (1 - 0.5 * ramp(sync, 0.1, 0.4)))
     ev["collective_extraction"] = round(extraction, 3)
     ev["coordination"] = round(coordination, 3)
-    score = extraction * ramp(coordination, 0.2, 0.5) * ramp(n, MIN_MEMBERS - 1, 5) * ramp(reqs, 4, 10)
+    score = extraction * ramp(coordination, 0.2, 0.5) * ramp(n, cfg.min_members - 1, 5) * ramp(reqs, 4, 10)
     baselines = {"topic_areas": 2.0, "topic_entropy": 0.25, "reasoning_share": 0.05, "template_share": 0.1,
                  "young_share": 0.05, "low_tier_share": 0.3, "ip_rotation_share": 0.05,
                  "timing_synchrony": 0.02}
@@ -243,13 +235,14 @@ class ClusterEngine:
 
     def __init__(self, config: DetectorConfig | None = None, settle: int = 1):
         """Clusters touched by evidence of time t are scored (as of t: ``raised_at_ms`` = t) once
-        the clock passes t + ``SETTLE_MS``; the clock is the oldest event time among the last
-        ``settle`` messages: 1 for an ordered replay, ``STREAM_SETTLE`` in the stream, where the
+        the clock passes t + ``settle_ms``; the clock is the oldest event time among the last
+        ``settle`` messages: 1 for an ordered replay, ``stream_settle`` in the stream, where the
         evidence of one instant arrives from partitions consumed at different speeds. Both then
-        score a cluster with all its evidence up to t + SETTLE_MS, so the stream's cluster ids
-        and alert ids agree with a replay's. The price: alerts leave SETTLE_MS of event time
+        score a cluster with all its evidence up to t + settle_ms, so the stream's cluster ids
+        and alert ids agree with a replay's. The price: alerts leave settle_ms of event time
         after the evidence that raised them."""
         self.config = config or DetectorConfig()
+        self.cc = self.config.clusters
         self._pending: dict[str, int] = {}              # account -> evidence time awaiting scoring
         self._due: list[tuple[int, str]] = []           # heap of (time, account), also superseded ones
         self.lifecycle = Lifecycle(DETECTOR, self.config)
@@ -332,6 +325,7 @@ class ClusterEngine:
         """Fold one pair-evidence message (``Linker.process`` output); return alert events
         (``cluster_members`` rows accumulate for ``drain_rows``)."""
         self._out: list[Alert] = []
+        cc = self.cc
         a, ts, kind, w = msg.account, msg.ts_ms, msg.kind, msg.weight
         if ts > self.watermark:
             self.watermark = ts
@@ -350,21 +344,21 @@ class ClusterEngine:
             key = (a, b) if a < b else (b, a)
             p = self.pairs.get(key)
             if p is None:
-                if w < PAIR_SEED_WEIGHT or len(self.pairs) >= MAX_PAIRS:
+                if w < cc.pair_seed_weight or len(self.pairs) >= MAX_PAIRS:
                     continue
                 p = self.pairs[key] = _Pair(ts)
                 self._partner(a, b)
             old = p.kinds.get(kind)
-            if old is None or w >= old[0] * _fade(ts - old[1]):
+            if old is None or w >= old[0] * _fade(ts - old[1], cc):
                 p.kinds[kind] = [w, ts]
             if sync:
                 minute = ts // 60_000
                 if minute not in p.sync:
                     p.sync.append(minute)
-                    del p.sync[:-SYNC_KEEP]
+                    del p.sync[:-cc.sync_keep]
             p.last_ts = max(p.last_ts, ts)
             self._changed.add(key)
-            if p.strength(ts) >= LINK_THRESHOLD:
+            if p.strength(ts, cc) >= cc.link_threshold:
                 root = self._union(a, b, ts)
                 if root is not None:
                     touched.add(root)
@@ -378,8 +372,8 @@ class ClusterEngine:
             if ts < self._pending.get(a, ts + 1):    # earliest: a busy account never starves
                 self._pending[a] = ts
                 heapq.heappush(self._due, (ts, a))
-        self._flush_pending(self.close_clock() - SETTLE_MS)
-        if ts - self.last_sweep >= SWEEP_MS:
+        self._flush_pending(self.close_clock() - cc.settle_ms)
+        if ts - self.last_sweep >= cc.sweep_ms:
             self.last_sweep = ts
             self._sweep(ts)
         return self._out
@@ -443,7 +437,7 @@ class ClusterEngine:
                 if x > y or y not in mset:
                     continue
                 p = self.pairs[(x, y)]
-                if p.strength(ts) < LINK_THRESHOLD:
+                if p.strength(ts, self.cc) < self.cc.link_threshold:
                     continue
                 for k in p.kinds:
                     by_kind.setdefault(k, set()).update((x, y))
@@ -457,16 +451,16 @@ class ClusterEngine:
             return
         c.last_ts = max(c.last_ts, ts)
         size = self.size.get(root, 1)
-        if size < MIN_MEMBERS:
+        if size < self.cc.min_members:
             return
-        if ts - c.last_scored < SCORE_EVERY_MS and size == c.scored_size:
+        if ts - c.last_scored < self.cc.score_every_ms and size == c.scored_size:
             return
         c.last_scored, c.scored_size = ts, size
         members = self._members(root)
         summaries = {m: self.accounts[m].summary if m in self.accounts else {} for m in members}
         times = {m: self.accounts[m].times if m in self.accounts else [] for m in members}
         kinds = self._kinds(members, ts)
-        score, reasons, ev = score_cluster(summaries, times, kinds)
+        score, reasons, ev = score_cluster(summaries, times, kinds, self.cc)
         cid = self._cluster_id(c, members)
         if score > self.max_scores.get(cid, 0.0):
             self.max_scores[cid] = score
@@ -505,7 +499,8 @@ class ClusterEngine:
     # -- maintenance ---------------------------------------------------------
     def _sweep(self, now: int) -> None:
         """Evict idle pairs and accounts, then rebuild the union-find from the live strong pairs."""
-        for a, b in [k for k, p in self.pairs.items() if now - p.last_ts > PAIR_TTL_MS]:
+        cc = self.cc
+        for a, b in [k for k, p in self.pairs.items() if now - p.last_ts > cc.pair_ttl_ms]:
             del self.pairs[(a, b)]
             self._strong.discard((a, b))
             self._changed.discard((a, b))
@@ -514,14 +509,15 @@ class ClusterEngine:
                 if not self.partners[x]:
                     del self.partners[x]
         self.accounts = {a: acc for a, acc in self.accounts.items()
-                         if a in self.partners or now - acc.last_ts <= ACCOUNT_TTL_MS}
+                         if a in self.partners or now - acc.last_ts <= cc.account_ttl_ms}
         if len(self.accounts) > MAX_ACCOUNTS:
             keep = sorted(self.accounts, key=lambda a: (-self.accounts[a].last_ts, a))[:MAX_ACCOUNTS]
             self.accounts = {a: self.accounts[a] for a in sorted(keep)}
         old_root = {a: self.find(a) for a in self.parent}
         old_clusters = self.clusters
         self.parent, self.size, self.clusters = {}, {}, {}
-        self._strong = {k for k in self._strong | self._changed if self.pairs[k].strength(now) >= LINK_THRESHOLD}
+        self._strong = {k for k in self._strong | self._changed
+                        if self.pairs[k].strength(now, cc) >= cc.link_threshold}
         self._changed = set()
         for (a, b) in sorted(self._strong):
             ra, rb = self.find(a), self.find(b)

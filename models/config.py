@@ -1,14 +1,55 @@
 """Detector thresholds: defaults tuned on the simulator, overridable by a TOML file.
 
-An operator tunes by copying ``[detector]`` keys into a file named by
-``DG_DETECTOR_CONFIG`` (see README, "Tuning"); unknown keys are an error, so
-a typo never silently falls back to a default.
+An operator tunes by copying ``[detector]`` (per-account) and ``[clusters]``
+(cross-account) keys into a file named by ``DG_DETECTOR_CONFIG`` (see README,
+"Tuning"); unknown keys are an error, so a typo never silently falls back to
+a default.
 """
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+
+def _kinds(**weights: float):
+    """A per-link-kind default (a plain dict, so configs pickle for ``replay --jobs 2``)."""
+    return field(default_factory=lambda: dict(weights))
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Cross-account (hydra) tunables, the ``[clusters]`` table (``models/linking.py``,
+    ``models/clusters.py``; README, "Cross-account detection"). Memory bounds stay constants
+    of those modules."""
+    # linking: evidence weight of sharing a key of each kind, and the number of accounts on a
+    # key at which its weight starts to fall (many accounts on one key say little about two)
+    base_weight: Mapping[str, float] = _kinds(pay=0.6, net=0.35, wrap=0.35, sys=0.25, ua=0.15)
+    ref_card: Mapping[str, float] = _kinds(pay=float("inf"), net=256.0, wrap=150.0, sys=40.0, ua=15.0)
+    min_weight: float = 0.05              # keys weaker than this emit no pairs (they still count accounts)
+    novel_wrap_budget: int = 2            # new wrapper keys an account sends per dedupe_ms
+    dedupe_ms: int = 180_000              # an account sends each key at most once per 3 minutes...
+    slow_dedupe_ms: int = 1_800_000       # ...and a key that rarely changes (pay, sys, ua) once per 30
+    profile_idle_ms: int = 7 * 86_400_000     # an observer profile idle this long is dropped
+    net_window_ms: int = 3_600_000        # networks used within this window count for IP rotation
+    sync_ms: int = 8_000                  # two accounts on one key within this are synchronised
+    pair_window_ms: int = 2 * 3_600_000   # a key's anchors idle longer than this are not paired with
+    key_ttl_ms: int = 6 * 3_600_000       # keys idle longer than this are forgotten
+    # clusters
+    link_threshold: float = 0.7           # pair strength that joins two accounts' clusters
+    pair_hold_ms: int = 6 * 3_600_000     # pair evidence counts fully this long after it was seen,
+    pair_ttl_ms: int = 12 * 3_600_000     # then fades linearly to nothing here (the pair is forgotten)
+    account_ttl_ms: int = 24 * 3_600_000
+    sweep_ms: int = 30 * 60_000           # evict idle pairs and rebuild the union-find this often
+    pair_seed_weight: float = 0.2         # weaker evidence reinforces existing pairs but starts none
+    score_every_ms: int = 60_000          # re-score a cluster at most once a minute (or on growth)
+    min_members: int = 3
+    sync_keep: int = 4                    # distinct sync minutes kept per pair
+    young_ms: int = 30 * 86_400_000       # accounts younger than this at their first request are young
+    low_tiers: frozenset = frozenset({None, "free", "trial", "startup", "education"})
+    settle_ms: int = 5 * 60_000           # score evidence of time t once everything up to t + this is in
+    stream_settle: int = 256              # stream clock: the oldest event time of the last this-many messages
 
 
 @dataclass(frozen=True)
@@ -37,19 +78,37 @@ class DetectorConfig:
     anomaly_lo: float = 0.7
     anomaly_hi: float = 0.95
     max_reasons: int = 6
-    # per-account state of accounts idle this long (event time) is deleted by Detector.expire_idle
+    # an account idle this long (event time) starts over from empty state (AccountDetector)
     idle_expiry_ms: int = 48 * 3_600_000
+    # the cross-account stage's tunables: the [clusters] table
+    clusters: ClusterConfig = ClusterConfig()
 
 
 def load_config(path: str | Path | None = None) -> DetectorConfig:
-    """Defaults, overridden by the ``[detector]`` table of a TOML file if given."""
+    """Defaults, overridden by the ``[detector]`` and ``[clusters]`` tables of a TOML file if given."""
     config = DetectorConfig()
     if not path:
         return config
     with open(path, "rb") as fh:
-        table = tomllib.load(fh).get("detector", {})
-    known = {f.name: f.type for f in fields(DetectorConfig)}
+        doc = tomllib.load(fh)
+    unknown_tables = sorted(set(doc) - {"detector", "clusters"})
+    if unknown_tables:
+        raise ValueError(f"{path}: unknown table(s) {unknown_tables}; known: ['clusters', 'detector']")
+    table = doc.get("detector", {})
+    _check_keys(path, "detector", table, [f.name for f in fields(DetectorConfig) if f.name != "clusters"])
+    clusters = dict(doc.get("clusters", {}))
+    _check_keys(path, "clusters", clusters, [f.name for f in fields(ClusterConfig)])
+    for name in ("base_weight", "ref_card"):   # per link kind: give some kinds, keep the others
+        if name in clusters:
+            default = getattr(config.clusters, name)
+            _check_keys(path, f"clusters.{name}", clusters[name], list(default))
+            clusters[name] = {**default, **clusters[name]}
+    if "low_tiers" in clusters:
+        clusters["low_tiers"] = frozenset(None if t == "" else t for t in clusters["low_tiers"])
+    return replace(config, **table, clusters=replace(config.clusters, **clusters))
+
+
+def _check_keys(path, table_name: str, table: Mapping, known: list[str]) -> None:
     unknown = sorted(set(table) - set(known))
     if unknown:
-        raise ValueError(f"{path}: unknown detector setting(s) {unknown}; known: {sorted(known)}")
-    return replace(config, **table)
+        raise ValueError(f"{path}: unknown {table_name} setting(s) {unknown}; known: {sorted(known)}")

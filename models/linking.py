@@ -4,7 +4,7 @@ A hydra campaign spreads extraction over many small accounts; what ties them
 together is what they *share*: a prompt wrapper, a system prompt, a payment
 method, a network, a client. Stage 1 (:class:`LinkObserver`, in the detect
 agent, next to the per-account detector) turns each request into at most one
-*link observation* per (account, link key) every ``DEDUPE_MS`` of event time,
+*link observation* per (account, link key) every ``dedupe_ms`` of event time,
 so the link stream is much thinner than the request stream. Stage 2
 (:class:`Linker`, keyed by link key) remembers, per key, a bounded sample of
 the accounts that used it and emits *pair evidence* (account, partner, kind,
@@ -29,22 +29,22 @@ ua      user agent + shape of the api key id                    0.15
 A key used by many accounts says little about any two of them (a browser
 user agent, "You are a helpful assistant."), so the weight of ``net``,
 ``wrap``, ``sys`` and ``ua`` falls with the key's estimated number of
-distinct accounts (``REF_CARD``), and a key whose weight is negligible emits
+distinct accounts (``ref_card``), and a key whose weight is negligible emits
 no pairs at all. Payment is not discounted: one card behind hundreds of
 accounts is itself the finding.
 
 Bounds (documented in README, "Cross-account detection"):
 
 * observer: ``OBSERVER_MAX`` (account, key) dedupe entries (none older than
-  ``SLOW_DEDUPE_MS``), ``OBSERVER_MAX_ACCOUNTS`` per-account profiles (none
-  idle for ``PROFILE_IDLE_MS``; ≤ 16 topic counts, a few counters,
+  ``slow_dedupe_ms``), ``OBSERVER_MAX_ACCOUNTS`` per-account profiles (none
+  idle for ``profile_idle_ms``; ≤ 16 topic counts, a few counters,
   ``NET_RING`` networks, 8 wrapper fingerprints: ~1 KB each) and
   the link keys of the latest ``LINK_MEMO`` raw inputs (each at most
   ``LINK_MEMO_CHARS`` long) per kind;
 * linker: ``MAX_KEYS`` keys, each with a bottom-``ANCHORS`` sketch of accounts
   (the anchors: the accounts with the smallest hashes, which doubles as a
   k-minimum-values distinct counter) and a ring of the ``RECENT`` latest
-  observations; keys idle for ``KEY_TTL_MS`` of event time are evicted;
+  observations; keys idle for ``key_ttl_ms`` of event time are evicted;
 * one observation yields at most ``ANCHORS + RECENT`` partners.
 
 Everything is deterministic: hashes are BLAKE2b (not Python's ``hash``),
@@ -58,34 +58,24 @@ import ipaddress
 import math
 from collections import OrderedDict
 
+from .config import ClusterConfig
 from .features import prompt_parts
 from .records import AccountSummary, LinkFeatures, LinkObservation, LinkRecord, PairEvidence, Partner
 from .text import fingerprint, words
 from .topics import TOPICS
 
 KINDS = ("pay", "net", "wrap", "sys", "ua")
-BASE_WEIGHT = {"pay": 0.6, "net": 0.35, "wrap": 0.35, "sys": 0.25, "ua": 0.15}
-REF_CARD = {"pay": float("inf"), "net": 256.0, "wrap": 150.0, "sys": 40.0, "ua": 15.0}
-MIN_WEIGHT = 0.05            # keys weaker than this emit no pairs (they still count accounts)
-NOVEL_WRAP_BUDGET = 2        # new (never repeated by the account) wrapper keys sent per DEDUPE_MS
-
-DEDUPE_MS = 180_000          # an account sends each key at most once per 3 minutes...
-SLOW_DEDUPE_MS = 1_800_000   # ...and a key that rarely changes (pay, sys, ua) once per 30 minutes
-SLOW_KINDS = frozenset({"pay", "sys", "ua"})
-_DEDUPE = {kind: SLOW_DEDUPE_MS if kind in SLOW_KINDS else DEDUPE_MS for kind in KINDS}
+SLOW_KINDS = frozenset({"pay", "sys", "ua"})   # keys that rarely change: ClusterConfig.slow_dedupe_ms
+# Tunables (weights, windows) are ClusterConfig's (models/config.py, the [clusters] table);
+# what follows are memory bounds.
 OBSERVER_MAX = 200_000       # (account, key) dedupe entries per worker
 OBSERVER_MAX_ACCOUNTS = 100_000
-PROFILE_IDLE_MS = 7 * 86_400_000   # a profile idle this long (event time) is dropped
 NET_RING = 8                 # networks remembered per account (IP rotation)
-NET_WINDOW_MS = 3_600_000    # networks used within the last hour count for rotation
 LINK_MEMO = 10_000           # raw inputs per kind whose link keys are remembered...
 LINK_MEMO_CHARS = 512        # ...if no longer than this (a hostile 100 KB user agent is not kept)
 
 ANCHORS = 12                 # bottom-k accounts kept per key
 RECENT = 8                   # latest observations kept per key (synchrony)
-SYNC_MS = 8_000              # two accounts on one key within this many ms are synchronised
-PAIR_WINDOW_MS = 2 * 3_600_000   # anchors idle longer than this are not paired with
-KEY_TTL_MS = 6 * 3_600_000   # keys idle longer than this are forgotten
 MAX_KEYS = 100_000
 
 _WRAP_TAIL_CHARS = 160
@@ -201,16 +191,16 @@ class _Profile:
         self.budget_t = 0
         self.budget = 0
 
-    def allow_wrap(self, k: str, ts: int) -> bool:
+    def allow_wrap(self, k: str, ts: int, cfg: ClusterConfig) -> bool:
         """A wrapper key the account repeats is always sent (deduplicated); a novel one only
         within a small budget, so free-text traffic (every prompt a new tail) is not multiplied."""
         repeated = k in self.wrap_tails
         if not repeated:
             self.wrap_tails.append(k)
             del self.wrap_tails[:-8]
-            if ts - self.budget_t >= DEDUPE_MS:
+            if ts - self.budget_t >= cfg.dedupe_ms:
                 self.budget_t, self.budget = ts, 0
-            if self.budget >= NOVEL_WRAP_BUDGET:
+            if self.budget >= cfg.novel_wrap_budget:
                 return False
             self.budget += 1
         return True
@@ -248,15 +238,15 @@ class _Profile:
         if len(ring) > NET_RING:
             del ring[min(ring, key=lambda k: (ring[k], k))]
 
-    def summary(self, ts: int, created: int | None, tier: str | None) -> AccountSummary:
+    def summary(self, ts: int, created: int | None, tier: str | None, net_window_ms: int) -> AccountSummary:
         """A per-account summary for collective features (a few hundred bytes, no text), as of a
-        request at ``ts``: ``nets`` counts the networks used within ``NET_WINDOW_MS`` (IP rotation)."""
+        request at ``ts``: ``nets`` counts the networks used within ``net_window_ms`` (IP rotation)."""
         req = self.req
         return {"n": self.n, "rd": round(req, 2), "r": round(self.reasoning / req, 3) if req else 0.0,
                 "tp": round(self.template / req, 3) if req else 0.0,
                 "t": {str(i): round(v, 2) for i, v in sorted(self.topics.items()) if v >= 0.01},
                 "first": self.first, "created": created, "tier": tier,
-                "nets": sum(1 for t in self.nets.values() if ts - t <= NET_WINDOW_MS)}
+                "nets": sum(1 for t in self.nets.values() if ts - t <= net_window_ms)}
 
 
 class LinkObserver:
@@ -268,8 +258,10 @@ class LinkObserver:
     that sends an observation.
     """
 
-    def __init__(self, key: bytes):
+    def __init__(self, key: bytes, cfg: ClusterConfig | None = None):
         self.key = key
+        self.cfg = cfg = cfg or ClusterConfig()
+        self._dedupe = {kind: cfg.slow_dedupe_ms if kind in SLOW_KINDS else cfg.dedupe_ms for kind in KINDS}
         self.sent: OrderedDict[tuple[str, str], int] = OrderedDict()   # (account, key) -> ts sent
         self.profiles: OrderedDict[str, _Profile] = OrderedDict()       # least recently seen first
         # kind -> raw input -> (link value, key), (None, None) if it has none; oldest first
@@ -309,15 +301,15 @@ class LinkObserver:
                 prof.saw_network(value, ts)
             dk = (account, k)
             last = sent.get(dk)
-            if last is not None and ts - last < _DEDUPE[kind]:
+            if last is not None and ts - last < self._dedupe[kind]:
                 continue
-            if kind == "wrap" and not prof.allow_wrap(k, ts):
+            if kind == "wrap" and not prof.allow_wrap(k, ts, self.cfg):
                 continue
             sent[dk] = ts
             sent.move_to_end(dk)
             out.append(LinkObservation(account, kind, k, ts, event_id, model, None))
         if out:
-            summary = prof.summary(ts, created, tier)   # after the network ring has seen this request
+            summary = prof.summary(ts, created, tier, self.cfg.net_window_ms)   # after the network ring has seen this request
             for obs in out:
                 obs.summary = summary
         self._forget(ts)
@@ -325,12 +317,13 @@ class LinkObserver:
 
     def _forget(self, now: int) -> None:
         """Drop what can no longer matter, oldest first (both dicts are in order of last use):
-        dedupe entries older than the longest dedupe window, profiles idle ``PROFILE_IDLE_MS``;
+        dedupe entries older than the longest dedupe window, profiles idle ``profile_idle_ms``;
         the count bounds hold whatever the event times."""
         sent, profiles = self.sent, self.profiles
-        while sent and (len(sent) > OBSERVER_MAX or now - next(iter(sent.values())) >= SLOW_DEDUPE_MS):
+        longest, idle = self.cfg.slow_dedupe_ms, self.cfg.profile_idle_ms
+        while sent and (len(sent) > OBSERVER_MAX or now - next(iter(sent.values())) >= longest):
             sent.popitem(last=False)
-        while profiles and now - next(iter(profiles.values())).last >= PROFILE_IDLE_MS:
+        while profiles and now - next(iter(profiles.values())).last >= idle:
             profiles.popitem(last=False)
 
 
@@ -350,9 +343,9 @@ class _Key:
         return (ANCHORS - 1) / (self.anchors[-1][0] / _HASH_SPACE)
 
 
-def key_weight(kind: str, card: float) -> float:
+def key_weight(kind: str, card: float, cfg: ClusterConfig) -> float:
     """Evidence weight of sharing one key of ``kind`` used by about ``card`` accounts."""
-    return BASE_WEIGHT[kind] * min(1.0, REF_CARD[kind] / max(card, 1.0))
+    return cfg.base_weight[kind] * min(1.0, cfg.ref_card[kind] / max(card, 1.0))
 
 
 class Linker:
@@ -361,13 +354,14 @@ class Linker:
     Partners of an observation are the key's anchors (the bottom-``ANCHORS``
     accounts by hash: the same few accounts for every key a population
     shares, so a pair collects evidence of several kinds) active within
-    ``PAIR_WINDOW_MS``, plus the accounts of the ``RECENT`` latest
-    observations within ``SYNC_MS`` (synchronised bursts).
+    ``pair_window_ms``, plus the accounts of the ``RECENT`` latest
+    observations within ``sync_ms`` (synchronised bursts; ``ClusterConfig``).
 
     Output: ``PairEvidence`` (partners sorted by account), or None.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cfg: ClusterConfig | None = None) -> None:
+        self.cfg = cfg or ClusterConfig()
         self.keys: OrderedDict[str, _Key] = OrderedDict()
         self.evicted = 0
 
@@ -380,19 +374,21 @@ class Linker:
             self.keys.move_to_end(k)
         st.last_ts = max(st.last_ts, ts)
         summary = obs.summary
+        cfg = self.cfg
+        window, sync_ms = cfg.pair_window_ms, cfg.sync_ms
         partners: dict[str, Partner] = {}
         own = None
         for entry in st.anchors:
             _, a_acct, a_ts, a_sum = entry
             if a_acct == account:
                 own = entry
-            elif ts - a_ts <= PAIR_WINDOW_MS:
-                partners[a_acct] = Partner(a_acct, int(abs(ts - a_ts) <= SYNC_MS), a_sum)
+            elif ts - a_ts <= window:
+                partners[a_acct] = Partner(a_acct, int(abs(ts - a_ts) <= sync_ms), a_sum)
         recent = []   # the ring without this account, which goes last
         for entry in st.recent:
             r_acct, r_ts, r_sum = entry
             if r_acct != account:
-                if abs(ts - r_ts) <= SYNC_MS:
+                if abs(ts - r_ts) <= sync_ms:
                     partners[r_acct] = Partner(r_acct, 1, r_sum)
                 recent.append(entry)
         recent.append([account, ts, summary])
@@ -408,17 +404,17 @@ class Linker:
                 st.anchors.sort(key=lambda e: (e[0], e[1]))
                 del st.anchors[ANCHORS:]
         self._evict(ts)
-        w = key_weight(st.kind, st.cardinality())
-        if not partners or w < MIN_WEIGHT:
+        w = key_weight(st.kind, st.cardinality(), cfg)
+        if not partners or w < cfg.min_weight:
             return None
         return PairEvidence(account, summary, st.kind, round(w, 4), ts, obs.event_id, obs.model,
                             [partners[p] for p in sorted(partners)])
 
     def _evict(self, now: int) -> None:
-        keys = self.keys
+        keys, ttl = self.keys, self.cfg.key_ttl_ms
         while keys:
             k, st = next(iter(keys.items()))
-            if len(keys) > MAX_KEYS or now - st.last_ts > KEY_TTL_MS:
+            if len(keys) > MAX_KEYS or now - st.last_ts > ttl:
                 del keys[k]
                 self.evicted += 1
             else:

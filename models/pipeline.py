@@ -162,8 +162,9 @@ class CrossAccountPipeline:
     stage objects in three agents."""
 
     def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY, settle: int = 1):
-        self.observer = LinkObserver(key)
-        self.linker = Linker()
+        config = config or DetectorConfig()
+        self.observer = LinkObserver(key, config.clusters)
+        self.linker = Linker(config.clusters)
         self.clusters = ClusterStage(config, settle)
 
     def process(self, record: LinkRecord) -> ClusterOutput:

@@ -76,7 +76,7 @@ class LinkObservation:
 
 class Partner(NamedTuple):
     account: str
-    sync: int                 # 1 if within ``linking.SYNC_MS`` of the observation
+    sync: int                 # 1 if within ``ClusterConfig.sync_ms`` of the observation
     summary: AccountSummary
 
 

@@ -46,7 +46,6 @@ from dataclasses import dataclass
 import orjson
 from aiokafka.partitioner import murmur2
 
-from distillguard.models.clusters import STREAM_SETTLE
 from distillguard.models.config import DetectorConfig
 from distillguard.models.linking import Linker, LinkObserver
 from distillguard.models.pipeline import ClusterOutput, ClusterStage
@@ -134,11 +133,11 @@ class CrossAccountAgents:
                 "cluster_alerts": self.cluster_alerts, **self.clusters.stats()}
 
 
-def stream_settle(partitions: int) -> int:
+def stream_settle(partitions: int, config: DetectorConfig) -> int:
     """The cluster engine's clock window (``ClusterEngine``): with one links partition the
     evidence arrives in event order, as in a replay; with several it interleaves partitions
     consumed at different speeds."""
-    return 1 if partitions == 1 else STREAM_SETTLE
+    return 1 if partitions == 1 else config.clusters.stream_settle
 
 
 def register_cluster_agents(app, settings: Settings, config: DetectorConfig, key: bytes, emit_alert,
@@ -149,8 +148,9 @@ def register_cluster_agents(app, settings: Settings, config: DetectorConfig, key
                       value_serializer="raw", partitions=settings.partitions)
     evidence = app.topic(settings.topic_cluster, key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw", partitions=1)
-    agents = CrossAccountAgents(LinkPublisher(LinkObserver(key), links, settings.partitions), Linker(),
-                                ClusterStage(config, settle=stream_settle(settings.partitions)))
+    agents = CrossAccountAgents(LinkPublisher(LinkObserver(key, config.clusters), links, settings.partitions),
+                                Linker(config.clusters),
+                                ClusterStage(config, settle=stream_settle(settings.partitions, config)))
     quiet = {"since": time.monotonic(), "flushed": True}
 
     async def publish(out: ClusterOutput) -> None:

@@ -4,15 +4,18 @@ import re
 
 import orjson
 
-from distillguard.models.clusters import LINK_THRESHOLD, synchrony
+from distillguard.models.clusters import synchrony
+from distillguard.models.config import ClusterConfig
 from distillguard.models.pipeline import CrossAccountPipeline
 from distillguard.models.features import extract
-from distillguard.models.linking import (ANCHORS, LINK_MEMO_CHARS, RECENT, SYNC_MS, Linker, LinkObserver, link_record,
+from distillguard.models.linking import (ANCHORS, LINK_MEMO_CHARS, RECENT, Linker, LinkObserver, link_record,
                                         link_value, network_of)
 from distillguard.models.records import LinkObservation
 from distillguard.schemas import event_from_dict, validate_alert
 
 KEY = b"test-key"
+CC = ClusterConfig()
+SYNC_MS, LINK_THRESHOLD = CC.sync_ms, CC.link_threshold
 T0 = 1_793_577_600_000
 DAY = 86_400_000
 QUESTIONS = [  # several areas, as an extraction sweep would cover
@@ -201,7 +204,7 @@ def test_cluster_engine_indexes_follow_its_pairs():
     last = max(p.last_ts for p in engine.pairs.values())
     for now in (last + 7 * 3_600_000, last + 9 * 3_600_000):    # fading: the sweep re-checks the strong
         engine._sweep(now)
-        assert engine._strong == {k for k, p in engine.pairs.items() if p.strength(now) >= LINK_THRESHOLD}
+        assert engine._strong == {k for k, p in engine.pairs.items() if p.strength(now, CC) >= LINK_THRESHOLD}
     engine._sweep(last + 13 * 3_600_000)                         # all idle: evicted
     assert not engine.pairs and not engine.partners
 
