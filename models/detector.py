@@ -49,6 +49,7 @@ class Detector:
         self.max_scores: dict[str, float] = {}
         self.open_alerts: set[str] = set()  # accounts with an open alert, for expiry
         self.watermark = 0                  # highest event time seen
+        self.content_less = 0               # events without prompt text (redacted): content signals blind
         # optional callback(account, ts_ms, score, reasons) on every scoring: the stream stores
         # these as feature snapshots for analysts (account_features)
         self.on_score: Callable[[str, int, float, list[dict]], None] | None = None
@@ -67,6 +68,7 @@ class Detector:
     def learn_features(self, account: str, f: EventFeatures) -> list[Alert]:
         """``process_one`` after feature extraction (evaluation sweeps reuse extracted features)."""
         self.last_features = f  # read by the cross-account stage (models/clusters.py), features computed once
+        self.content_less += f.content_less
         s = self.states.get(account)
         if s is None:
             s = AccountState()

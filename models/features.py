@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distillguard.schemas import RequestEvent
+from distillguard.schemas.redaction import is_content_less
 
 from .text import analyze, clip, fingerprint, grader_cues, reasoning_cues
-from .topics import topic_of
+from .topics import OTHER, topic_of
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
 REASONING_MIN_TOKENS = 256  # a request capped below this cannot get a reasoning trace back, whatever it says
@@ -47,6 +48,7 @@ class EventFeatures:
     fresh: bool = True        # no earlier turn and no system prompt: a standalone query
     tier: str | None = None
     created_ms: int | None = None
+    content_less: bool = False  # no prompt text to read (redacted or not sent): content signals left out
 
 
 class _SystemWords:
@@ -72,9 +74,21 @@ _system_words = _SystemWords()
 
 def extract(event: RequestEvent, key: bytes) -> EventFeatures:
     """One request → :class:`EventFeatures` (reads the last user turn and the system prompt)."""
+    if is_content_less(event):
+        # Redacted or no-content producers (schemas/redaction.py): the metadata signals only. The
+        # fingerprint is the event's own, so it neither repeats nor fills a template (a constant
+        # would read as one prompt sent again and again), and the topic is "other".
+        f = _extract(event, key, ())
+        f.skeleton_fp = f.wrapper_fp = fingerprint(key, event.event_id)
+        f.topic, f.reasoning, f.grader, f.fresh, f.content_less = OTHER, False, False, False, True
+        return f
+    return _extract(event, key, event.messages)
+
+
+def _extract(event: RequestEvent, key: bytes, messages) -> EventFeatures:
     prompt = system = ""
     turns = 0
-    for m in event.messages:
+    for m in messages:
         role = m.role
         if role == "user":
             prompt = m.content
