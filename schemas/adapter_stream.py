@@ -175,7 +175,7 @@ class StreamAdapter:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as err:
-            return self._bad([BadEvent("invalid_json", str(err)[:200])])
+            return self.stats_add([BadEvent("invalid_json", str(err)[:200])])
         return self.feed_doc(doc, now)
 
     def feed_doc(self, doc: Any, now: float) -> list[Item]:
@@ -217,9 +217,18 @@ class StreamAdapter:
             return err
 
     def _mapped(self, joined: list[tuple[dict, dict | None, list]]) -> list[Item]:
-        return [self._map(from_otel_span, span, resource, logs) for span, resource, logs in joined]
+        """Spans released by the joiner, mapped; a bad one keeps its span (``record``) for the DLQ,
+        as the message it came in is long gone."""
+        out = []
+        for span, resource, logs in joined:
+            item = self._map(from_otel_span, span, resource, logs)
+            if isinstance(item, BadEvent):
+                item.record = span
+            out.append(item)
+        return out
 
-    def _bad(self, items: list[BadEvent]) -> list[Item]:
+    def stats_add(self, items: list[BadEvent]) -> list[Item]:
+        """Count records the caller rejected before mapping (e.g. too large)."""
         for err in items:
             self._stats[f"dlq_{err.reason}"] += 1
         return list(items)

@@ -28,6 +28,7 @@ from faust.streams import _current_event  # set per account before a table write
 
 from distillguard.models import Detector, load_config
 from distillguard.models.aggregates import MinuteAggregates
+from distillguard.models.coverage import coverage
 from distillguard.models.state import AccountState
 from distillguard.schemas import BadEvent, parse_event
 
@@ -295,6 +296,9 @@ def create_app(settings: Settings) -> faust.App:
         sink = app.distillguard.get("sink")
         if sink is not None:
             body["sink"] = sink.stats()
+        # blind spot (issue #14): events read without prompt text; gateway adapters' counts
+        body["content_less"] = coverage(detector.content_less, counters.events - sum(counters.dlq.values()))
+        body["adapters"] = {src: dict(c) for src, c in app.distillguard.get("adapters", {}).items()}
         return web.json(body)
 
     @app.page("/metrics")
@@ -302,7 +306,8 @@ def create_app(settings: Settings) -> faust.App:
         sink = app.distillguard.get("sink")
         text = render_metrics(counters, sink.stats() if sink is not None else None,
                               faust_lag(app, [settings.topic_requests, *adapter_topics(settings).values()]),
-                              {k: dict(v) for k, v in app.distillguard.get("adapters", {}).items()})
+                              {k: dict(v) for k, v in app.distillguard.get("adapters", {}).items()},
+                              content_less=detector.content_less)
         return web.text(text, content_type="text/plain")  # aiohttp adds charset=utf-8; format 0.0.4
 
     return app

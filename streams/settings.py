@@ -40,6 +40,12 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "DG_TOPIC_OTEL": ("", "if set, OpenTelemetry GenAI spans (OTLP/JSON) in; mapped to DG_TOPIC_REQUESTS"),
     "DG_TOPIC_LINKS": ("", "internal: link observations keyed by link key (cross-account); default <DG_APP_ID>.links"),
     "DG_TOPIC_CLUSTER": ("", "internal: account-pair evidence, one partition (cross-account); default <DG_APP_ID>.cluster"),
+    # --- integration settings ---
+    "DG_ADAPTER_DEDUPE_IDS": ("100000", "event ids the gateway adapters remember to forward a repeated one once"),
+    "DG_OTEL_JOIN_TIMEOUT_S": ("5", "seconds an OpenTelemetry span without its prompt waits for its log records"),
+    "DG_CONTENT_LESS_WARN_SHARE": ("0.2", "warn when more than this share of events carries no prompt text"),
+    "DG_OTLP_HOST": ("127.0.0.1", "otlp-receiver: address to listen on (0.0.0.0 for every interface)"),
+    "DG_OTLP_PORT": ("4318", "otlp-receiver: OTLP/HTTP port"),
 }
 
 _SECRET = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
@@ -72,6 +78,12 @@ class Settings:
     topic_otel: str = ""
     topic_links: str = "distillguard.links"
     topic_cluster: str = "distillguard.cluster"
+    # --- integration settings ---
+    adapter_dedupe_ids: int = 100_000
+    otel_join_timeout_s: float = 5.0
+    content_less_warn_share: float = 0.2
+    otlp_host: str = "127.0.0.1"
+    otlp_port: int = 4318
 
     @property
     def embedded_clickhouse(self) -> bool:
@@ -134,6 +146,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         # internal topics of one app (like Faust's changelogs): named after the app id by default
         topic_links=_value(env, "DG_TOPIC_LINKS") or f"{_value(env, 'DG_APP_ID')}.links",
         topic_cluster=_value(env, "DG_TOPIC_CLUSTER") or f"{_value(env, 'DG_APP_ID')}.cluster",
+        # --- integration settings ---
+        adapter_dedupe_ids=_number(env, "DG_ADAPTER_DEDUPE_IDS", int),
+        otel_join_timeout_s=_number(env, "DG_OTEL_JOIN_TIMEOUT_S", float),
+        content_less_warn_share=_number(env, "DG_CONTENT_LESS_WARN_SHARE", float),
+        otlp_host=_value(env, "DG_OTLP_HOST"),
+        otlp_port=_number(env, "DG_OTLP_PORT", int),
     )
     if settings.partitions < 1:
         raise SettingsError("DG_PARTITIONS must be at least 1")

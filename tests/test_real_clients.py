@@ -149,3 +149,51 @@ def test_field_table():
     assert rows["`messages`"][1] == "–" and rows["`content_redacted`"][1] == "11/11"
     assert rows["`content_redacted`"][5] == "6/6"            # openai-v2 without content
     assert rows["`params.logprobs`"][3:] == ["–"] * 5        # no instrumentation records logprobs
+
+
+@pytest.mark.integration
+def test_worker_adapts_real_captures(tmp_path, isolated_env, isolated_settings):
+    """The worker's topic adapters on the captures: LiteLLM (with a duplicate and redacted prompts)
+    and openai-v2 spans and log records on one topic, joined; the blind spot on the status page
+    and in the metrics."""
+    import urllib.request
+
+    from distillguard.streams.kafka_io import consume, ensure_topics, produce_events
+
+    from .workers import WorkerProcess
+
+    root = captures_dir()
+    litellm = [line for name in ("litellm/ll_sdk.jsonl", "litellm/ll_redact.jsonl")
+               for line in (root / name).read_bytes().splitlines()]
+    otel = [line for name in ("otel/exp_event.traces.jsonl", "otel/exp_event.logs.jsonl")
+            for line in (root / name).read_bytes().splitlines()]
+    expected = {}
+    for source, lines in (("litellm", litellm), ("otel", otel)):
+        a = StreamAdapter(source)
+        items = [i for line in lines for i in a.feed(line, now=0.0)] + a.flush()
+        expected.update({i["event_id"]: i for i in items if isinstance(i, dict)})
+    blind = sum(1 for e in expected.values() if e.get("content_redacted"))
+    assert len(expected) == 27 and blind == 11   # the mocked responses call has one id in both logs
+    env = {**isolated_env, "DG_TOPIC_LITELLM": isolated_env["DG_TOPIC_REQUESTS"] + ".litellm",
+           "DG_TOPIC_OTEL": isolated_env["DG_TOPIC_REQUESTS"] + ".otel", "DG_SINK": "0",
+           "DG_OTEL_JOIN_TIMEOUT_S": "2"}
+    ensure_topics(isolated_settings)
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        produce_events(isolated_settings, litellm, progress=False, topic=env["DG_TOPIC_LITELLM"])
+        produce_events(isolated_settings, otel, progress=False, topic=env["DG_TOPIC_OTEL"])
+        status = worker.wait_for(lambda s: s and s["events"] >= 27, 120, "27 adapted events processed")
+        assert status["content_less"] == {"events": 11, "share": round(11 / 27, 4)}
+        assert status["adapters"]["litellm"]["duplicate"] == 2   # one in the SDK log, one across the two
+        assert status["adapters"]["otel"]["joined"] == 6 and status["adapters"]["otel"]["join_timeout"] == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert "distillguard_content_less_events_total 11" in metrics
+        assert 'distillguard_adapter_records_total{source="otel",outcome="joined"} 6' in metrics
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    forwarded = {parse_event(v).event_id: orjson.loads(v)
+                 for _k, v, _h in consume(isolated_settings, isolated_settings.topic_requests, timeout=30, idle=5)}
+    assert forwarded == expected
+    dlq = list(consume(isolated_settings, isolated_settings.topic_dlq, timeout=20, idle=4))
+    assert sorted(dict(h)["dg-detail"].decode()[:13] for _k, _v, h in dlq) == ["no account id"] * 3
