@@ -53,6 +53,9 @@ class RecentIds:
             self._ids.popitem(last=False)
         return False
 
+    def forget(self, key: str) -> None:
+        self._ids.pop(key, None)
+
     def __contains__(self, key: object) -> bool:
         return key in self._ids
 
@@ -209,23 +212,24 @@ class StreamAdapter:
         """Everything still waiting (end of input)."""
         return self._out(self._mapped(self.joiner.flush()))
 
+    def forget(self, event_ids) -> None:
+        """Events that were not delivered after all: a retry of them is not a duplicate."""
+        for event_id in event_ids:
+            self.recent.forget(event_id)
+
     @staticmethod
-    def _map(fn, *args) -> Item:
+    def _map(fn, record, *args) -> Item:
+        """``fn(record, *args)``; a bad record comes back as a BadEvent that keeps the record
+        (``record``) for a dead letter of its own (one export may hold good and bad ones, and a
+        span released by the joiner has outlived the message it came in)."""
         try:
-            return fn(*args)
+            return fn(record, *args)
         except BadEvent as err:
+            err.record = record
             return err
 
     def _mapped(self, joined: list[tuple[dict, dict | None, list]]) -> list[Item]:
-        """Spans released by the joiner, mapped; a bad one keeps its span (``record``) for the DLQ,
-        as the message it came in is long gone."""
-        out = []
-        for span, resource, logs in joined:
-            item = self._map(from_otel_span, span, resource, logs)
-            if isinstance(item, BadEvent):
-                item.record = span
-            out.append(item)
-        return out
+        return [self._map(from_otel_span, span, resource, logs) for span, resource, logs in joined]
 
     def stats_add(self, items: list[BadEvent]) -> list[Item]:
         """Count records the caller rejected before mapping (e.g. too large)."""

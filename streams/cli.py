@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     _module_command(sub, "export-ocsf", "export_ocsf_cli",
                     "alert events as OCSF Detection Findings (JSONL), from a file or the topic")
     _module_command(sub, "ingest", "ingest_cli", "map gateway logs (LiteLLM, OpenTelemetry GenAI spans) to request events")
+    _module_command(sub, "otlp-receiver", "otlp_receiver",
+                    "OTLP/HTTP endpoint (/v1/traces, /v1/logs): GenAI spans and logs to the requests topic")
     return parser
 
 
