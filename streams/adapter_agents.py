@@ -16,7 +16,8 @@ killed in that window loses them (their offsets are committed).
 
 Every worker also watches its blind spot (``models.coverage``): a warning in
 the log when more than ``DG_CONTENT_LESS_WARN_SHARE`` of the events it read
-carried no prompt text.
+carried no prompt text, and per-minute counts in ClickHouse (``content_minute``)
+for ``distillguard report``.
 """
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ from distillguard.schemas.adapter_stream import StreamAdapter
 from distillguard.schemas.event import BadEvent
 
 from .settings import Settings
+from .sink import sink_message
 
 log = logging.getLogger("distillguard.adapters")
 BLIND_SPOT_CHECK_S = 60.0
+BLIND_SPOT_ROW_S = 10.0
 JOIN_EXPIRY_S = 1.0
 
 
@@ -84,14 +87,27 @@ def register_adapter_agents(app, settings: Settings, requests_topic, dlq_topic) 
 
 
 def _watch_blind_spot(app, settings: Settings) -> None:
+    """Every BLIND_SPOT_ROW_S: a ``content_minute`` row (events, content-less events) for the report;
+    every BLIND_SPOT_CHECK_S: the warning when the share is high."""
     watch = BlindSpotWatch(settings.content_less_warn_share)
+    sink = app.topic(settings.topic_sink, key_serializer="raw", value_serializer="raw",
+                     partitions=settings.partitions)
+    last = {"events": 0, "content_less": 0, "checked": time.monotonic()}
 
-    @app.timer(interval=BLIND_SPOT_CHECK_S)
-    async def _warn_when_blind() -> None:
+    @app.timer(interval=BLIND_SPOT_ROW_S)
+    async def _record_blind_spot() -> None:
         counters, detector = app.distillguard["counters"], app.distillguard["detector"]
-        warning = watch.check(counters.events - sum(counters.dlq.values()), detector.content_less)
-        if warning:
-            log.warning(warning)
+        events, blind = counters.events - sum(counters.dlq.values()), detector.content_less
+        if events > last["events"]:
+            minute = int(time.time()) // 60 * 60
+            await sink.send(value=sink_message("content_minute", [[minute, events - last["events"],
+                                                                   blind - last["content_less"]]]))
+            last.update(events=events, content_less=blind)
+        if time.monotonic() - last["checked"] >= BLIND_SPOT_CHECK_S:
+            last["checked"] = time.monotonic()
+            warning = watch.check(events, blind)
+            if warning:
+                log.warning(warning)
 
 
 def ocsf_topic(app, settings: Settings):

@@ -136,6 +136,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ORDER BY (account_id, ts)
         TTL toDateTime(ts) + INTERVAL 90 DAY""",
     ]),
+    (4, [
+        # --- integration (issue #14): the detector's blind spot per minute of worker time, for the report
+        """CREATE TABLE IF NOT EXISTS {db}.content_minute (
+            minute DateTime('UTC'),
+            events UInt64,
+            content_less UInt64
+        ) ENGINE = SummingMergeTree
+        ORDER BY minute
+        TTL minute + INTERVAL 400 DAY""",
+    ]),
 ]
 
 # Column order of the rows the sink inserts, per table.
@@ -149,6 +159,7 @@ COLUMNS: dict[str, list[str]] = {
     "account_minute_in": ["account_id", "minute", "requests", "input_tokens", "output_tokens", "errors",
                           "skeletons", "topics"],
     "account_features": ["account_id", "ts", "score", "features"],
+    "content_minute": ["minute", "events", "content_less"],
 }
 
 

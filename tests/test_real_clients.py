@@ -175,8 +175,7 @@ def test_worker_adapts_real_captures(tmp_path, isolated_env, isolated_settings):
     blind = sum(1 for e in expected.values() if e.get("content_redacted"))
     assert len(expected) == 27 and blind == 11   # the mocked responses call has one id in both logs
     env = {**isolated_env, "DG_TOPIC_LITELLM": isolated_env["DG_TOPIC_REQUESTS"] + ".litellm",
-           "DG_TOPIC_OTEL": isolated_env["DG_TOPIC_REQUESTS"] + ".otel", "DG_SINK": "0",
-           "DG_OTEL_JOIN_TIMEOUT_S": "2"}
+           "DG_TOPIC_OTEL": isolated_env["DG_TOPIC_REQUESTS"] + ".otel", "DG_OTEL_JOIN_TIMEOUT_S": "2"}
     ensure_topics(isolated_settings)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
@@ -190,10 +189,28 @@ def test_worker_adapts_real_captures(tmp_path, isolated_env, isolated_settings):
             metrics = r.read().decode()
         assert "distillguard_content_less_events_total 11" in metrics
         assert 'distillguard_adapter_records_total{source="otel",outcome="joined"} 6' in metrics
+        worker.wait_for(lambda s: s["sink"]["inserted"].get("content_minute"), 60, "content_minute rows")
     finally:
         assert worker.stop() == 0, worker.log_tail()
+    from distillguard.streams.clickhouse import Store
+    from distillguard.streams.report_ch import collect
+
+    store = Store(isolated_settings)
+    try:
+        assert collect(store, None)["content"] == (27, 11)   # what `distillguard report` shows
+    finally:
+        store.close()
     forwarded = {parse_event(v).event_id: orjson.loads(v)
                  for _k, v, _h in consume(isolated_settings, isolated_settings.topic_requests, timeout=30, idle=5)}
     assert forwarded == expected
     dlq = list(consume(isolated_settings, isolated_settings.topic_dlq, timeout=20, idle=4))
     assert sorted(dict(h)["dg-detail"].decode()[:13] for _k, _v, h in dlq) == ["no account id"] * 3
+
+
+def test_report_line_on_the_blind_spot():
+    from distillguard.streams.report_ch import _blind_spot
+
+    assert "no event counts" in _blind_spot(None)
+    line = _blind_spot((1000, 950))
+    assert "950 of 1,000 events (95.0%) carried none" in line and "#b91c1c" in line
+    assert "#b91c1c" not in _blind_spot((1000, 10))
