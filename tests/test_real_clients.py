@@ -214,3 +214,31 @@ def test_report_line_on_the_blind_spot():
     line = _blind_spot((1000, 950))
     assert "950 of 1,000 events (95.0%) carried none" in line and "#b91c1c" in line
     assert "#b91c1c" not in _blind_spot((1000, 10))
+
+
+def test_legacy_message_events_as_log_records_join_their_span():
+    """openai-v2's default (legacy) event mode: one ``gen_ai.*.message`` log record per message,
+    body ``{"content": ...}``, the event name in ``eventName`` or the ``event.name`` attribute."""
+    root = captures_dir()
+    export = orjson.loads((root / "otel/exp_event.traces.jsonl").read_bytes().splitlines()[0])
+    spans = export["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    span = next(s for s in spans if any(a["key"] == "gen_ai.account.id" for a in s["attributes"]))
+    export["resourceSpans"][0]["scopeSpans"][0]["spans"] = [span]
+    key = {"traceId": span["traceId"], "spanId": span["spanId"]}
+
+    def record(name, content, in_attribute=False):
+        rec = {**key, "body": {"kvlistValue": {"values": [{"key": "content", "value": {"stringValue": content}}]}}}
+        if in_attribute:
+            rec["attributes"] = [{"key": "event.name", "value": {"stringValue": name}}]
+        else:
+            rec["eventName"] = name
+        return rec
+
+    logs = {"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        record("gen_ai.system.message", "Be terse."), record("gen_ai.user.message", "What is a monad?", True),
+        {**key, "eventName": "gen_ai.choice", "body": {"stringValue": "answer text is not a prompt"}}]}]}]}
+    a = StreamAdapter("otel")
+    assert a.feed(orjson.dumps(logs), now=0.0) == []
+    out = a.feed(orjson.dumps(export), now=1.0)
+    assert [e["messages"] for e in out] == [[{"role": "system", "content": "Be terse."},
+                                             {"role": "user", "content": "What is a monad?"}]]
