@@ -70,6 +70,7 @@ class AccountDetector:
         self.max_scores: dict[str, float] = {}
         self.open_alerts: set[str] = set()  # accounts with an open alert, for advance
         self.watermark = 0                  # highest event time seen
+        self.content_less = 0               # events without prompt text (redacted): content signals blind
 
     def _due(self, s: AccountState) -> bool:
         """Score when the state changed materially: at ``min_events``, then every ``score_every``."""
@@ -90,6 +91,7 @@ class AccountDetector:
         """``process`` after feature extraction (evaluation sweeps reuse extracted features)."""
         out = AccountResult(f)
         ts = f.ts_ms
+        self.content_less += f.content_less
         s = self.states.get(account)
         if s is not None and s.alert is not None:
             s.alert, closed = self.lifecycle.expire(s.alert, account, [account], ts)

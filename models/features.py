@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distillguard.schemas import RequestEvent
+from distillguard.schemas.redaction import is_content_less
 
 from .text import analyze, clip, fingerprint, grader_cues, reasoning_cues
-from .topics import topic_of
+from .topics import OTHER, topic_of
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
 REASONING_MIN_TOKENS = 256  # a request capped below this cannot get a reasoning trace back, whatever it says
@@ -47,6 +48,7 @@ class EventFeatures:
     fresh: bool = True        # no earlier turn and no system prompt: a standalone query
     tier: str | None = None
     created_ms: int | None = None
+    content_less: bool = False  # no prompt text to read (redacted or not sent): content signals left out
 
 
 class _SystemWords:
@@ -72,7 +74,11 @@ _system_words = _SystemWords()
 
 def prompt_parts(event: RequestEvent) -> tuple[str, str, int]:
     """(last user turn, first system prompt, conversation turns): the one scan of ``messages``
-    that feature extraction and cross-account linking (``linking.link_inputs``) both read."""
+    that feature extraction and cross-account linking (``linking.link_inputs``) both read.
+    A content-less event (redacted, or no content sent: ``schemas/redaction.py``) has none, so
+    a redaction marker can never read as a prompt, a wrapper or a system prompt."""
+    if is_content_less(event):
+        return "", "", 0
     prompt = system = ""
     turns = 0
     for m in event.messages:
@@ -91,6 +97,18 @@ def prompt_parts(event: RequestEvent) -> tuple[str, str, int]:
 def extract(event: RequestEvent, key: bytes) -> EventFeatures:
     """One request → :class:`EventFeatures` (reads the last user turn and the system prompt)."""
     prompt, system, turns = prompt_parts(event)
+    if not (prompt or system or turns) and is_content_less(event):
+        # Redacted or no-content producers: the metadata signals only. The fingerprint is the
+        # event's own, so it neither repeats nor fills a template (a constant would read as one
+        # prompt sent again and again), and the capability area is "other".
+        f = _features(event, key, "", "", 0)
+        f.skeleton_fp = f.wrapper_fp = fingerprint(key, event.event_id)
+        f.topic, f.reasoning, f.grader, f.fresh, f.content_less = OTHER, False, False, False, True
+        return f
+    return _features(event, key, prompt, system, turns)
+
+
+def _features(event: RequestEvent, key: bytes, prompt: str, system: str, turns: int) -> EventFeatures:
     params = event.params
     max_tokens = params.get("max_tokens") or 0
     bias = params.get("logit_bias")

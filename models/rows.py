@@ -108,5 +108,14 @@ class DlqMinuteRow(Row):
     count: int
 
 
+@dataclass(slots=True)
+class ContentMinuteRow(Row):
+    """The detector's blind spot: events read, and those without prompt text, per minute of worker time."""
+    TABLE: ClassVar[str] = "content_minute"
+    minute: int                # epoch seconds
+    events: int
+    content_less: int
+
+
 ROW_TYPES: tuple[type[Row], ...] = (AlertEventRow, AccountMinuteRow, FeatureSnapshotRow, ClusterMemberRow,
-                                    DlqMinuteRow)
+                                    DlqMinuteRow, ContentMinuteRow)

@@ -30,12 +30,13 @@ import orjson
 from faust.streams import _current_event  # set per account before a table write, see _save_states
 
 from distillguard.models import load_config
+from distillguard.models.coverage import coverage
 from distillguard.models.pipeline import AccountStage
 from distillguard.models.rows import AlertEventRow, DlqMinuteRow, Row
 from distillguard.models.state import AccountState
 from distillguard.schemas import Alert, BadEvent, parse_event
 
-from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents
+from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents, watch_blind_spot
 from .cluster_agents import register_cluster_agents
 from .dlq import send_to_dlq
 from .kafka_config import faust_broker_options
@@ -200,6 +201,13 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
     ocsf = ocsf_topic(app, settings)
     adapter_counts = register_adapter_agents(app, settings, requests, dlq)
 
+    def read_events() -> int:
+        """Events the detector read (DLQ rejects excluded)."""
+        return counters.events - sum(counters.dlq.values())
+
+    # the blind spot (issue #14): content_minute rows and a warning when many events carry no prompt
+    watch_blind_spot(app, settings, sink_topic, lambda: (read_events(), stage.detector.content_less))
+
     async def emit_alert(alert: Alert) -> None:
         """Publish one alert (and its OCSF copy)."""
         counters.alerts[alert.severity] += 1
@@ -274,7 +282,10 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
                 "accounts_cached": len(cache.local), "accounts_expired": stage.expired_total,
                 "uptime_s": round(time.time() - counters.started),
                 "latency_ms": counters.latency.summary(), "clusters": cross.stats(),
-                "partitions": assigned_request_partitions()}
+                "partitions": assigned_request_partitions(),
+                # blind spot (issue #14): events read without prompt text; gateway adapters' counts
+                "content_less": coverage(stage.detector.content_less, read_events()),
+                "adapters": {src: dict(c) for src, c in adapter_counts.items()}}
         if sink is not None:
             body["sink"] = sink.stats()
         return web.json(body)
@@ -283,7 +294,8 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
     async def metrics_page(web, request):
         text = render_metrics(counters, sink.stats() if sink is not None else None,
                               faust_lag(app, [settings.topic_requests, *adapter_topics(settings).values()]),
-                              {k: dict(v) for k, v in adapter_counts.items()})
+                              {k: dict(v) for k, v in adapter_counts.items()},
+                              content_less=stage.detector.content_less)
         return web.text(text, content_type="text/plain")  # aiohttp adds charset=utf-8; format 0.0.4
 
     return app

@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "check broker, topics, lag, ClickHouse, key, config and worker; one line each"),
     "export-ocsf": ("export_ocsf_cli", "alert events as OCSF Detection Findings (JSONL), from a file or the topic"),
     "ingest": ("ingest_cli", "map gateway logs (LiteLLM, OpenTelemetry GenAI spans) to request events"),
+    "otlp-receiver": ("otlp_receiver", "OTLP/HTTP endpoint (/v1/traces, /v1/logs): GenAI spans and logs to the "
+                                      "requests topic"),
 }
 
 __all__ = ["COMMANDS", "UserError", "build_parser", "main"]

@@ -142,6 +142,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ORDER BY (account_id, ts)
         TTL toDateTime(ts) + INTERVAL 90 DAY""",
     ]),
+    (4, [
+        # --- integration (issue #14): the detector's blind spot per minute of worker time, for the report
+        """CREATE TABLE IF NOT EXISTS {db}.content_minute (
+            minute DateTime('UTC'),
+            events UInt64,
+            content_less UInt64
+        ) ENGINE = SummingMergeTree
+        ORDER BY minute
+        TTL minute + INTERVAL 400 DAY""",
+    ]),
 ]
 
 # Column list of every table the sink inserts into: the fields of its row class (models/rows.py).

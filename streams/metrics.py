@@ -62,7 +62,7 @@ class _Writer:
 
 def render(counters: Any, sink_stats: Mapping[str, Any] | None,
            lag: Mapping[tuple[str, int], int] | None, adapters: Mapping[str, Mapping[str, int]] | None = None,
-           now: float | None = None) -> str:
+           now: float | None = None, content_less: int | None = None) -> str:
     """The metrics page as Prometheus text."""
     w = _Writer()
     w.family("distillguard_events_total", "counter", "Request events consumed by the detection agent.",
@@ -76,6 +76,10 @@ def render(counters: Any, sink_stats: Mapping[str, Any] | None,
     sev = list(SEVERITIES) + sorted(s for s in alerts if s not in SEVERITIES)
     w.family("distillguard_alerts_total", "counter", "Alert events published (create, update, close), by severity.",
              [({"severity": s}, alerts.get(s, 0)) for s in sev])
+    if content_less is not None:
+        w.family("distillguard_content_less_events_total", "counter",
+                 "Events read without prompt text (redacted or not captured): only metadata signals apply.",
+                 [({}, content_less)])
     started = getattr(counters, "started", None)
     if started is not None:
         w.family("distillguard_uptime_seconds", "gauge", "Seconds since the worker started.",

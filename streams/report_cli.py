@@ -148,8 +148,22 @@ def collect(store, account: str | None, top_n: int = 15) -> dict:
             f"SELECT toUnixTimestamp(raised_at), severity, activity, score, reasons FROM {db}.alert_events "
             "WHERE has(account_ids, {a:String}) AND activity != 'close' ORDER BY raised_at",
             parameters={"a": account}).result_rows
+    content = None   # the blind spot (issue #14): events read without prompt text
+    if _has_table(store, "content_minute"):
+        content = store.query(f"SELECT sum(events), sum(content_less) FROM {db}.content_minute").result_rows[0]
     return {"timeline": timeline, "top": top, "clusters": clusters, "account": account,
-            "history": history, "marks": marks}
+            "history": history, "marks": marks, "content": content}
+
+
+def _blind_spot(content) -> str:
+    """One line on how much of the traffic the detector read without prompt text."""
+    events, blind = content if content else (0, 0)
+    if not events:
+        return '<div class="muted">prompt text: no event counts recorded</div>'
+    text = (f"prompt text: {blind:,} of {events:,} events ({blind / events:.1%}) carried none (redacted by the "
+            "producer or not captured); for them only metadata signals work")
+    style = ' style="color:#b91c1c;font-weight:600"' if blind > 0.2 * events else ""
+    return f'<div class="muted" data-blind-share="{blind / events:.4f}"{style}>{escape(text)}</div>'
 
 
 def render(data: dict, source: str) -> str:
@@ -179,6 +193,7 @@ def render(data: dict, source: str) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>distillguard report</title>
 <style>{CSS}</style></head><body>
 <h1>distillguard report</h1><div class="muted">source {escape(source)} · generated {generated}</div>
+{_blind_spot(data.get("content"))}
 <h2>Alert events (create, update) per hour, by severity</h2>{timeline}
 <div class="legend">{''.join(f'<span><i class="sw" style="background:{c}"></i>{s}</span>' for s, c in SEVERITY_COLORS.items())}</div>
 <h2>Top accounts by alert score</h2>{top_plot}

@@ -165,12 +165,24 @@ class Settings:
                                             kind="whole number", minimum=1)
     enforce_verification_step: str = setting("DG_ENFORCE_VERIFICATION_STEP", "identity verification",
                                              "enforcement hook: the step `step_up_verification` asks for")
+    adapter_dedupe_ids: int = setting("DG_ADAPTER_DEDUPE_IDS", "100000", "event ids the gateway adapters remember, "
+                                      "to forward a repeated one once", parse=int, kind="whole number", minimum=0)
+    otel_join_timeout_s: float = setting("DG_OTEL_JOIN_TIMEOUT_S", "5", "seconds an OpenTelemetry span without its "
+                                         "prompt waits for its log records (then it goes on content-less)",
+                                         parse=float, kind="number", minimum=0)
+    content_less_warn_share: float = setting("DG_CONTENT_LESS_WARN_SHARE", "0.2", "warn when more than this share "
+                                             "of the events read carries no prompt text", parse=float,
+                                             kind="number", minimum=0)
+    otlp_host: str = setting("DG_OTLP_HOST", "127.0.0.1", "`otlp-receiver`: address to listen on (`0.0.0.0` for "
+                             "every interface)")
+    otlp_port: int = setting("DG_OTLP_PORT", "4318", "`otlp-receiver`: OTLP/HTTP port", parse=int,
+                             kind="whole number", minimum=1)
     detector_config: str = setting("DG_DETECTOR_CONFIG", "", "TOML file overriding detector thresholds (see Tuning)")
     topic_ocsf: str = setting("DG_TOPIC_OCSF", "", "also publish every alert event as an OCSF Detection Finding here",
                               shown_default="— (off)")
     topic_litellm: str = setting("DG_TOPIC_LITELLM", "", "LiteLLM `StandardLoggingPayload` records in; mapped to "
                                  "`DG_TOPIC_REQUESTS`", shown_default="— (off)")
-    topic_otel: str = setting("DG_TOPIC_OTEL", "", "OpenTelemetry GenAI spans (OTLP/JSON) in; mapped to "
+    topic_otel: str = setting("DG_TOPIC_OTEL", "", "OpenTelemetry GenAI spans and log records (OTLP/JSON exports) in; mapped to "
                               "`DG_TOPIC_REQUESTS`", shown_default="— (off)")
     # internal topics of one app (like Faust's changelogs): named after the app id by default
     topic_links: str = setting("DG_TOPIC_LINKS", "", "internal: link observations, batched per detect batch, "

@@ -150,6 +150,8 @@ def test_litellm_account_falls_back_to_team_then_key_owner():
     assert from_litellm(rec)["account_id"] == "team_search"
     rec["metadata"]["user_api_key_team_id"] = None
     assert from_litellm(rec)["account_id"] == "u_owner"
+    rec["metadata"]["user_api_key_user_id"] = None   # master key: only the key hash is left
+    assert from_litellm(rec)["account_id"] == LITELLM_OK["metadata"]["user_api_key_hash"]
 
 
 def test_litellm_failure_rate_limited_and_other_call_types():
@@ -169,7 +171,7 @@ def test_litellm_failure_rate_limited_and_other_call_types():
 
 @pytest.mark.parametrize("change,detail", [
     (lambda r: r["metadata"].update(user_api_key_org_id=None, user_api_key_team_id=None,
-                                    user_api_key_user_id=None), "no account id"),
+                                    user_api_key_user_id=None, user_api_key_hash=None), "no account id"),
     (lambda r: r.update(call_type="image_generation"), "call_type"),
     (lambda r: r.pop("id"), "no id"),
     (lambda r: r.pop("startTime"), "no startTime"),

@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from distillguard.models import Detector, load_config
+from distillguard.models import Pipeline, load_config
 from distillguard.schemas import validate_alert
 from distillguard.streams.kafka_io import ensure_topics, produce_events, producer
 from distillguard.streams.replay import open_lines, replay
@@ -122,7 +122,7 @@ def pick_accounts(events_path: Path, labels: dict) -> tuple[str, list[str]]:
     """An attacker whose own alert is still open with ``block`` after the last event (offline
     replay of the same events, the worker's code), and two benign accounts it never alerts on."""
     alerts = []
-    replay(open_lines(events_path), Detector(load_config(None)), alerts.append, jobs=1)
+    replay(open_lines(events_path), Pipeline(load_config(None)), alerts.append, jobs=1)
     last = {a.alert_id: a for a in alerts}      # each alert's final event
     blocked = sorted(a.account_ids[0] for a in last.values() if a.activity != "close" and a.cluster_id is None
                      and a.recommended_action == "block" and labels[a.account_ids[0]]["label"] == "attack")
