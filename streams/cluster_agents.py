@@ -43,6 +43,7 @@ from aiokafka.partitioner import murmur2
 from distillguard.models.clusters import STREAM_SETTLE, ClusterEngine
 from distillguard.models.features import extract
 from distillguard.models.linking import Linker, LinkObserver
+from distillguard.models.memo import Memo
 
 from .settings import Settings
 from .sink import alert_row, sink_message
@@ -54,7 +55,7 @@ log = logging.getLogger("distillguard.clusters")
 # 1 MB limit: a larger batch is split (DG_BATCH_MAX and DG_PARTITIONS set how many observations
 # one partition gets per batch).
 MAX_BATCH_MESSAGE_BYTES = 256 * 1024
-_HASHES: dict[str, int] = {}     # link key -> murmur2 (the pure-Python hash costs ~5 µs)
+_HASHES = Memo("cluster_agents.link_hashes", 100_000)  # link key -> murmur2 (pure Python: ~5 µs)
 
 
 def link_partition(link_key: str, partitions: int) -> int:
@@ -63,9 +64,8 @@ def link_partition(link_key: str, partitions: int) -> int:
     worker or version sent it, reaches the same linker."""
     h = _HASHES.get(link_key)
     if h is None:
-        if len(_HASHES) >= 100_000:
-            _HASHES.clear()
-        h = _HASHES[link_key] = murmur2(link_key.encode()) & 0x7FFFFFFF
+        h = murmur2(link_key.encode()) & 0x7FFFFFFF
+        _HASHES.put(link_key, h)
     return h % partitions
 
 
@@ -98,6 +98,7 @@ class ClusterIO:
         self.evidence = 0
         self.cluster_alerts = 0
         self.engine: ClusterEngine | None = None
+        self.linker: Linker | None = None
 
     def observe(self, event, detector) -> None:
         features = getattr(detector, "last_features", None)
@@ -114,6 +115,14 @@ class ClusterIO:
             for value in batch_messages(batch):
                 await self.links.send(value=value, partition=partition)
 
+    def bounds(self) -> dict:
+        """The cross-account stages' ``models.memo.Bounds`` (those of this worker)."""
+        out = self.observer.bounds()
+        for stage in (self.linker, self.engine):
+            if stage is not None:
+                out.update(stage.bounds())
+        return out
+
     def stats(self) -> dict:
         out = {"observations": self.observations, "evidence": self.evidence, "cluster_alerts": self.cluster_alerts}
         if self.engine is not None:
@@ -129,7 +138,7 @@ def register_cluster_agents(app, settings: Settings, detector, emit_alert, sink_
     evidence = app.topic(settings.topic_cluster, key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw", partitions=1)
     io = ClusterIO(LinkObserver(detector.key), links, detector.key, settings.partitions)
-    linker = Linker()
+    linker = io.linker = Linker()
     engine = io.engine = ClusterEngine(detector.config, settle=STREAM_SETTLE)
     quiet = {"since": time.monotonic(), "flushed": True}
 

@@ -31,6 +31,7 @@ _shapiro = getattr(shapiro, "__wrapped__", shapiro)  # skip scipy's per-call axi
 
 from distillguard.schemas import RequestEvent
 
+from ..memo import Memo
 from .metrics import AccountResult
 
 MEDIUM, HIGH, CRITICAL = 0.5, 0.75, 0.9
@@ -129,7 +130,7 @@ class HashedText:
     def __init__(self, dim: int = 256, max_chars: int = 2000):
         self.dim = dim
         self.max_chars = max_chars
-        self._cache: dict[str, int] = {}
+        self._cache = Memo("baselines.word_hashes", 500_000, register=False)
         self._last: tuple[RequestEvent, np.ndarray] | None = None
 
     @staticmethod
@@ -143,9 +144,7 @@ class HashedText:
         h = self._cache.get(word)
         if h is None:
             h = zlib.crc32(word.encode("utf-8", "surrogatepass"))
-            if len(self._cache) > 500_000:
-                self._cache.clear()
-            self._cache[word] = h
+            self._cache.put(word, h)
         return h
 
     def text_vector(self, text: str) -> np.ndarray:
