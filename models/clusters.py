@@ -58,6 +58,7 @@ from .config import DetectorConfig
 from .features import extract
 from .lifecycle import A_EMITTED_EVENTS, A_LAST_STRONG, Lifecycle, severity_of
 from .linking import SYNC_MS, Linker, LinkObserver, link_record
+from .memo import Bounds
 from .scoring import ramp
 from .topics import TOPICS
 
@@ -65,7 +66,8 @@ DETECTOR = "hydra_cluster"
 LINK_THRESHOLD = 0.7
 PAIR_HOLD_MS = 6 * 3_600_000      # pair evidence counts fully this long after it was last seen,
 PAIR_TTL_MS = 12 * 3_600_000      # then fades linearly to nothing here (and the pair is forgotten)
-RETIRED_MAX = 10_000              # records of clusters that fell apart, kept to reuse their alert
+RETIRED_MAX = 10_000              # records of clusters that fell apart, kept to reuse their alert,
+RETIRED_TTL_MS = 24 * 3_600_000   # and once their alert is closed, for this long of event time
 ACCOUNT_TTL_MS = 24 * 3_600_000
 SWEEP_MS = 30 * 60_000
 PAIR_SEED_WEIGHT = 0.2            # weaker evidence reinforces existing pairs but starts none
@@ -575,6 +577,10 @@ class ClusterEngine:
                     self._out.append(closed)
         while len(self.retired) > RETIRED_MAX:
             del self.retired[min(self.retired, key=lambda k: (self.retired[k].last_ts, k))]
+        for cid in [k for k, c in self.retired.items() if c.alert is None and now - c.last_ts > RETIRED_TTL_MS]:
+            del self.retired[cid]     # closed long ago: nothing left to carry over
+        live = {c.cluster_id for c in self.clusters.values()}
+        self.max_scores = {k: v for k, v in self.max_scores.items() if k in live or k in self.retired}
         self._close_quiet(self.close_clock())
 
     def _close_quiet(self, now: int) -> None:
@@ -603,6 +609,17 @@ class ClusterEngine:
     def stats(self) -> dict:
         return {"accounts": len(self.accounts), "pairs": len(self.pairs), "clusters": len(self.clusters),
                 "largest": max(self.size.values(), default=0)}
+
+    def bounds(self) -> Bounds:
+        """Sizes against bounds. Accounts and pairs are cut to theirs at each sweep (``SWEEP_MS``);
+        union-find, clusters and scores hold only accounts of live pairs; ``max_scores`` only
+        live and retired clusters."""
+        in_pairs = 2 * MAX_PAIRS
+        return {"engine.accounts": (len(self.accounts), MAX_ACCOUNTS), "engine.pairs": (len(self.pairs), MAX_PAIRS),
+                "engine.partners": (len(self.partners), in_pairs), "engine.union_find": (len(self.parent), in_pairs),
+                "engine.clusters": (len(self.clusters), MAX_PAIRS), "engine.retired": (len(self.retired), RETIRED_MAX),
+                "engine.max_scores": (len(self.max_scores), MAX_PAIRS + RETIRED_MAX),
+                "engine.pending": (len(self._pending), MAX_ACCOUNTS)}
 
 
 def _older(a: _Cluster | None, b: _Cluster | None) -> tuple[_Cluster | None, _Cluster | None]:

@@ -39,6 +39,9 @@ class DetectorConfig:
     max_reasons: int = 6
     # per-account state of accounts idle this long (event time) is deleted by Detector.expire_idle
     idle_expiry_ms: int = 48 * 3_600_000
+    # ...and beyond this many accounts, the longest idle ones too (without an open alert), at the
+    # same expiry pass: ~2 KB of state each in a worker, so 500,000 accounts are ~1 GB
+    max_accounts: int = 500_000
 
 
 def load_config(path: str | Path | None = None) -> DetectorConfig:
