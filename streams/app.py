@@ -28,6 +28,7 @@ from faust.streams import _current_event  # set per account before a table write
 
 from distillguard.models import Detector, load_config
 from distillguard.models.aggregates import MinuteAggregates
+from distillguard.models.memo import memo_bounds
 from distillguard.models.state import AccountState
 from distillguard.schemas import BadEvent, parse_event
 
@@ -35,6 +36,7 @@ from .cluster_agents import register_cluster_agents
 from .settings import Settings, tune_gc
 from .sink import alert_row, sink_message
 from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents
+from .memory import process_memory, start_tracing
 from .metrics import faust_lag, render as render_metrics
 from .ocsf import to_ocsf
 
@@ -295,6 +297,11 @@ def create_app(settings: Settings) -> faust.App:
         sink = app.distillguard.get("sink")
         if sink is not None:
             body["sink"] = sink.stats()
+        # issue #18: memory by component, and every bounded structure's (size, bound)
+        body["memory"] = process_memory(sink.clickhouse_memory if sink is not None else None)
+        body["bounds"] = {**detector.bounds(), **clusters.bounds(), **memo_bounds(),
+                          "worker.table": (len(table), detector.config.max_accounts),
+                          "worker.partition_of": (len(cache.partition), detector.config.max_accounts)}
         return web.json(body)
 
     @app.page("/metrics")

@@ -30,10 +30,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from distillguard.schemas import Alert
 
 from .clickhouse import COLUMNS, Store
+from .memory import clickhouse_memory
 from .settings import Settings
 
 log = logging.getLogger("distillguard.sink")
 _ACTIVITY_RANK = {"create": 0, "update": 1, "close": 2}
+MEMORY_SAMPLE_S = 10.0   # seconds between samples of the store's memory metrics
 
 
 def alert_row(alert: Alert) -> list:
@@ -63,6 +65,7 @@ class Sink(threading.Thread):
         self.last_error = ""
         self._fault_down_s = float(os.environ.get("DG_FAULT_CLICKHOUSE_DOWN_S") or 0)  # tests only
         self._fault_until: float | None = None
+        self.clickhouse_memory: dict | None = None   # latest memory.clickhouse_memory sample
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap,
             "group.id": f"{settings.app_id}-sink",
@@ -83,6 +86,7 @@ class Sink(threading.Thread):
         c.subscribe([self.settings.topic_sink])
         buffer: dict[str, list[list]] = defaultdict(list)
         last_flush = time.monotonic()
+        last_sample = 0.0
         try:
             while not self._stopping.is_set():
                 for msg in c.consume(num_messages=500, timeout=0.2):
@@ -95,10 +99,20 @@ class Sink(threading.Thread):
                 if self.pending_rows and (due or self.pending_rows >= self.settings.sink_batch_rows):
                     self._flush(buffer)
                     last_flush = time.monotonic()
+                if time.monotonic() - last_sample >= MEMORY_SAMPLE_S:
+                    self._sample_memory()
+                    last_sample = time.monotonic()
             if self.pending_rows:
                 self._flush(buffer)
         finally:
             c.close()
+
+    def _sample_memory(self) -> None:
+        """The store's own memory figures, for the status page (this thread owns the store)."""
+        try:
+            self.clickhouse_memory = clickhouse_memory(self.store)
+        except Exception as err:  # noqa: BLE001 - a store that is down has no figures; inserts report it
+            self.clickhouse_memory = {"error": str(err)[:200]}
 
     def _add(self, raw: bytes, buffer: dict[str, list[list]]) -> None:
         try:

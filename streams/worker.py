@@ -6,6 +6,7 @@ import sys
 
 from .clickhouse import Store
 from .kafka_io import ensure_topics
+from .memory import start_tracing
 from .settings import Settings, describe
 from .sink import Sink
 
@@ -27,6 +28,8 @@ def run_worker(settings: Settings) -> int:
             print(f"applied ClickHouse migrations {applied}", file=sys.stderr)
         sink = Sink(settings, store)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here, sink or not
+    if start_tracing():
+        print("DG_TRACEMALLOC=1: tracing Python allocations (slow; for diagnosis)", file=sys.stderr)
     app = create_app(settings)
     if sink is not None:
         @app.task
