@@ -568,6 +568,10 @@ class ClusterEngine:
         for old, c in sorted(old_clusters.items()):
             if id(c) not in kept and c.cluster_id is not None:
                 self.retired[c.cluster_id] = c    # fell apart: its alert closes when quiet
+        for cid in [k for k, c in self.retired.items() if c.alert is None and now - c.last_ts > RETIRED_TTL_MS]:
+            del self.retired[cid]     # closed long ago: nothing left to carry over
+        live = {c.cluster_id for c in self.clusters.values()}
+        self.max_scores = {k: v for k, v in self.max_scores.items() if k in live or k in self.retired}
         now = self.close_clock()
         for cid in sorted(self.retired):
             c = self.retired[cid]
@@ -577,10 +581,6 @@ class ClusterEngine:
                     self._out.append(closed)
         while len(self.retired) > RETIRED_MAX:
             del self.retired[min(self.retired, key=lambda k: (self.retired[k].last_ts, k))]
-        for cid in [k for k, c in self.retired.items() if c.alert is None and now - c.last_ts > RETIRED_TTL_MS]:
-            del self.retired[cid]     # closed long ago: nothing left to carry over
-        live = {c.cluster_id for c in self.clusters.values()}
-        self.max_scores = {k: v for k, v in self.max_scores.items() if k in live or k in self.retired}
         self._close_quiet(self.close_clock())
 
     def _close_quiet(self, now: int) -> None:

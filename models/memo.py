@@ -74,6 +74,10 @@ class Memo:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._data
 
+    def __iter__(self):
+        """Keys, least recently used first."""
+        return iter(self._data)
+
     def __len__(self) -> int:
         return len(self._data)
 
