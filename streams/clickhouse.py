@@ -16,7 +16,7 @@ from pathlib import Path
 
 import clickhouse_connect
 
-from .settings import Settings, mask
+from .settings import Settings, load_memory_settings, mask
 
 # Versioned, idempotent migrations: (version, statements). Never edit a
 # shipped version; add a new one.
@@ -168,7 +168,9 @@ class Store:
             path = Path(dsn.removeprefix("chdb://"))
             path.parent.mkdir(parents=True, exist_ok=True)
             self._lock(path)
-            self.client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            # capped and with bounded caches: it shares the worker's process (DG_CLICKHOUSE_MAX_MEMORY_MB)
+            self.client = clickhouse_connect.get_client(dsn=f"chdb://{path}",
+                                                        chdb_options=load_memory_settings().chdb_options())
         else:
             self.client = clickhouse_connect.get_client(dsn=dsn)
 

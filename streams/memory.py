@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
 import tracemalloc
 from pathlib import Path
+
+from .settings import load_memory_settings
 
 _MB = 1024 * 1024
 TRACE_TOP = 8      # source files listed under python_top_files_mb
@@ -50,7 +51,7 @@ _MALLINFO2 = _mallinfo2()
 
 def start_tracing() -> bool:
     """Start tracemalloc if ``DG_TRACEMALLOC=1`` (one frame per allocation: by file is enough)."""
-    if os.environ.get("DG_TRACEMALLOC", "") in ("", "0"):
+    if not load_memory_settings().tracemalloc:
         return False
     tracemalloc.start(1)
     return True

@@ -163,3 +163,42 @@ def tune_gc() -> None:
     the instructions of a replay)."""
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+
+
+# --- memory settings --- (issue #18; README "Memory"). The worker reads these with
+# ``load_memory_settings``; the embedded ClickHouse gets them through clickhouse-connect's
+# ``chdb_options`` (its engine's server settings), so its own memory is capped and its caches
+# are bounded in the worker's process (chDB's defaults: 90% of RAM, 5 GB per cache).
+ENV_VARS.update({
+    "DG_CLICKHOUSE_MAX_MEMORY_MB": ("1024", "embedded ClickHouse: memory cap (max_server_memory_usage); inserts over it fail and the sink retries"),
+    "DG_CLICKHOUSE_CACHE_MB": ("64", "embedded ClickHouse: size of each of its mark and primary-index caches"),
+    "DG_TRACEMALLOC": ("0", "1 = trace Python allocations, largest files on the status page (slow; diagnosis only)"),
+})
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    clickhouse_max_memory_mb: int
+    clickhouse_cache_mb: int
+    tracemalloc: bool
+
+    def chdb_options(self) -> dict[str, int]:
+        """Server settings of the embedded engine (``clickhouse_connect`` ``chdb_options``)."""
+        cache = self.clickhouse_cache_mb << 20
+        out = {name: cache for name in ("mark_cache_size", "primary_index_cache_size", "index_mark_cache_size",
+                                        "index_uncompressed_cache_size")}
+        if self.clickhouse_max_memory_mb:
+            out["max_server_memory_usage"] = self.clickhouse_max_memory_mb << 20
+        return out
+
+
+def load_memory_settings(env: dict[str, str] | None = None) -> MemorySettings:
+    env = dict(os.environ if env is None else env)
+    out = MemorySettings(clickhouse_max_memory_mb=_number(env, "DG_CLICKHOUSE_MAX_MEMORY_MB", int),
+                         clickhouse_cache_mb=_number(env, "DG_CLICKHOUSE_CACHE_MB", int),
+                         tracemalloc=_value(env, "DG_TRACEMALLOC") not in ("", "0"))
+    if out.clickhouse_max_memory_mb and out.clickhouse_max_memory_mb < 256:
+        raise SettingsError("DG_CLICKHOUSE_MAX_MEMORY_MB must be 0 (chDB's default) or at least 256")
+    if out.clickhouse_cache_mb < 1:
+        raise SettingsError("DG_CLICKHOUSE_CACHE_MB must be at least 1")
+    return out
