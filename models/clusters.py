@@ -58,6 +58,7 @@ from distillguard.schemas import Alert
 from .config import ClusterConfig, DetectorConfig
 from .lifecycle import Lifecycle, OpenAlert, severity_of
 from .records import PairEvidence
+from .memo import Bounds
 from .rows import ClusterMemberRow
 from .scoring import ramp
 from .spread import area_spread
@@ -65,7 +66,8 @@ from .spread import area_spread
 DETECTOR = "hydra_cluster"
 # Tunables (thresholds, windows) are ClusterConfig's (models/config.py, the [clusters] table);
 # what follows are memory bounds.
-RETIRED_MAX = 10_000              # records of clusters that fell apart, kept to reuse their alert
+RETIRED_MAX = 10_000              # records of clusters that fell apart, kept to reuse their alert,
+RETIRED_TTL_MS = 24 * 3_600_000   # and once their alert is closed, for this long of event time
 MAX_CLUSTER = 2_000
 MAX_PAIRS = 500_000
 MAX_ACCOUNTS = 200_000
@@ -558,6 +560,10 @@ class ClusterEngine:
         for old, c in sorted(old_clusters.items()):
             if id(c) not in kept and c.cluster_id is not None:
                 self.retired[c.cluster_id] = c    # fell apart: its alert closes when quiet
+        for cid in [k for k, c in self.retired.items() if c.alert is None and now - c.last_ts > RETIRED_TTL_MS]:
+            del self.retired[cid]     # closed long ago: nothing left to carry over
+        live = {c.cluster_id for c in self.clusters.values()}
+        self.max_scores = {k: v for k, v in self.max_scores.items() if k in live or k in self.retired}
         now = self.close_clock()
         for cid in sorted(self.retired):
             c = self.retired[cid]
@@ -593,6 +599,17 @@ class ClusterEngine:
     def stats(self) -> dict:
         return {"accounts": len(self.accounts), "pairs": len(self.pairs), "clusters": len(self.clusters),
                 "largest": max(self.size.values(), default=0)}
+
+    def bounds(self) -> Bounds:
+        """Sizes against bounds. Accounts and pairs are cut to theirs at each sweep (``ClusterConfig.sweep_ms``);
+        union-find, clusters and scores hold only accounts of live pairs; ``max_scores`` only
+        live and retired clusters."""
+        in_pairs = 2 * MAX_PAIRS
+        return {"engine.accounts": (len(self.accounts), MAX_ACCOUNTS), "engine.pairs": (len(self.pairs), MAX_PAIRS),
+                "engine.partners": (len(self.partners), in_pairs), "engine.union_find": (len(self.parent), in_pairs),
+                "engine.clusters": (len(self.clusters), MAX_PAIRS), "engine.retired": (len(self.retired), RETIRED_MAX),
+                "engine.max_scores": (len(self.max_scores), MAX_PAIRS + RETIRED_MAX),
+                "engine.pending": (len(self._pending), MAX_ACCOUNTS)}
 
 
 def _older(a: _Cluster | None, b: _Cluster | None) -> tuple[_Cluster | None, _Cluster | None]:

@@ -82,6 +82,9 @@ class DetectorConfig:
     idle_expiry_ms: int = 48 * 3_600_000
     # the cross-account stage's tunables: the [clusters] table
     clusters: ClusterConfig = ClusterConfig()
+    # ...and beyond this many accounts, the longest idle ones too (without an open alert), at the
+    # same expiry pass: ~2 KB of state each in a worker, so 500,000 accounts are ~1 GB
+    max_accounts: int = 500_000
 
 
 def load_config(path: str | Path | None = None) -> DetectorConfig:

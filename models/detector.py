@@ -36,6 +36,7 @@ from .config import DetectorConfig
 from .features import EventFeatures, extract
 from .lifecycle import Lifecycle
 from .rows import FeatureSnapshotRow
+from .memo import Bounds
 from .scoring import Scorer, account_features
 from .state import AccountState
 
@@ -57,7 +58,8 @@ class AccountDetector:
 
     ``states`` maps account id → :class:`AccountState`; pass a mapping of your
     own to persist state elsewhere. ``max_scores`` keeps each account's highest
-    score (for evaluation sweeps below the alert threshold).
+    score (for evaluation sweeps below the alert threshold), oldest scored first.
+    ``expire_idle`` bounds both by event-time idleness and by ``config.max_accounts``.
     """
 
     def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY,
@@ -108,8 +110,9 @@ class AccountDetector:
             x = account_features(s)
             score, reasons = self.scorer.score_one(s, x)
             self.scorer.learn_one(s, score, x)
-            if score > self.max_scores.get(account, 0.0):
-                self.max_scores[account] = score
+            best = max(self.max_scores.pop(account, 0.0), score)   # re-inserted: oldest scored first
+            if best > 0.0:
+                self.max_scores[account] = best
             out.snapshot = FeatureSnapshotRow(account, ts, score,
                                               {r["feature"]: float(r["value"]) for r in reasons})
             samples = s.samples or [f.event_id]
@@ -151,10 +154,24 @@ class AccountDetector:
         Memory only: an idle account's next event starts from empty state either way."""
         cutoff = now_ms - self.config.idle_expiry_ms
         idle = sorted(a for a, s in self.states.items() if s.last_ms < cutoff and s.alert is None)
+        over = len(self.states) - len(idle) - self.config.max_accounts
+        if over > 0:   # too many accounts: the longest idle go too (the bound holds under any load)
+            gone = set(idle)
+            idle += [a for _, a in sorted((s.last_ms, a) for a, s in self.states.items()
+                                          if s.alert is None and a not in gone)[:over]]
         for account in idle:
             del self.states[account]
             self.max_scores.pop(account, None)
+        max_scores = self.max_scores   # entries of accounts this worker no longer holds (rebalance)
+        while len(max_scores) > self.config.max_accounts:
+            del max_scores[next(iter(max_scores))]
         return idle
+
+    def bounds(self) -> Bounds:
+        """Sizes of the detector's structures against their bounds (``memo.Bounds``)."""
+        n = self.config.max_accounts
+        return {"detector.states": (len(self.states), n), "detector.max_scores": (len(self.max_scores), n),
+                "detector.open_alerts": (len(self.open_alerts), n), **self.scorer.bounds()}
 
 
 Detector = AccountDetector   # the name before 0.x; kept one release for callers outside this repo

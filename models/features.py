@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from distillguard.schemas import RequestEvent
 from distillguard.schemas.redaction import is_content_less
 
+from .memo import Memo
 from .text import analyze, clip, fingerprint, grader_cues, reasoning_cues
 from .topics import OTHER, topic_of
 
@@ -57,15 +58,14 @@ class _SystemWords:
     text ``analyze`` reads (a few hundred characters, however long the system prompt)."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, frozenset] = {}
+        self._cache = Memo("features.system_words", _SYSTEM_CACHE_MAX)
 
     def __call__(self, text: str) -> frozenset:
         text = clip(text)
         words = self._cache.get(text)
         if words is None:
-            if len(self._cache) >= _SYSTEM_CACHE_MAX:
-                self._cache.clear()
-            words = self._cache[text] = analyze(text).words
+            words = analyze(text).words
+            self._cache.put(text, words)
         return words
 
 

@@ -61,6 +61,7 @@ from collections import OrderedDict
 from .config import ClusterConfig
 from .features import prompt_parts
 from .records import AccountSummary, LinkFeatures, LinkObservation, LinkRecord, PairEvidence, Partner
+from .memo import Bounds, Memo
 from .text import fingerprint, words
 from .topics import TOPICS
 
@@ -264,8 +265,8 @@ class LinkObserver:
         self._dedupe = {kind: cfg.slow_dedupe_ms if kind in SLOW_KINDS else cfg.dedupe_ms for kind in KINDS}
         self.sent: OrderedDict[tuple[str, str], int] = OrderedDict()   # (account, key) -> ts sent
         self.profiles: OrderedDict[str, _Profile] = OrderedDict()       # least recently seen first
-        # kind -> raw input -> (link value, key), (None, None) if it has none; oldest first
-        self._links: dict[str, OrderedDict] = {kind: OrderedDict() for kind in KINDS}
+        # kind -> raw input -> (link value, key), (None, None) if it has none
+        self._links = {kind: Memo(f"observer.links.{kind}", LINK_MEMO, register=False) for kind in KINDS}
 
     def _link(self, kind: str, raw) -> tuple[str | None, str | None]:
         memo = self._links[kind]
@@ -275,9 +276,7 @@ class LinkObserver:
             key = None if value is None else f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
             link = (value, key)
             if (len(raw) if type(raw) is str else len(raw[0]) + len(raw[1] or "")) <= LINK_MEMO_CHARS:
-                memo[raw] = link
-                if len(memo) > LINK_MEMO:
-                    memo.popitem(last=False)
+                memo.put(raw, link)
         return link
 
     def observe(self, record: LinkRecord) -> list[LinkObservation]:
@@ -325,6 +324,13 @@ class LinkObserver:
             sent.popitem(last=False)
         while profiles and now - next(iter(profiles.values())).last >= idle:
             profiles.popitem(last=False)
+
+    def bounds(self) -> Bounds:
+        out = {"observer.sent": (len(self.sent), OBSERVER_MAX),
+               "observer.profiles": (len(self.profiles), OBSERVER_MAX_ACCOUNTS)}
+        for kind, memo in self._links.items():
+            out[memo.name] = (len(memo), memo.bound)
+        return out
 
 
 class _Key:
@@ -419,3 +425,7 @@ class Linker:
                 self.evicted += 1
             else:
                 break
+
+    def bounds(self) -> Bounds:
+        info = account_hash.cache_info()
+        return {"linker.keys": (len(self.keys), MAX_KEYS), "linking.account_hash": (info.currsize, info.maxsize)}

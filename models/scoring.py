@@ -21,11 +21,14 @@ from __future__ import annotations
 from .anomaly import CohortAnomaly, scale
 from .baseline import CohortBaseline
 from .config import DetectorConfig
+from .memo import Bounds
 from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_OUT,
                     C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS, C_TEMPLATE_FILL,
                     C_TRUNCATED, H_DAY, H_HOUR, H_SHORT, HORIZONS_MS, AccountState)
 
 DAY_MS = 86_400_000
+MAX_COHORTS = 32       # anomaly models and baselines (one per tier, ~1 MB each)
+OTHER_COHORT = "other"
 PRIOR_REQUESTS = 10.0  # shares shrink towards 0 by this many pseudo-requests: a quiet hour of 3 requests
                        # on a new model is not a "100% pivot"
 
@@ -119,6 +122,20 @@ class Scorer:
         self.cfg = cfg
         self.anomaly = CohortAnomaly(height=cfg.hst_height, seed=cfg.seed)
         self.baseline = CohortBaseline()
+        self._cohorts: set[str] = set()
+
+    def cohort(self, s: AccountState) -> str:
+        """The account's cohort (its tier): a model each, so at most ``MAX_COHORTS``; tiers seen
+        after that share one (the tier is the client's field: a hostile one must not grow models)."""
+        c = s.tier or "unknown"
+        if c not in self._cohorts:
+            if len(self._cohorts) >= MAX_COHORTS:
+                return OTHER_COHORT
+            self._cohorts.add(c)
+        return c
+
+    def bounds(self) -> Bounds:
+        return {"scorer.cohorts": (len(self._cohorts), MAX_COHORTS)}
 
     @staticmethod
     def anomaly_vector(x: dict[str, float]) -> dict[str, float]:
@@ -144,7 +161,7 @@ class Scorer:
         if x is None:
             x = account_features(s)
         ev = evidence(x, cfg)
-        cohort = s.tier or "unknown"
+        cohort = self.cohort(s)
         hst = self.anomaly.score_one(cohort, self.anomaly_vector(x))
         ev["anomaly"] = cfg.anomaly_weight * ramp(hst, cfg.anomaly_lo, cfg.anomaly_hi)
         miss = 1.0
@@ -163,6 +180,6 @@ class Scorer:
             return
         if x is None:
             x = account_features(s)
-        cohort = s.tier or "unknown"
+        cohort = self.cohort(s)
         self.anomaly.learn_one(cohort, self.anomaly_vector(x))
         self.baseline.learn_one(cohort, x)

@@ -32,6 +32,7 @@ import orjson
 from .features import EventFeatures
 from .lifecycle import OpenAlert
 from .spread import area_spread
+from .memo import Memo
 from .topics import TOPICS
 
 HORIZONS_MS = (5 * 60_000, 60 * 60_000, 24 * 3_600_000)
@@ -65,7 +66,7 @@ _REBASE_AFTER_MS = 20 * HORIZONS_MS[H_SHORT]  # keeps exp() of the scaled counte
 _TAUS = tuple(enumerate(HORIZONS_MS))
 _TAU_SHORT, _TAU_HOUR, _TAU_DAY = HORIZONS_MS
 _HOUR0, _DAY0 = H_HOUR * N_COUNTERS, H_DAY * N_COUNTERS   # offsets of the hour and day counters
-_MODEL_IDS: dict[str, int] = {}  # model name -> id, memoised (a handful of names)
+_MODEL_IDS = Memo("state.model_ids", 4096)  # model name -> id (a handful of names)
 
 
 class AccountState:
@@ -178,9 +179,8 @@ class AccountState:
         """Is ``model`` one the account moved to recently, after hours of history on others?"""
         mid = _MODEL_IDS.get(model)
         if mid is None:
-            if len(_MODEL_IDS) > 4096:
-                _MODEL_IDS.clear()
-            mid = _MODEL_IDS[model] = zlib.crc32(model.encode()) | 1 << 32  # deterministic, never 0
+            mid = zlib.crc32(model.encode()) | 1 << 32  # deterministic, never 0
+            _MODEL_IDS.put(model, mid)
         sketch = self.sketch
         first_use = ts
         for i in range(MODEL0, MODEL0 + 2 * MAX_MODELS, 2):

@@ -20,6 +20,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from .memo import Memo
+
 HEAD_CHARS = 200
 TAIL_CHARS = 120
 WRAPPER_TOKENS = 6
@@ -89,16 +91,15 @@ def analyze(text: str) -> Prompt:
     return Prompt(" ".join(masked), wrapper, frozenset(masked))
 
 
-_KEYED: dict[bytes, "hashlib._Hash"] = {}  # key -> keyed hasher, copied per use (skips the key block)
+_KEYED = Memo("text.keyed_hashers", 16)  # key -> keyed hasher, copied per use (skips the key block)
 
 
 def fingerprint(key: bytes, text: str) -> int:
     """A keyed 63-bit fingerprint of ``text`` (keyed BLAKE2b, a MAC like HMAC but cheaper)."""
     base = _KEYED.get(key)
     if base is None:
-        if len(_KEYED) >= 16:
-            _KEYED.clear()
-        base = _KEYED[key] = hashlib.blake2b(key=key[:64], digest_size=8)
+        base = hashlib.blake2b(key=key[:64], digest_size=8)
+        _KEYED.put(key, base)
     h = base.copy()
     h.update(text.encode("utf-8", "surrogatepass"))
     return int.from_bytes(h.digest(), "big") >> 1

@@ -31,6 +31,7 @@ from faust.streams import _current_event  # set per account before a table write
 
 from distillguard.models import load_config
 from distillguard.models.coverage import coverage
+from distillguard.models.memo import memo_bounds
 from distillguard.models.pipeline import AccountStage
 from distillguard.models.rows import AlertEventRow, DlqMinuteRow, Row
 from distillguard.models.state import AccountState
@@ -40,6 +41,7 @@ from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents,
 from .cluster_agents import register_cluster_agents
 from .dlq import send_to_dlq
 from .kafka_config import faust_broker_options
+from .memory import process_memory
 from .metrics import faust_lag, render as render_metrics
 from .ocsf import to_ocsf
 from .settings import Settings, tune_gc
@@ -288,6 +290,11 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
                 "adapters": {src: dict(c) for src, c in adapter_counts.items()}}
         if sink is not None:
             body["sink"] = sink.stats()
+        # issue #18: memory by component, and every bounded structure's (size, bound)
+        body["memory"] = process_memory(sink.clickhouse_memory if sink is not None else None)
+        body["bounds"] = {**detector.bounds(), **clusters.bounds(), **memo_bounds(),
+                          "worker.table": (len(table), detector.config.max_accounts),
+                          "worker.partition_of": (len(cache.partition), detector.config.max_accounts)}
         return web.json(body)
 
     @app.page("/metrics")

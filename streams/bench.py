@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,11 +50,14 @@ TARGETS = {
 
 
 # -- events -------------------------------------------------------------------
-def bench_events(n: int, new_accounts: bool = True, first_seed: int = 1) -> Iterator[dict]:
+def bench_events(n: int, new_accounts: bool = True, first_seed: int = 1, churn: int = 0) -> Iterator[dict]:
     """``n`` events of the default scenario, copies one after the other, each shifted past the
     previous one in event time. With ``new_accounts`` copy k is seed ``first_seed + k`` and its
     accounts get the suffix ``.k`` (more active accounts); without, every copy is seed
-    ``first_seed`` again, so the same accounts continue (a steady population, for soaks)."""
+    ``first_seed`` again, so the same accounts continue (a steady population, for soaks).
+    ``churn`` = P > 0 (with a steady population) renames every account once per P copies, a
+    different 1/P of them each copy (suffix ``.gN``): new accounts arrive and the old ids go
+    idle past the detector's expiry (copies are 49 h apart), the population stays the same size."""
     from distillguard.models.simulation import load_scenario, simulate
     scenario = load_scenario("default")
     sent, copy, shift = 0, 0, 0
@@ -68,6 +72,11 @@ def bench_events(n: int, new_accounts: bool = True, first_seed: int = 1) -> Iter
                 ev["event_id"] = f"{ev['event_id']}.{copy}"
                 if new_accounts:
                     ev["account_id"] = f"{ev['account_id']}.{copy}"
+                elif churn:
+                    account = ev["account_id"]
+                    generation = (copy + zlib.crc32(account.encode()) % churn) // churn
+                    if generation:
+                        ev["account_id"] = f"{account}.g{generation}"
             last = max(last, ev["ts_ms"])
             sent += 1
             yield ev

@@ -210,7 +210,9 @@ class Store:
             path = Path(dsn.removeprefix("chdb://"))
             path.parent.mkdir(parents=True, exist_ok=True)
             self._lock(path)
-            self.client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            # capped and with bounded caches: it shares the worker's process (DG_CLICKHOUSE_MAX_MEMORY_MB)
+            self.client = clickhouse_connect.get_client(dsn=f"chdb://{path}",
+                                                        chdb_options=self.settings.chdb_options())
         else:
             try:
                 self.client = clickhouse_connect.get_client(dsn=dsn)

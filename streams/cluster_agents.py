@@ -48,6 +48,7 @@ from aiokafka.partitioner import murmur2
 
 from distillguard.models.config import DetectorConfig
 from distillguard.models.linking import Linker, LinkObserver
+from distillguard.models.memo import Memo
 from distillguard.models.pipeline import ClusterOutput, ClusterStage
 from distillguard.models.records import LinkObservation, LinkRecord, PairEvidence
 from distillguard.models.rows import AlertEventRow
@@ -62,7 +63,7 @@ log = logging.getLogger("distillguard.clusters")
 # 1 MB limit: a larger batch is split (DG_BATCH_MAX and DG_PARTITIONS set how many observations
 # one partition gets per batch).
 MAX_BATCH_MESSAGE_BYTES = 256 * 1024
-_HASHES: dict[str, int] = {}     # link key -> murmur2 (the pure-Python hash costs ~5 µs)
+_HASHES = Memo("cluster_agents.link_hashes", 100_000)  # link key -> murmur2 (pure Python: ~5 µs)
 MALFORMED = (KeyError, TypeError, ValueError, AttributeError)   # what from_wire raises on a bad item
 
 
@@ -72,9 +73,8 @@ def link_partition(link_key: str, partitions: int) -> int:
     worker or version sent it, reaches the same linker."""
     h = _HASHES.get(link_key)
     if h is None:
-        if len(_HASHES) >= 100_000:
-            _HASHES.clear()
-        h = _HASHES[link_key] = murmur2(link_key.encode()) & 0x7FFFFFFF
+        h = murmur2(link_key.encode()) & 0x7FFFFFFF
+        _HASHES.put(link_key, h)
     return h % partitions
 
 
@@ -131,6 +131,10 @@ class CrossAccountAgents:
     def stats(self) -> dict:
         return {"observations": self.publisher.observations, "evidence": self.evidence,
                 "cluster_alerts": self.cluster_alerts, **self.clusters.stats()}
+
+    def bounds(self) -> dict:
+        """The cross-account stages' ``models.memo.Bounds`` (those of this worker)."""
+        return {**self.publisher.observer.bounds(), **self.linker.bounds(), **self.clusters.engine.bounds()}
 
 
 def stream_settle(partitions: int, config: DetectorConfig) -> int:

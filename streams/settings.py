@@ -177,6 +177,15 @@ class Settings:
                              "every interface)")
     otlp_port: int = setting("DG_OTLP_PORT", "4318", "`otlp-receiver`: OTLP/HTTP port", parse=int,
                              kind="whole number", minimum=1)
+    clickhouse_max_memory_mb: int = setting(
+        "DG_CLICKHOUSE_MAX_MEMORY_MB", "1024", "embedded ClickHouse: memory cap (`max_server_memory_usage`; 0 = "
+        "chDB's default, 90% of RAM); inserts over it fail and the sink retries", parse=int, kind="whole number",
+        minimum=0)
+    clickhouse_cache_mb: int = setting("DG_CLICKHOUSE_CACHE_MB", "64", "embedded ClickHouse: size of each of its "
+                                       "mark and primary-index caches (chDB's default: 5 GB each)", parse=int,
+                                       kind="whole number", minimum=1)
+    tracemalloc: bool = setting("DG_TRACEMALLOC", "0", "1: trace Python allocations, largest files on the status "
+                                "page (slow; diagnosis only)", parse=_bool, kind="1 or 0")
     detector_config: str = setting("DG_DETECTOR_CONFIG", "", "TOML file overriding detector thresholds (see Tuning)")
     topic_ocsf: str = setting("DG_TOPIC_OCSF", "", "also publish every alert event as an OCSF Detection Finding here",
                               shown_default="— (off)")
@@ -199,6 +208,16 @@ class Settings:
     @property
     def dev_fingerprint_key(self) -> bool:
         return self.fingerprint_key == DEV_FINGERPRINT_KEY
+
+    def chdb_options(self) -> dict[str, int]:
+        """Server settings of the embedded engine (clickhouse-connect's ``chdb_options``): its
+        memory capped and its caches bounded, since it shares the worker's process."""
+        cache = self.clickhouse_cache_mb << 20
+        out = {name: cache for name in ("mark_cache_size", "primary_index_cache_size", "index_mark_cache_size",
+                                        "index_uncompressed_cache_size")}
+        if self.clickhouse_max_memory_mb:
+            out["max_server_memory_usage"] = self.clickhouse_max_memory_mb << 20
+        return out
 
 
 SETTINGS: tuple[Setting, ...] = tuple(f.metadata["setting"] for f in fields(Settings))
@@ -241,10 +260,18 @@ def _checked(s: Settings) -> Settings:
                             "and DG_KAFKA_SASL_PASSWORD")
     if bool(s.kafka_ssl_cert_file) != bool(s.kafka_ssl_key_file):
         raise SettingsError("DG_KAFKA_SSL_CERT_FILE and DG_KAFKA_SSL_KEY_FILE go together (mutual TLS)")
+    if 0 < s.clickhouse_max_memory_mb < 256:
+        raise SettingsError("DG_CLICKHOUSE_MAX_MEMORY_MB must be 0 (chDB's default) or at least 256")
     if (s.kafka_ssl_ca_file or s.kafka_ssl_cert_file) and not s.kafka_security_protocol.endswith("SSL"):
         raise SettingsError(f"DG_KAFKA_SSL_* files are set but DG_KAFKA_SECURITY_PROTOCOL="
                             f"{s.kafka_security_protocol}; use SSL or SASL_SSL")
     return s
+
+
+def load_memory_settings(env: dict[str, str] | None = None) -> Settings:
+    """The settings, for the memory code (``streams/memory.py``, the store) that reads only the
+    ``DG_CLICKHOUSE_MAX_MEMORY_MB``, ``DG_CLICKHOUSE_CACHE_MB`` and ``DG_TRACEMALLOC`` ones."""
+    return load_settings(env)
 
 
 def describe(settings: Settings) -> str:

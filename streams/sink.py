@@ -40,6 +40,7 @@ from distillguard.models.rows import Row
 
 from .clickhouse import COLUMNS, Store
 from .kafka_config import client_config
+from .memory import clickhouse_memory
 from .settings import Settings
 
 log = logging.getLogger("distillguard.sink")
@@ -47,6 +48,7 @@ log = logging.getLogger("distillguard.sink")
 # length): inserting them again can never succeed. Anything else (connection refused, timeouts,
 # a server restarting) is retried.
 REJECTED_FOR_GOOD = (DataError, ProgrammingError, ValueError, TypeError, IndexError, KeyError)
+MEMORY_SAMPLE_S = 10.0   # seconds between samples of the store's memory metrics
 
 
 def sink_messages(rows: Iterable[Row]) -> list[bytes]:
@@ -76,10 +78,11 @@ class Sink(threading.Thread):
         self.skipped_messages = 0
         self.dead_letter_rows: dict[str, int] = defaultdict(int)
         self.last_error = ""
-        self.dead_letters = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+        self.dead_letters = Producer(client_config(settings, **{"enable.idempotence": True}))
         self.dead_letter_topic = dead_letter_topic(settings)
         self._fault_down_s = float(os.environ.get("DG_FAULT_CLICKHOUSE_DOWN_S") or 0)  # tests only
         self._fault_until: float | None = None
+        self.clickhouse_memory: dict | None = None   # latest memory.clickhouse_memory sample
         self.consumer = Consumer(client_config(settings, **{
             "group.id": f"{settings.app_id}-sink",
             "auto.offset.reset": "earliest",
@@ -100,6 +103,7 @@ class Sink(threading.Thread):
         c.subscribe([self.settings.topic_sink])
         buffer: dict[str, list[list]] = defaultdict(list)
         last_flush = time.monotonic()
+        last_sample = 0.0
         try:
             while not self._stopping.is_set():
                 for msg in c.consume(num_messages=500, timeout=0.2):
@@ -112,10 +116,20 @@ class Sink(threading.Thread):
                 if self.pending_rows and (due or self.pending_rows >= self.settings.sink_batch_rows):
                     self._flush(buffer)
                     last_flush = time.monotonic()
+                if time.monotonic() - last_sample >= MEMORY_SAMPLE_S:
+                    self._sample_memory()
+                    last_sample = time.monotonic()
             if self.pending_rows:
                 self._flush(buffer)
         finally:
             c.close()
+
+    def _sample_memory(self) -> None:
+        """The store's own memory figures, for the status page (this thread owns the store)."""
+        try:
+            self.clickhouse_memory = clickhouse_memory(self.store)
+        except Exception as err:  # noqa: BLE001 - a store that is down has no figures; inserts report it
+            self.clickhouse_memory = {"error": str(err)[:200]}
 
     def _add(self, raw: bytes, buffer: dict[str, list[list]]) -> None:
         try:

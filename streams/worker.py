@@ -23,6 +23,7 @@ from . import logs
 from .clickhouse import MIGRATIONS, Store
 from .health import Readiness, WaitingServer, register_health_pages
 from .kafka_io import TopicMismatch, check_topics, ensure_topics
+from .memory import start_tracing
 from .settings import Settings, SettingsError, describe, load_settings
 from .sink import Sink
 from .startup import wait_for_dependencies
@@ -79,6 +80,8 @@ def run_worker(settings: Settings) -> int:
                           "expected_schema_version": MIGRATIONS[-1][0]}
             sink = Sink(settings, store)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here, sink or not
+    if start_tracing():
+        log.info("DG_TRACEMALLOC=1: tracing Python allocations (slow; for diagnosis)")
     app = create_app(settings, sink)
     # SIGTERM and rebalances wait for the batch in progress to be processed and acked
     app.conf.stream_wait_empty = True

@@ -33,6 +33,7 @@ from distillguard.schemas import RequestEvent
 
 from ..config import DetectorConfig
 from ..lifecycle import severity_of   # the bands of distillguard's defaults: one definition
+from ..memo import Memo
 from .metrics import AccountResult
 
 MEDIUM = DetectorConfig().medium
@@ -121,7 +122,7 @@ class HashedText:
     def __init__(self, dim: int = 256, max_chars: int = 2000):
         self.dim = dim
         self.max_chars = max_chars
-        self._cache: dict[str, int] = {}
+        self._cache = Memo("baselines.word_hashes", 500_000, register=False)
         self._last: tuple[RequestEvent, np.ndarray] | None = None
 
     @staticmethod
@@ -135,9 +136,7 @@ class HashedText:
         h = self._cache.get(word)
         if h is None:
             h = zlib.crc32(word.encode("utf-8", "surrogatepass"))
-            if len(self._cache) > 500_000:
-                self._cache.clear()
-            self._cache[word] = h
+            self._cache.put(word, h)
         return h
 
     def text_vector(self, text: str) -> np.ndarray:

@@ -1,0 +1,90 @@
+"""Bounded memory: one memo class for every cache of derived values, and a uniform size report.
+
+``Memo`` replaces the "clear the dict when it is full" caches that were spread over the core:
+a clear drops the hot entries with the cold ones (a burst of recomputation, then the same
+climb to the limit), and each had its own limit and its own code. A ``Memo`` is a
+least-recently-used map with a fixed number of entries: deterministic (eviction order
+depends only on the order of calls, never on hashes or the clock), and cheap (one dict
+lookup and a ``move_to_end`` per hit).
+
+Every bounded structure of the core can say how full it is: ``bounds()`` methods return
+``{name: (size, bound)}`` (:data:`Bounds`), and :func:`memo_bounds` reports every memo
+created in this process. The worker's status page shows them together
+(``/distillguard/``, key ``bounds``), and the soak test checks that none is over its bound
+and none is still growing at the end.
+
+>>> m = Memo("doc.square", 2)
+>>> m.get_or(3, lambda x: x * x), m.get_or(4, lambda x: x * x), m.get_or(3, lambda x: x * x)
+(9, 16, 9)
+>>> m.get_or(5, lambda x: x * x), 4 in m, 3 in m       # 4 was the least recently used
+(25, False, True)
+>>> memo_bounds()["doc.square"]
+(2, 2)
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+Bounds = dict[str, tuple[int, int]]   # structure name -> (current size, bound)
+_MEMOS: dict[str, Memo] = {}         # name -> the latest memo of that name (a few, module-level)
+
+
+class Memo:
+    """A least-recently-used memo of at most ``bound`` entries. A module-level memo registers
+    under ``name`` (``memo_bounds``); one owned by an object is reported by its owner's
+    ``bounds()`` instead (``register=False``)."""
+
+    __slots__ = ("name", "bound", "_data")
+
+    def __init__(self, name: str, bound: int, register: bool = True):
+        if bound < 1:
+            raise ValueError(f"memo {name}: bound must be >= 1, got {bound}")
+        self.name = name
+        self.bound = bound
+        self._data: OrderedDict = OrderedDict()
+        if register:
+            _MEMOS[name] = self
+
+    def get(self, key: Hashable, default=None):
+        """The value memoised for ``key`` (now the most recently used), else ``default``."""
+        data = self._data
+        try:
+            data.move_to_end(key)
+        except KeyError:
+            return default
+        return data[key]
+
+    def put(self, key: Hashable, value) -> None:
+        """Remember ``value`` for ``key``; the least recently used entry goes if over the bound."""
+        data = self._data
+        data[key] = value
+        data.move_to_end(key)
+        if len(data) > self.bound:
+            data.popitem(last=False)
+
+    def get_or(self, key: Hashable, compute: Callable):
+        """``get(key)``, computing and remembering ``compute(key)`` on a miss."""
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            value = compute(key)
+            self.put(key, value)
+        return value
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._data
+
+    def __iter__(self):
+        """Keys, least recently used first."""
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+_MISSING = object()
+
+
+def memo_bounds() -> Bounds:
+    """``{name: (entries, bound)}`` of every memo of this process, by name."""
+    return {name: (len(m), m.bound) for name, m in sorted(_MEMOS.items())}

@@ -1,0 +1,109 @@
+"""Where a worker's memory is: the process, the C allocator, Python's heap, the embedded ClickHouse.
+
+The status page (``/distillguard/``, key ``memory``) shows :func:`process_memory`
+next to the bounded structures' sizes (key ``bounds``, ``models.memo.Bounds``), so a
+soak can tell a structure that fills from allocator fragmentation or from chDB:
+
+* ``rss_mb``: resident set (``VmRSS``), split into anonymous and file-backed pages;
+* ``malloc_in_use_mb`` / ``malloc_free_mb``: glibc ``mallinfo2`` -- bytes handed out
+  by malloc (Python's large objects and arenas, chDB, librdkafka all allocate here) and
+  bytes malloc holds free (fragmentation: RSS that no object uses);
+* ``python_blocks``: objects in Python's small-object allocator (``sys.getallocatedblocks``);
+* with ``DG_TRACEMALLOC=1`` (slow, diagnosis only): Python's traced heap in total and
+  the largest source files (``python_top_files_mb``);
+* ``clickhouse``: the embedded ClickHouse's own accounting (``system.metrics``
+  ``MemoryTracking`` and its caches), sampled by the sink thread that owns the store
+  (:func:`clickhouse_memory`), so a page request never waits for an insert.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+import tracemalloc
+from pathlib import Path
+
+from .settings import load_memory_settings
+
+_MB = 1024 * 1024
+TRACE_TOP = 8      # source files listed under python_top_files_mb
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def _mallinfo2():
+    """glibc's ``mallinfo2`` (2.33+), or None on another libc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def start_tracing() -> bool:
+    """Start tracemalloc if ``DG_TRACEMALLOC=1`` (one frame per allocation: by file is enough)."""
+    if not load_memory_settings().tracemalloc:
+        return False
+    tracemalloc.start(1)
+    return True
+
+
+def _status_kb(*names: str) -> dict[str, int]:
+    out = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in names:
+                out[key] = int(rest.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def process_memory(clickhouse: dict | None = None) -> dict:
+    """The worker's memory by component (see the module docstring); ``clickhouse`` is the
+    sink's latest :func:`clickhouse_memory` sample, if this worker runs the sink."""
+    kb = _status_kb("VmRSS", "RssAnon", "RssFile")
+    out: dict = {"rss_mb": round(kb.get("VmRSS", 0) / 1024, 1), "rss_anon_mb": round(kb.get("RssAnon", 0) / 1024, 1),
+                 "rss_file_mb": round(kb.get("RssFile", 0) / 1024, 1)}
+    if _MALLINFO2 is not None:
+        m = _MALLINFO2()
+        out["malloc_in_use_mb"] = round((m.uordblks + m.hblkhd) / _MB, 1)
+        out["malloc_free_mb"] = round(m.fordblks / _MB, 1)
+    out["python_blocks"] = sys.getallocatedblocks()
+    if tracemalloc.is_tracing():
+        out["python_traced_mb"] = round(tracemalloc.get_traced_memory()[0] / _MB, 1)
+        stats = tracemalloc.take_snapshot().statistics("filename")[:TRACE_TOP]
+        out["python_top_files_mb"] = {_short(s.traceback[0].filename): round(s.size / _MB, 2) for s in stats}
+    if clickhouse is not None:
+        out["clickhouse"] = clickhouse
+    return out
+
+
+def _short(path: str) -> str:
+    """A source path from its package on (site-packages/ or the repository)."""
+    for marker in ("site-packages/", "distillguard/", "/wt/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+CLICKHOUSE_METRICS = ("MemoryTracking", "MarkCacheBytes", "PrimaryIndexCacheBytes", "UncompressedCacheBytes",
+                      "QueryCacheBytes", "MMappedFileBytes")
+
+
+def clickhouse_memory(store) -> dict:
+    """The embedded ClickHouse's own memory accounting in MB (``system.metrics``): what its
+    allocations tracker holds (``MemoryTracking``, all of it) and its caches."""
+    names = ", ".join(f"'{m}'" for m in CLICKHOUSE_METRICS)
+    rows = store.query(f"SELECT metric, value FROM system.metrics WHERE metric IN ({names})").result_rows
+    return {metric: round(value / _MB, 1) for metric, value in sorted(rows)}
