@@ -10,13 +10,15 @@ from __future__ import annotations
 from distillguard.schemas import Alert, make_alert_id
 
 from .config import DetectorConfig
+from .feedback import FeedbackBook, temper_finding
 
 SEVERITIES = ("low", "medium", "high", "critical")
 ACTIONS = {"low": "monitor", "medium": "step_up_verification", "high": "throttle", "critical": "block"}
 WINDOW_MS = 3_600_000  # alert ids are keyed by the hour the finding first crossed a threshold
 
-# open-alert record fields
-A_ID, A_START, A_SEVERITY, A_SCORE, A_EVENTS, A_LAST_STRONG, A_EMITTED_EVENTS = range(7)
+# open-alert record fields; A_TEMPERED (feedback id of the tempering last emitted) is appended
+# only once feedback tempered the alert, so records written before it still load
+A_ID, A_START, A_SEVERITY, A_SCORE, A_EVENTS, A_LAST_STRONG, A_EMITTED_EVENTS, A_TEMPERED = range(8)
 
 
 def severity_of(score: float, cfg: DetectorConfig) -> str | None:
@@ -51,6 +53,8 @@ class Lifecycle:
     def __init__(self, detector: str, cfg: DetectorConfig):
         self.detector = detector
         self.cfg = cfg
+        # analysts' decisions (models/feedback.py); the shell sets it, None = no feedback
+        self.feedback: FeedbackBook | None = None
 
     def _alert(self, rec: list, activity: str, accounts: list[str], score: float, reasons: list[dict],
                ts: int, samples: list[str], model: str | None, cluster_id: str | None) -> Alert:
@@ -65,7 +69,14 @@ class Lifecycle:
                 ts: int, window_start: int, events: int, samples: list[str], model: str | None,
                 cluster_id: str | None = None) -> tuple[list | None, Alert | None]:
         """Fold a new score for ``scope``; return the new open-alert record and an alert event, if any."""
-        sev = severity_of(score, self.cfg)
+        sev, reasons, tempering = temper_finding(self.feedback, self.detector, accounts, ts,
+                                                 severity_of(score, self.cfg), score, reasons)
+        if rec is not None and _tempered_now(rec, tempering):
+            # an analyst's decision arrived while the alert is open: say so at once, lowered
+            rec[A_SEVERITY] = sev
+            rec[A_LAST_STRONG] = ts
+            rec[A_EVENTS] = rec[A_EMITTED_EVENTS] = events
+            return rec, self._alert(rec, "update", accounts, score, reasons, ts, samples, model, cluster_id)
         if rec is None:
             if sev is None:
                 return None, None
@@ -73,6 +84,8 @@ class Lifecycle:
             # which takes hours of quiet) gets a new id; re-processing the same events does not.
             rec = [make_alert_id(self.detector, scope, ts // WINDOW_MS * WINDOW_MS),
                    window_start, sev, score, events, ts, events]
+            if tempering is not None:
+                rec.append(tempering.feedback_id)
             return rec, self._alert(rec, "create", accounts, score, reasons, ts, samples, model, cluster_id)
         if sev is None:
             return rec, None
@@ -98,3 +111,17 @@ class Lifecycle:
                             now_ms, [], model, cluster_id)
         alert.raised_at_ms = rec[A_LAST_STRONG]
         return None, alert
+
+
+def _tempered_now(rec: list, tempering) -> bool:
+    """Record on ``rec`` which tempering it was last emitted under; True when that changed to a
+    new one (a decision that was not on the alert yet)."""
+    current = tempering.feedback_id if tempering is not None else None
+    before = rec[A_TEMPERED] if len(rec) > A_TEMPERED else None
+    if current == before:
+        return False
+    if len(rec) > A_TEMPERED:
+        rec[A_TEMPERED] = current
+    else:
+        rec.append(current)
+    return current is not None

@@ -32,6 +32,7 @@ from distillguard.models.state import AccountState
 from distillguard.schemas import BadEvent, parse_event
 
 from .cluster_agents import register_cluster_agents
+from .feedback_agent import register_feedback_reader
 from .settings import Settings, tune_gc
 from .sink import alert_row, sink_message
 from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents
@@ -203,6 +204,7 @@ def create_app(settings: Settings) -> faust.App:
             await ocsf.send(key=key, value=orjson.dumps(to_ocsf(alert.to_dict())))
 
     clusters = register_cluster_agents(app, settings, detector, emit_alert, sink)  # issue #5
+    feedback = register_feedback_reader(app, settings, detector)  # issue #16: analysts' decisions
 
     @app.on_partitions_revoked.connect
     async def _forget(app, revoked, **kwargs) -> None:
@@ -291,7 +293,7 @@ def create_app(settings: Settings) -> faust.App:
                 "accounts_cached": len(cache.local), "accounts_expired": expiry["accounts"],
                 "uptime_s": round(time.time() - counters.started),
                 "latency_ms": counters.latency.summary(), "clusters": clusters.stats(),
-                "partitions": assigned_request_partitions()}
+                "partitions": assigned_request_partitions(), "feedback": feedback.stats()}
         sink = app.distillguard.get("sink")
         if sink is not None:
             body["sink"] = sink.stats()

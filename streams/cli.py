@@ -36,6 +36,12 @@ def cmd_replay(args) -> int:
         raise UserError(f"input file {src} does not exist")
     detector = Detector(load_config(args.detector_config or settings.detector_config or None),
                         settings.fingerprint_key.encode())
+    if args.feedback:  # analysts' decisions (feedback v1 JSONL), as the stream learns them from the topic
+        from .feedback_agent import FeedbackFileError, book_from_file
+        try:
+            detector.lifecycle.feedback = book_from_file(args.feedback)
+        except FeedbackFileError as err:
+            raise UserError(str(err)) from None
     shown = 0
 
     def on_bad(line_no, err):
@@ -153,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, choices=(1, 2), default=default_replay_jobs(),
                    help="processes: 2 runs the cross-account stage beside the per-account one, same output "
                         "(default: 2 on a machine with 2+ CPUs)")
+    p.add_argument("--feedback", metavar="FILE",
+                   help="analysts' triage decisions (feedback v1 JSONL) the detector learns from, as in the stream")
     p.set_defaults(func=cmd_replay)
 
     _module_command(sub, "simulate", "simulate_cli", "generate labelled request traffic to a file or to Kafka")
@@ -166,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     _module_command(sub, "report", "report_ch", "write a self-contained HTML report from ClickHouse")
+
+    _module_command(sub, "console", "console.command", "the analysts' web console: alert queue, evidence, triage")
 
     p = sub.add_parser("sql", help="run SQL against the configured ClickHouse and print a table")
     p.add_argument("query", help='e.g. "SELECT * FROM distillguard.alerts_latest FINAL"')

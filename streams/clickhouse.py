@@ -136,6 +136,26 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ORDER BY (account_id, ts)
         TTL toDateTime(ts) + INTERVAL 90 DAY""",
     ]),
+    (4, [
+        # analysts' triage decisions (feedback v1): the audit trail, append-only. Nothing updates or
+        # deletes a row; a later decision on the same alert is a new row (latest by decided_at wins).
+        """CREATE TABLE IF NOT EXISTS {db}.alert_feedback (
+            feedback_id String,
+            alert_id String,
+            detector LowCardinality(String),
+            account_ids Array(String),
+            end_user_ids Array(String),
+            decision LowCardinality(String),
+            reason String,
+            note String,
+            analyst String,
+            decided_at DateTime64(3, 'UTC'),
+            applies_from DateTime64(3, 'UTC'),
+            expires_at Nullable(DateTime64(3, 'UTC')),
+            inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+        ) ENGINE = MergeTree
+        ORDER BY (alert_id, decided_at, feedback_id)""",
+    ]),
 ]
 
 # Column order of the rows the sink inserts, per table.
@@ -149,6 +169,8 @@ COLUMNS: dict[str, list[str]] = {
     "account_minute_in": ["account_id", "minute", "requests", "input_tokens", "output_tokens", "errors",
                           "skeletons", "topics"],
     "account_features": ["account_id", "ts", "score", "features"],
+    "alert_feedback": ["feedback_id", "alert_id", "detector", "account_ids", "end_user_ids", "decision", "reason",
+                       "note", "analyst", "decided_at", "applies_from", "expires_at"],
 }
 
 

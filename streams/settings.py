@@ -40,6 +40,12 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "DG_TOPIC_OTEL": ("", "if set, OpenTelemetry GenAI spans (OTLP/JSON) in; mapped to DG_TOPIC_REQUESTS"),
     "DG_TOPIC_LINKS": ("", "internal: link observations keyed by link key (cross-account); default <DG_APP_ID>.links"),
     "DG_TOPIC_CLUSTER": ("", "internal: account-pair evidence, one partition (cross-account); default <DG_APP_ID>.cluster"),
+    # --- console settings ---
+    "DG_TOPIC_FEEDBACK": ("distillguard.feedback", "analysts' triage decisions (feedback v1): the console writes, every worker reads all"),
+    "DG_CONSOLE_HOST": ("127.0.0.1", "address the console binds to (loopback: only this machine)"),
+    "DG_CONSOLE_PORT": ("8470", "port of the console"),
+    "DG_CONSOLE_TOKEN": ("", "the secret analysts sign in to the console with; the console refuses to start without it (--dev makes a one-off one)"),
+    # --- end console settings ---
 }
 
 _SECRET = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
@@ -72,6 +78,12 @@ class Settings:
     topic_otel: str = ""
     topic_links: str = "distillguard.links"
     topic_cluster: str = "distillguard.cluster"
+    # --- console settings ---
+    topic_feedback: str = "distillguard.feedback"
+    console_host: str = "127.0.0.1"
+    console_port: int = 8470
+    console_token: str = ""
+    # --- end console settings ---
 
     @property
     def embedded_clickhouse(self) -> bool:
@@ -134,6 +146,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         # internal topics of one app (like Faust's changelogs): named after the app id by default
         topic_links=_value(env, "DG_TOPIC_LINKS") or f"{_value(env, 'DG_APP_ID')}.links",
         topic_cluster=_value(env, "DG_TOPIC_CLUSTER") or f"{_value(env, 'DG_APP_ID')}.cluster",
+        # --- console settings ---
+        topic_feedback=_value(env, "DG_TOPIC_FEEDBACK"),
+        console_host=_value(env, "DG_CONSOLE_HOST"),
+        console_port=_number(env, "DG_CONSOLE_PORT", int),
+        console_token=_value(env, "DG_CONSOLE_TOKEN"),
+        # --- end console settings ---
     )
     if settings.partitions < 1:
         raise SettingsError("DG_PARTITIONS must be at least 1")
@@ -150,7 +168,9 @@ def describe(settings: Settings) -> str:
     lines = []
     for f in fields(settings):
         value = getattr(settings, f.name)
-        if f.name == "fingerprint_key":
+        if f.name == "console_token":
+            value = "***" if value else "(not set)"
+        elif f.name == "fingerprint_key":
             value = "***" if value != ENV_VARS["DG_FINGERPRINT_KEY"][0] else f"{value} (development default!)"
         lines.append(f"  {f.name:<20} {mask(str(value))}")
     return "\n".join(lines)
