@@ -108,7 +108,8 @@ def time_lines(name: str, series: dict[str, tuple[list, list]], marks: list[tupl
 
 def reasons_chart(name: str, reasons: list[dict]) -> str:
     """Each reason's value next to its cohort baseline (log axis: features differ in scale)."""
-    rows = [r for r in reasons if isinstance(r.get("value"), (int, float)) and r.get("feature") != "feedback_tempered"]
+    # the first reason is the finding's strength (no cohort baseline): the chart shows the features
+    rows = [r for r in reasons if isinstance(r.get("value"), (int, float)) and r.get("feature") != "feedback_tempered"][1:]
     if not rows:
         return empty(name, "no reasons")
     labels = [r["feature"] for r in rows]
