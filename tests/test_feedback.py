@@ -178,3 +178,24 @@ def test_a_bad_decisions_file_is_a_one_line_error_naming_the_line(tmp_path, smal
                         "--feedback", str(path)], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().endswith("line 2: decision must be one of confirmed, false_positive, known_workload, note")
+
+
+def test_eval_shows_what_a_file_of_decisions_changes(small_sim, tmp_path):
+    from distillguard.streams.eval_cli import evaluate_file, feedback_effect, format_feedback_table
+    events, _labels_path, labels = small_sim
+    before = evaluate_file(events, labels, baselines=False)
+    outcomes = before["detectors"]["distillguard"]["accounts"]
+    target = next(a for a, o in sorted(outcomes.items())
+                  if o["label"] == "attack" and o["cohort"] != "hydra" and o["severity"] in ("high", "critical"))
+    book = FeedbackBook()
+    book.learn(fb(alert_id="dg-x", account_ids=[target], applies_from_ms=0, expires_at_ms=None,
+                  decision="false_positive"))
+    after = evaluate_file(events, labels, baselines=False, feedback=book)
+    effect = feedback_effect(before, after, book, "decisions.jsonl")
+    cohort = labels[target]["cohort"]
+    assert effect["cohorts"][cohort]["after"]["alerted"] == effect["cohorts"][cohort]["before"]["alerted"] - 1
+    assert effect["tempered_alert_events"][1] > 0
+    table = format_feedback_table(effect)
+    assert "decisions.jsonl (1 false positive)" in table
+    changed = [line for line in table.splitlines() if line.endswith("*")]
+    assert {line.split()[0] for line in changed} == {cohort, "all"}

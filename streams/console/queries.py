@@ -58,20 +58,13 @@ class ConsoleData:
                 "argMax(analyst, decided_at) AS last_analyst "
                 "FROM {db}.alert_feedback WHERE decision != 'note' GROUP BY alert_id)")
 
+    # filter field -> its condition on the alert (a parameter of the same name)
+    _CONDITIONS = {"detector": "a.detector = {detector:String}", "severity": "a.severity = {severity:String}",
+                   "account": "has(a.account_ids, {account:String})", "cluster": "a.cluster_id = {cluster:String}"}
+
     def _where(self, f: QueueFilter) -> tuple[str, dict]:
-        conds, params = [], {}
-        if f.detector:
-            conds.append("a.detector = {detector:String}")
-            params["detector"] = f.detector
-        if f.severity:
-            conds.append("a.severity = {severity:String}")
-            params["severity"] = f.severity
-        if f.account:
-            conds.append("has(a.account_ids, {account:String})")
-            params["account"] = f.account
-        if f.cluster:
-            conds.append("a.cluster_id = {cluster:String}")
-            params["cluster"] = f.cluster
+        params = {name: getattr(f, name) for name in self._CONDITIONS if getattr(f, name)}
+        conds = [self._CONDITIONS[name] for name in params]
         if f.since:
             conds.append("a.raised_at >= now64(3) - toIntervalHour({hours:UInt32})")
             params["hours"] = SINCE_HOURS[f.since]

@@ -247,19 +247,14 @@ class Console:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.guard], client_max_size=64 * 1024)
-        app.router.add_get("/login", self.login_form)
-        app.router.add_post("/login", self.login)
-        app.router.add_post("/logout", self.logout)
-        app.router.add_get("/", self.queue)
-        app.router.add_get("/alerts/{alert_id}", self.alert)
-        app.router.add_post("/alerts/{alert_id}/triage", self.triage)
-        app.router.add_get("/clusters/{cluster_id}", self.cluster)
-        app.router.add_get("/precision", self.precision)
-        app.router.add_get("/static/plotly.min.js", self.plotly_js)
-        app.router.add_get("/static/console.js", self.console_js)
-        app.router.add_get("/static/console.css", self.console_css)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
+        app.add_routes([
+            web.get("/login", self.login_form), web.post("/login", self.login), web.post("/logout", self.logout),
+            web.get("/", self.queue), web.get("/alerts/{alert_id}", self.alert),
+            web.post("/alerts/{alert_id}/triage", self.triage), web.get("/clusters/{cluster_id}", self.cluster),
+            web.get("/precision", self.precision), web.get("/static/plotly.min.js", self.plotly_js),
+            web.get("/static/console.js", self.console_js), web.get("/static/console.css", self.console_css),
+            web.get("/healthz", self.healthz), web.get("/favicon.ico", lambda request: web.Response(status=204)),
+        ])
         app.on_startup.append(self._startup)
         return app
 
