@@ -291,6 +291,25 @@ def run_table(run: dict) -> str:
 
 # ------------------------------------------------------------------ page
 
+def feedback_section(effect: dict | None) -> str:
+    """``eval --feedback``: what the analysts' decisions changed, per cohort (distillguard)."""
+    if not effect:
+        return ""
+    decided = ", ".join(f"{n} {escape(d.replace('_', ' '))}" for d, n in sorted(effect["decisions"].items()))
+    rows = []
+    for name, c in sorted(effect["cohorts"].items(), key=lambda kv: (kv[0].startswith("all "),
+                                                                     kv[1]["before"]["label"] != "attack", kv[0])):
+        b, a = c["before"], c["after"]
+        rows.append(f'<tr class="{"atk" if b["label"] == "attack" else ""}"><td class="l">{escape(name)}</td>'
+                    f'<td>{b["accounts"]}</td><td>{b["alerted"]}</td><td>{a["alerted"]}</td>'
+                    f'<td>{_cell(b["rate"], "rate")}</td><td>{_cell(a["rate"], "rate")}</td></tr>')
+    ev, te = effect["alert_events"], effect["tempered_alert_events"]
+    return (f'<h2>Analysts\' feedback replayed</h2><div class="muted">{escape(effect["file"])}: {decided}. '
+            f'Alert events {ev[0]} → {ev[1]}, tempered by feedback {te[1]}.</div>'
+            '<table><tr><th class="l">cohort</th><th>accounts</th><th>alerted before</th><th>alerted after</th>'
+            '<th>rate before</th><th>rate after</th></tr>' + "".join(rows) + "</table>")
+
+
 def render_report(result: dict, title: str = "distillguard eval") -> str:
     """The whole report (an eval.json document) as one HTML string."""
     members = _members(result)
@@ -324,6 +343,7 @@ def render_report(result: dict, title: str = "distillguard eval") -> str:
         "<h2>Metrics per cohort (alert = medium or higher)</h2>", metrics_table(result, order),
         '<div class="muted">recall for attack cohorts, benign-account FPR for benign ones; TTD in minutes '
         "of event time from the account's first attack request; reqs = attack requests up to the first alert.</div>",
+        feedback_section(result.get("feedback")),
         "<h2>Run</h2>", run_table(run),
         "</body></html>",
     ]

@@ -199,3 +199,6 @@ def test_eval_shows_what_a_file_of_decisions_changes(small_sim, tmp_path):
     assert "decisions.jsonl (1 false positive)" in table
     changed = [line for line in table.splitlines() if line.endswith("*")]
     assert {line.split()[0] for line in changed} == {cohort, "all"}
+    from distillguard.streams.report_html import render_report
+    html = render_report({**before, "feedback": effect})
+    assert "Analysts' feedback replayed" in html and "1 false positive" in html
