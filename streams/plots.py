@@ -106,10 +106,19 @@ def time_lines(name: str, series: dict[str, tuple[list, list]], marks: list[tupl
     return embed(_layout(fig, height, yaxis_title=y_title, **extra), name)
 
 
+def finding_strength(reasons: list[dict]) -> dict | None:
+    """The reason that is the finding's own strength in 0..1, if any: the scorer puts it first,
+    with baseline 0 (a cluster alert starts with its size instead, baseline null)."""
+    rows = [r for r in reasons if r.get("feature") != "feedback_tempered"]
+    return rows[0] if rows and rows[0].get("baseline") == 0.0 else None
+
+
 def reasons_chart(name: str, reasons: list[dict]) -> str:
     """Each reason's value next to its cohort baseline (log axis: features differ in scale)."""
-    # the first reason is the finding's strength (no cohort baseline): the chart shows the features
-    rows = [r for r in reasons if isinstance(r.get("value"), (int, float)) and r.get("feature") != "feedback_tempered"][1:]
+    # the features against their cohort; the finding's strength has no cohort
+    strength = finding_strength(reasons)
+    rows = [r for r in reasons if isinstance(r.get("value"), (int, float)) and r.get("feature") != "feedback_tempered"
+            and r is not strength]
     if not rows:
         return empty(name, "no reasons")
     labels = [r["feature"] for r in rows]

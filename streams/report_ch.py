@@ -22,6 +22,7 @@ import orjson
 from distillguard.models.feedback import precision_by_period
 
 from . import plots
+from .plots import finding_strength
 from .report_html import CSS
 
 SEVERITY_RANK = "indexOf(['low','medium','high','critical'], severity)"
@@ -47,9 +48,9 @@ def describe_reason(r: dict, strongest: bool = False) -> str:
 
 
 def describe_reasons(reasons: list[dict]) -> str:
-    """Reasons as one line; the first that is not a feedback note is the finding's strength."""
-    findings = [r for r in reasons if r.get("feature") != "feedback_tempered"]
-    return "; ".join(describe_reason(r, strongest=bool(findings) and r is findings[0]) for r in reasons)
+    """Reasons as one line (see :func:`~distillguard.streams.plots.finding_strength`)."""
+    strength = finding_strength(reasons)
+    return "; ".join(describe_reason(r, strongest=r is strength) for r in reasons)
 
 
 def _table(columns: list[str], rows: list[list]) -> str:

@@ -129,13 +129,16 @@ def queue_page(f: QueueFilter, rows: list[dict], counts: dict[str, int], detecto
 
 def _reasons_table(reasons: list[dict]) -> str:
     rows = []
-    for i, r in enumerate(x for x in reasons if x.get("feature") != "feedback_tempered"):
+    strength = plots.finding_strength(reasons)
+    for r in reasons:
+        if r.get("feature") == "feedback_tempered":
+            continue
         value, base = r.get("value"), r.get("baseline")
         ratio = f"{value / base:,.1f}×" if isinstance(value, (int, float)) and base else ""
-        # the first reason is the finding's own strength (0..1), not a feature with a cohort
-        base_cell = '<span class="muted">finding strength</span>' if i == 0 else fmt_num(base)
+        # the finding's own strength (0..1) has no cohort to compare with
+        base_cell = '<span class="muted">finding strength</span>' if r is strength else fmt_num(base)
         rows.append(f"<tr><td>{escape(str(r.get('feature')))}</td><td>{fmt_num(value)}</td>"
-                    f"<td>{base_cell}</td><td>{ratio if i else ''}</td></tr>")
+                    f"<td>{base_cell}</td><td>{ratio}</td></tr>")
     return ("<table id=\"reasons\"><tr><th>feature</th><th>this account</th><th>cohort baseline</th>"
             "<th>ratio</th></tr>" + "".join(rows) + "</table>")
 
