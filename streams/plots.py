@@ -48,10 +48,12 @@ def _layout(fig: go.Figure, height: int, **extra) -> go.Figure:
     return fig
 
 
-def embed(fig: go.Figure, name: str) -> str:
-    """A figure as a div plus its JSON (``</`` escaped so a value can never close the script)."""
+def embed(fig: go.Figure, name: str, kind: str | None = None, detector: str | None = None) -> str:
+    """A figure as a div plus its JSON (``</`` escaped so a value can never close the script).
+    ``name`` must be unique in the page; ``kind`` (default ``name``) is what ``data-rendered`` lists."""
     data = fig.to_json().replace("</", "<\\/")
-    return (f'<div class="plot" id="plot-{escape(name)}" data-plot="{escape(name)}"></div>'
+    det = f' data-detector="{escape(detector)}"' if detector else ""
+    return (f'<div class="plot" id="plot-{escape(name)}" data-plot="{escape(kind or name)}"{det}></div>'
             f'<script type="application/json" data-figure="plot-{escape(name)}">{data}</script>')
 
 

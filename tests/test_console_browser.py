@@ -71,10 +71,8 @@ def test_triage_a_false_positive_in_the_browser_and_the_detector_tempers_the_nex
 
     events_path, _labels_path, _labels = small_sim
     phase1, phase2, attacker = _split(events_path)
-    run = isolated_env["DG_APP_ID"]
     port = free_port()
-    env = {**isolated_env, "DG_TOPIC_FEEDBACK": f"{run}.feedback", "DG_CONSOLE_TOKEN": TOKEN,
-           "DG_CONSOLE_PORT": str(port)}
+    env = {**isolated_env, "DG_CONSOLE_TOKEN": TOKEN, "DG_CONSOLE_PORT": str(port)}
     settings = load_settings(env)
     ensure_topics(settings)
     worker = WorkerProcess(env, tmp_path / "worker.log", DG_SINK="0").start()
