@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages some tests use, installed when missing and we are root:
 #   kcat      an independent Kafka client (tests/test_kcat.py)
-#   chromium  headless browser that renders `distillguard report` (tests/test_report.py)
+#   chromium  headless browser: renders `distillguard report` (tests/test_report.py) and drives the
+#             analyst console through Playwright (tests/test_console_browser.py)
 #   openssl   self-signed certificates for the SASL/TLS broker test (tests/test_kafka_security.py)
 # Without root or apt-get, the tests that need them skip with a reason.
 set -u

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from distillguard.schemas import Alert, make_alert_id
 
 from .config import DetectorConfig
+from .feedback import FeedbackBook, temper_finding
 
 SEVERITIES = ("low", "medium", "high", "critical")
 ACTIONS = {"low": "monitor", "medium": "step_up_verification", "high": "throttle", "critical": "block"}
@@ -37,15 +38,17 @@ class OpenAlert:
     last_strong_ms: int     # event time of the last score at or above ``low``
     emitted_events: int     # ``events`` when the last create/update was emitted
     model: str | None = None   # model of the last strong score's request (named in the close)
+    tempered: str | None = None   # id of the analyst's decision the last event was emitted under
 
     def to_list(self) -> list:
         """Persisted form (``AccountState.to_bytes``)."""
         return [self.alert_id, self.window_start_ms, self.severity, self.score, self.events,
-                self.last_strong_ms, self.emitted_events, self.model]
+                self.last_strong_ms, self.emitted_events, self.model, self.tempered]
 
     @classmethod
     def from_list(cls, values: list | None) -> OpenAlert | None:
-        """Inverse of :meth:`to_list`; also reads the 7-field list of earlier versions (no model)."""
+        """Inverse of :meth:`to_list`; also reads the shorter lists of earlier versions (7 fields:
+        no model; 8: no tempering)."""
         return None if values is None else cls(*values)
 
 
@@ -83,6 +86,8 @@ class Lifecycle:
     def __init__(self, detector: str, cfg: DetectorConfig):
         self.detector = detector
         self.cfg = cfg
+        # analysts' decisions (models/feedback.py); the shell sets it, None = no feedback
+        self.feedback: FeedbackBook | None = None
 
     def _alert(self, rec: OpenAlert, activity: str, accounts: list[str], score: float, reasons: list[dict],
                ts: int, samples: list[str], model: str | None, cluster_id: str | None) -> Alert:
@@ -97,14 +102,22 @@ class Lifecycle:
                 ts: int, window_start: int, events: int, samples: list[str], model: str | None,
                 cluster_id: str | None = None) -> tuple[OpenAlert | None, Alert | None]:
         """Fold a new score for ``scope``; return the new open-alert record and an alert event, if any."""
-        sev = severity_of(score, self.cfg)
+        sev, reasons, tempering = temper_finding(self.feedback, self.detector, accounts, ts,
+                                                 severity_of(score, self.cfg), score, reasons)
+        if rec is not None and _tempered_now(rec, tempering):
+            # an analyst's decision arrived while the alert is open: say so at once, lowered
+            rec.severity = sev
+            rec.last_strong_ms = ts
+            rec.events = rec.emitted_events = events
+            return rec, self._alert(rec, "update", accounts, score, reasons, ts, samples, model, cluster_id)
         if rec is None:
             if sev is None:
                 return None, None
             # Keyed by the hour of the crossing: a later finding on the same scope (after a close,
             # which takes hours of quiet) gets a new id; re-processing the same events does not.
             rec = OpenAlert(make_alert_id(self.detector, scope, ts // WINDOW_MS * WINDOW_MS),
-                            window_start, sev, score, events, ts, events, model)
+                            window_start, sev, score, events, ts, events, model,
+                            tempering.feedback_id if tempering is not None else None)
             return rec, self._alert(rec, "create", accounts, score, reasons, ts, samples, model, cluster_id)
         if sev is None:
             return rec, None
@@ -134,3 +147,13 @@ class Lifecycle:
                             rec.last_strong_ms + quiet, [], rec.model, cluster_id)
         alert.raised_at_ms = rec.last_strong_ms
         return None, alert
+
+
+def _tempered_now(rec: OpenAlert, tempering) -> bool:
+    """Record on ``rec`` which tempering it was last emitted under; True when that changed to a
+    new one (a decision that was not on the alert yet)."""
+    current = tempering.feedback_id if tempering is not None else None
+    if current == rec.tempered:
+        return False
+    rec.tempered = current
+    return current is not None

@@ -33,6 +33,7 @@ from .aggregates import MinuteAggregates
 from .clusters import ClusterEngine
 from .config import DetectorConfig
 from .detector import DEV_KEY, AccountDetector
+from .feedback import FeedbackBook
 from .linking import Linker, LinkObserver, link_record
 from .records import LinkRecord, PairEvidence
 from .rows import AccountMinuteRow, AlertEventRow, ClusterMemberRow, FeatureSnapshotRow, Row
@@ -90,8 +91,9 @@ class AccountStage:
     """Per-account detection plus the minute aggregates, with the per-account cadence."""
 
     def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY,
-                 states: MutableMapping[str, AccountState] | None = None):
+                 states: MutableMapping[str, AccountState] | None = None, feedback: FeedbackBook | None = None):
         self.detector = AccountDetector(config, key, states)
+        self.detector.lifecycle.feedback = feedback   # analysts' decisions temper findings (models/feedback.py)
         self.aggregates = MinuteAggregates()
         self._ticked = 0             # last minute boundary closes ran at
         self._expired_at = 0         # last expiry pass
@@ -135,8 +137,9 @@ class ClusterStage:
     """Stage 3 (``ClusterEngine``) with its cadence: quiet clusters close at each minute
     boundary the engine's clock (``close_clock``) passes, checked after every evidence message."""
 
-    def __init__(self, config: DetectorConfig | None = None, settle: int = 1):
+    def __init__(self, config: DetectorConfig | None = None, settle: int = 1, feedback: FeedbackBook | None = None):
         self.engine = ClusterEngine(config, settle=settle)
+        self.engine.lifecycle.feedback = feedback
         self._ticked = 0
 
     def process(self, evidence: PairEvidence) -> ClusterOutput:
@@ -161,11 +164,12 @@ class CrossAccountPipeline:
     in-process or in a child process (``replay --jobs 2``); the stream runs the same three
     stage objects in three agents."""
 
-    def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY, settle: int = 1):
+    def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY, settle: int = 1,
+                 feedback: FeedbackBook | None = None):
         config = config or DetectorConfig()
         self.observer = LinkObserver(key, config.clusters)
         self.linker = Linker(config.clusters)
-        self.clusters = ClusterStage(config, settle)
+        self.clusters = ClusterStage(config, settle, feedback)
 
     def process(self, record: LinkRecord) -> ClusterOutput:
         out = ClusterOutput()
@@ -187,14 +191,15 @@ class Pipeline:
     ``end_batch(low_watermark)`` after each batch, ``finish()`` at the end of the input.
 
     ``cross`` is the cross-account part: built by default, ``None`` turns it off, or pass
-    one of your own."""
+    one of your own. ``feedback``: analysts' decisions both stages learn from (the stream
+    fills the same book from the feedback topic)."""
 
     def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY,
                  states: MutableMapping[str, AccountState] | None = None,
-                 cross: CrossAccountPipeline | None | bool = True):
-        self.accounts = AccountStage(config, key, states)
+                 cross: CrossAccountPipeline | None | bool = True, feedback: FeedbackBook | None = None):
+        self.accounts = AccountStage(config, key, states, feedback)
         if cross is True:
-            cross = CrossAccountPipeline(self.accounts.config, key)
+            cross = CrossAccountPipeline(self.accounts.config, key, feedback=feedback)
         self.cross: CrossAccountPipeline | None = cross or None
 
     def process(self, event: RequestEvent) -> Output:

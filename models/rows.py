@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from distillguard.schemas import Alert
+from distillguard.schemas import Alert, Feedback
 
 _ACTIVITY_RANK = {"create": 0, "update": 1, "close": 2}
 
@@ -117,5 +117,28 @@ class ContentMinuteRow(Row):
     content_less: int
 
 
+@dataclass(slots=True)
+class AlertFeedbackRow(Row):
+    """An analyst's triage decision (feedback v1), appended to the audit trail."""
+    TABLE: ClassVar[str] = "alert_feedback"
+    feedback_id: str
+    alert_id: str
+    detector: str
+    account_ids: list[str]
+    end_user_ids: list[str]
+    decision: str
+    reason: str
+    note: str
+    analyst: str
+    decided_at: int            # ms
+    applies_from: int          # ms
+    expires_at: int | None     # ms; None: no expiry
+
+    @classmethod
+    def of(cls, fb: Feedback) -> AlertFeedbackRow:
+        return cls(fb.feedback_id, fb.alert_id, fb.detector, fb.account_ids, fb.end_user_ids, fb.decision,
+                   fb.reason, fb.note, fb.analyst, fb.decided_at_ms, fb.applies_from_ms, fb.expires_at_ms)
+
+
 ROW_TYPES: tuple[type[Row], ...] = (AlertEventRow, AccountMinuteRow, FeatureSnapshotRow, ClusterMemberRow,
-                                    DlqMinuteRow, ContentMinuteRow)
+                                    DlqMinuteRow, ContentMinuteRow, AlertFeedbackRow)

@@ -2,13 +2,14 @@
 from importlib.resources import files
 
 from .alert import Alert, make_alert_id, validate_alert
+from .feedback import BadFeedback, Feedback, feedback_from_dict, parse_feedback
 from .event import BadEvent, Message, RequestEvent, event_from_dict, parse_event
 
 
 def json_schema(name: str) -> bytes:
-    """The JSON Schema file ``request_event.v1`` or ``alert.v1`` as bytes."""
+    """The JSON Schema file ``request_event.v1``, ``alert.v1`` or ``feedback.v1`` as bytes."""
     return files(__name__).joinpath(f"{name}.json").read_bytes()
 
 
-__all__ = ["Alert", "BadEvent", "Message", "RequestEvent", "event_from_dict", "json_schema",
+__all__ = ["Alert", "BadEvent", "BadFeedback", "Feedback", "feedback_from_dict", "parse_feedback", "Message", "RequestEvent", "event_from_dict", "json_schema",
            "make_alert_id", "parse_event", "validate_alert"]

@@ -31,6 +31,7 @@ from faust.streams import _current_event  # set per account before a table write
 
 from distillguard.models import load_config
 from distillguard.models.coverage import coverage
+from distillguard.models.feedback import FeedbackBook
 from distillguard.models.memo import memo_bounds
 from distillguard.models.pipeline import AccountStage
 from distillguard.models.rows import AlertEventRow, DlqMinuteRow, Row
@@ -40,6 +41,7 @@ from distillguard.schemas import Alert, BadEvent, parse_event
 from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents, watch_blind_spot
 from .cluster_agents import register_cluster_agents
 from .dlq import send_to_dlq
+from .feedback_agent import register_feedback_reader
 from .kafka_config import faust_broker_options
 from .memory import process_memory
 from .metrics import faust_lag, render as render_metrics
@@ -196,7 +198,8 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
                       key_type=str, value_type=bytes)
     cache = StateCache(table)
     key = settings.fingerprint_key.encode()
-    stage = AccountStage(load_config(settings.detector_config or None), key, states=cache)
+    feedback = FeedbackBook()   # analysts' decisions, filled from the feedback topic (issue #16)
+    stage = AccountStage(load_config(settings.detector_config or None), key, states=cache, feedback=feedback)
     counters = Counters()
     partition_time: dict[int, int] = {}   # highest event time seen per source partition
     # integrations (issue #6): optional OCSF copy of the alerts, topic-level input adapters
@@ -218,7 +221,8 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
         if ocsf is not None:
             await ocsf.send(key=key, value=orjson.dumps(to_ocsf(alert.to_dict())))
 
-    cross = register_cluster_agents(app, settings, stage.config, key, emit_alert, sink_topic)  # issue #5
+    cross = register_cluster_agents(app, settings, stage.config, key, emit_alert, sink_topic, feedback)  # issue #5
+    feedback_reader = register_feedback_reader(app, settings, feedback)
 
     @app.on_partitions_revoked.connect
     async def _forget(app, revoked, **kwargs) -> None:
@@ -284,7 +288,7 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
                 "accounts_cached": len(cache.local), "accounts_expired": stage.expired_total,
                 "uptime_s": round(time.time() - counters.started),
                 "latency_ms": counters.latency.summary(), "clusters": cross.stats(),
-                "partitions": assigned_request_partitions(),
+                "partitions": assigned_request_partitions(), "feedback": feedback_reader.stats(),
                 # blind spot (issue #14): events read without prompt text; gateway adapters' counts
                 "content_less": coverage(stage.detector.content_less, read_events()),
                 "adapters": {src: dict(c) for src, c in adapter_counts.items()}}

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval_cli", "measure detection on labelled traffic, with literature baselines"),
     "demo": ("demo", "end-to-end demo on the local broker: simulate, detect, print alerts"),
     "report": ("report_cli", "write a self-contained HTML report from ClickHouse"),
+    "console": ("console.command", "the analysts' web console: alert queue, evidence, triage"),
     "sql": ("sql_cli", "run SQL against the configured ClickHouse and print a table"),
     "migrate": ("migrate_cli", "apply ClickHouse schema migrations"),
     "topics": ("topics_cli", "create the Kafka topics distillguard uses (idempotent)"),

@@ -152,6 +152,26 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ORDER BY minute
         TTL minute + INTERVAL 400 DAY""",
     ]),
+    (5, [
+        # analysts' triage decisions (feedback v1): the audit trail, append-only. Nothing updates or
+        # deletes a row; a later decision on the same alert is a new row (latest by decided_at wins).
+        """CREATE TABLE IF NOT EXISTS {db}.alert_feedback (
+            feedback_id String,
+            alert_id String,
+            detector LowCardinality(String),
+            account_ids Array(String),
+            end_user_ids Array(String),
+            decision LowCardinality(String),
+            reason String,
+            note String,
+            analyst String,
+            decided_at DateTime64(3, 'UTC'),
+            applies_from DateTime64(3, 'UTC'),
+            expires_at Nullable(DateTime64(3, 'UTC')),
+            inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+        ) ENGINE = MergeTree
+        ORDER BY (alert_id, decided_at, feedback_id)""",
+    ]),
 ]
 
 # Column list of every table the sink inserts into: the fields of its row class (models/rows.py).

@@ -47,6 +47,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from distillguard.models.config import DetectorConfig
+from distillguard.models.feedback import FeedbackBook
 from distillguard.models.linking import Linker, LinkObserver
 from distillguard.models.memo import Memo
 from distillguard.models.pipeline import ClusterOutput, ClusterStage
@@ -145,7 +146,7 @@ def stream_settle(partitions: int, config: DetectorConfig) -> int:
 
 
 def register_cluster_agents(app, settings: Settings, config: DetectorConfig, key: bytes, emit_alert,
-                            sink_topic) -> CrossAccountAgents:
+                            sink_topic, feedback: FeedbackBook | None = None) -> CrossAccountAgents:
     """Declare the link topic, the cluster topic and the linker and cluster agents on ``app``.
     ``await emit_alert(alert)`` publishes an alert exactly as the per-account agent does."""
     links = app.topic(settings.topic_links, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -154,7 +155,8 @@ def register_cluster_agents(app, settings: Settings, config: DetectorConfig, key
                          value_serializer="raw", partitions=1)
     agents = CrossAccountAgents(LinkPublisher(LinkObserver(key, config.clusters), links, settings.partitions),
                                 Linker(config.clusters),
-                                ClusterStage(config, settle=stream_settle(settings.partitions, config)))
+                                ClusterStage(config, settle=stream_settle(settings.partitions, config),
+                                             feedback=feedback))
     quiet = {"since": time.monotonic(), "flushed": True}
 
     async def publish(out: ClusterOutput) -> None:

@@ -111,19 +111,27 @@ def run_demo(settings: Settings, args) -> int:
     return _summary(settings, alerts, labels, run_tag, sent, time.monotonic() - started)
 
 
+def counts(counter: Counter, order=()) -> str:
+    """``create 10, update 27`` (in ``order`` first, then by count), or ``none``."""
+    keys = [k for k in order if counter.get(k)] + [k for k, _ in counter.most_common() if k not in order]
+    return ", ".join(f"{k} {counter[k]:,}" for k in keys) or "none"
+
+
 def _summary(settings, alerts, labels, run_tag, sent, elapsed) -> int:
     created = [a for a in alerts if a["activity"] == "create"]
     alerted = {acct for a in alerts if a["severity"] in ("medium", "high", "critical") for acct in a["account_ids"]}
     attacks = {a for a, v in labels.items() if v["label"] == "attack"}
     benign = set(labels) - attacks
+    severities = ("low", "medium", "high", "critical")
     print("\nsummary")
     print(f"  events streamed        {sent:,}")
-    print(f"  alert events           {len(alerts)} ({dict(Counter(a['activity'] for a in alerts))})")
-    print(f"  alerts created         {len(created)} by severity {dict(Counter(a['severity'] for a in created))}")
+    print(f"  alert events           {len(alerts)} "
+          f"({counts(Counter(a['activity'] for a in alerts), ('create', 'update', 'close'))})")
+    print(f"  alerts created         {len(created)} by severity: "
+          f"{counts(Counter(a['severity'] for a in created), severities)}")
     print(f"  attack accounts caught {len(alerted & attacks)}/{len(attacks)} at medium+")
     print(f"  benign accounts hit    {len(alerted & benign)}/{len(benign)} at medium+")
-    by_cohort = Counter(labels[a]["cohort"] for a in alerted if a in labels)
-    print(f"  alerted by cohort      {dict(by_cohort)}")
+    print(f"  alerted by cohort      {counts(Counter(labels[a]['cohort'] for a in alerted if a in labels))}")
     db = settings.clickhouse_database
     with open_store(settings) as store:
         n_alerts = store.query(f"SELECT count() FROM {db}.alert_events WHERE account_id LIKE '%-{run_tag}'").result_rows[0][0]
@@ -133,7 +141,11 @@ def _summary(settings, alerts, labels, run_tag, sent, elapsed) -> int:
     print(f"  in ClickHouse          {n_alerts} alert events, {n_req:,} requests in account_minute")
     print("  rows per table         " + ", ".join(f"{name} {rows:,}" for name, rows in tables))
     print(f"  took                   {elapsed:.0f}s")
-    print("\nlook at them:\n  .venv/bin/distillguard sql \"SELECT alert_id, severity, score, account_id, "
+    print("\nlook at them in the analysts' console (alert queue, evidence, triage):\n"
+          "  DG_CONSOLE_TOKEN=<a secret of your choice> .venv/bin/distillguard console\n"
+          f"  then open http://{settings.console_host}:{settings.console_port}/ and sign in with that token\n"
+          "  (or `.venv/bin/distillguard console --dev` for a one-off token, printed at start)\n"
+          "or with SQL:\n  .venv/bin/distillguard sql \"SELECT alert_id, severity, score, account_id, "
           f"recommended_action FROM {db}.alerts_latest FINAL ORDER BY score DESC LIMIT 20\"")
     if not created:
         print("demo FAILED: no alert arrived", file=sys.stderr)

@@ -31,6 +31,7 @@ import orjson
 from distillguard.models import load_config
 from distillguard.models.pipeline import Pipeline
 from distillguard.models.evaluation import DISTILLGUARD, Harness, default_baselines
+from distillguard.models.feedback import FeedbackBook
 from distillguard.streams.replay import open_lines, print_progress, replay
 from distillguard.streams.eval_report import render_report
 
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baselines", action="store_true", help="measure distillguard only")
     parser.add_argument("--detector-config", metavar="TOML", default=None,
                         help="detector settings ([detector] table), as for DG_DETECTOR_CONFIG")
+    parser.add_argument("--feedback", metavar="FILE", default=None,
+                        help="analysts' decisions (feedback v1 JSONL): replay once more with the detector "
+                             "learning them, and show what they change (before/after per cohort)")
 
 
 def default_labels_path(input_path: str | Path) -> Path:
@@ -124,15 +128,60 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def feedback_effect(before: dict, after: dict, book: FeedbackBook, path) -> dict:
+    """What replaying the analysts' decisions changed for distillguard, per cohort and overall."""
+    def cells(doc: dict) -> dict:
+        det = doc["detectors"][DISTILLGUARD]
+        rows = {name: c for name, c in det["cohorts"].items()}
+        rows["all attack"] = det["overall"]["attack"]
+        rows["all benign"] = det["overall"]["benign"]
+        return {name: {"label": c["label"], "accounts": c["accounts"], "alerted": c["alerted"],
+                       "rate": c["recall"] if c["label"] == "attack" else c["fpr"]} for name, c in rows.items()}
+    decided: dict[str, int] = {}
+    for fb in book.decisions:
+        decided[fb.decision] = decided.get(fb.decision, 0) + 1
+    return {"file": str(path), "decisions": decided,
+            "alert_events": [before["run"]["alert_events"], after["run"]["alert_events"]],
+            "tempered_alert_events": [0, after["run"]["tempered_alert_events"]],
+            "cohorts": {name: {"before": b, "after": cells(after)[name]} for name, b in cells(before).items()}}
+
+
+def format_feedback_table(effect: dict) -> str:
+    """Before/after table of one feedback replay (distillguard only; medium+ counts as alerted)."""
+    rows = sorted(effect["cohorts"].items(), key=lambda kv: (kv[0].startswith("all "), kv[1]["before"]["label"]
+                                                              != "attack", kv[0]))
+    cw = max(len(name) for name, _ in rows)
+    lines = [f"feedback replay: {effect['file']} ("
+             + ", ".join(f"{n} {d.replace('_', ' ')}" for d, n in sorted(effect["decisions"].items())) + ")",
+             f"{'cohort':<{cw}} kind    n   alerted before -> after   rate before -> after"]
+    for name, c in rows:
+        b, a = c["before"], c["after"]
+        kind = "atk" if b["label"] == "attack" else "ben"
+        mark = "" if (b["alerted"], b["rate"]) == (a["alerted"], a["rate"]) else "  *"
+        lines.append(f"{name:<{cw}} {kind:<4} {b['accounts']:>4}   {b['alerted']:>6} -> {a['alerted']:<6}        "
+                     f"{_fmt_rate(b['rate'])} -> {_fmt_rate(a['rate'])}{mark}")
+    ev, te = effect["alert_events"], effect["tempered_alert_events"]
+    lines.append(f"alert events {ev[0]} -> {ev[1]}; tempered by feedback {te[0]} -> {te[1]}; "
+                 "rate = recall (atk) or benign FPR (ben) at medium+; * = changed")
+    return "\n".join(lines)
+
+
 def evaluate_file(input_path: str | Path, labels: dict[str, dict], config_path: str | None = None,
-                  baselines: bool = True, progress=None) -> dict:
-    """Replay ``input_path`` once through distillguard and the baselines; the eval.json document."""
+                  baselines: bool = True, progress=None, feedback: FeedbackBook | None = None) -> dict:
+    """Replay ``input_path`` once through distillguard and the baselines; the eval.json document.
+    ``feedback``: analysts' decisions the detector learns from, as in the stream."""
     config = load_config(config_path)
     bls = default_baselines() if baselines else []
     harness = Harness(bls, labels)
+    tempered: list[int] = [0]
+    on_alert = harness.on_alert
+    if feedback is not None:
+        def on_alert(alert, _record=harness.on_alert):
+            tempered[0] += any(r.get("feature") == "feedback_tempered" for r in alert.reasons)
+            _record(alert)
     started = time.time()
     # the whole pipeline, as `distillguard replay` runs it: cluster alerts count too
-    stats = replay(open_lines(input_path), Pipeline(config), harness.on_alert, progress=progress,
+    stats = replay(open_lines(input_path), Pipeline(config, feedback=feedback), on_alert, progress=progress,
                    on_event=harness.on_event)
     distillguard_seconds = max(stats.seconds - sum(harness.baseline_seconds.values()), 0.0)
     t0 = time.perf_counter()
@@ -166,6 +215,7 @@ def evaluate_file(input_path: str | Path, labels: dict[str, dict], config_path: 
         "accounts_labelled_unseen": len(set(labels) - harness.seen),
         "detector_config": dataclasses.asdict(config),
         "detector_config_path": config_path,
+        "tempered_alert_events": tempered[0],
     }
     return {"run": run, "detectors": detectors}
 
@@ -182,12 +232,24 @@ def run(args: argparse.Namespace) -> int:
         load_config(args.detector_config)
     except (ValueError, TypeError, OSError) as err:
         raise UserError(f"bad detector config: {err}") from None
+    book = None
+    if args.feedback:
+        from .feedback_agent import FeedbackFileError, book_from_file
+        try:
+            book = book_from_file(args.feedback)
+        except FeedbackFileError as err:
+            raise UserError(str(err)) from None
     progress = print_progress if sys.stderr.isatty() else None
     t0 = time.perf_counter()
     result = evaluate_file(src, labels, args.detector_config, baselines=not args.no_baselines, progress=progress)
     if progress:
         print(file=sys.stderr)
     result["run"]["labels"] = str(labels_path)
+    if book is not None:
+        after = evaluate_file(src, labels, args.detector_config, baselines=False, progress=progress, feedback=book)
+        if progress:
+            print(file=sys.stderr)
+        result["feedback"] = feedback_effect(result, after, book, args.feedback)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     html = render_report(result)
@@ -201,5 +263,8 @@ def run(args: argparse.Namespace) -> int:
           f"{r['total_seconds']:.1f}s total; distillguard {r['distillguard_events_per_s'] or 0:,.0f} events/s "
           f"({r['distillguard_seconds']:.1f}s)"
           + "".join(f"; {n} {b['seconds']:.1f}s" for n, b in r["baselines"].items()))
+    if book is not None:
+        print()
+        print(format_feedback_table(result["feedback"]))
     print(f"wrote {out / 'eval.json'} and {out / 'report.html'}")
     return 0

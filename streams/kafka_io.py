@@ -91,6 +91,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
         f"{settings.topic_sink}.dlq": 1,   # rows ClickHouse rejects for good (streams/sink.py)
         settings.topic_links: settings.partitions,
         settings.topic_cluster: 1,   # one cluster agent instance cluster-wide (streams/cluster_agents.py)
+        settings.topic_feedback: 1,  # few records, every worker reads all of them (streams/feedback_agent.py)
     }
     # optional topics, when switched on: created before the worker subscribes, so its
     # first assignment already includes them

@@ -22,6 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--jobs", type=int, choices=(1, 2), default=default_replay_jobs(),
                    help="processes: 2 runs the cross-account stage beside the per-account one, same output "
                         "(default: 2 on a machine with 2+ CPUs)")
+    p.add_argument("--feedback", metavar="FILE",
+                   help="analysts' triage decisions (feedback v1 JSONL) the detector learns from, as in the stream")
 
 
 def run(args) -> int:
@@ -34,8 +36,15 @@ def run(args) -> int:
     src = Path(args.input)
     if not src.is_file():
         raise UserError(f"input file {src} does not exist")
+    book = None
+    if args.feedback:  # analysts' decisions (feedback v1 JSONL), as the stream learns them from the topic
+        from .feedback_agent import FeedbackFileError, book_from_file
+        try:
+            book = book_from_file(args.feedback)
+        except FeedbackFileError as err:
+            raise UserError(str(err)) from None
     pipeline = Pipeline(load_config(args.detector_config or settings.detector_config or None),
-                        settings.fingerprint_key.encode())
+                        settings.fingerprint_key.encode(), feedback=book)
     shown = 0
 
     def on_bad(line_no, err):

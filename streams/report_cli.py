@@ -1,11 +1,12 @@
 """``distillguard report``: a self-contained HTML page built from ClickHouse.
 
-For analysts without Grafana: alert timeline, top accounts with their
-reasons, cluster sizes, and one account's history (requests per minute with
-its alerts). Works on the embedded store and on a server alike. Plots are
-inline SVG (``<svg data-plot="...">``); a few lines of inline script only
-mark, after layout, how many plots the browser actually drew
-(``body[data-rendered]``), which the headless-Chromium test reads.
+For analysts without Grafana or the console: alert timeline, top accounts
+with their reasons, cluster sizes, one account's history (requests per minute
+with its alerts) and precision per detector from analysts' decisions. Works
+on the embedded store and on a server alike. Plots are plotly figures
+(:mod:`distillguard.streams.plots`), with plotly.js from the Python package
+inlined, so the file opens without a network; ``body[data-rendered]`` lists
+the plots the browser drew, which the headless-Chromium test reads.
 """
 from __future__ import annotations
 
@@ -17,17 +18,13 @@ from pathlib import Path
 
 import orjson
 
-from .eval_report import CSS, PALETTE
+from distillguard.models.feedback import precision_by_period
 
-SEVERITY_COLORS = {"low": "#94a3b8", "medium": "#f59e0b", "high": "#ea580c", "critical": "#dc2626"}
-W, H, PAD = 760, 240, 44
-RENDER_CHECK = """<script>
-addEventListener('load', () => {
-  const drawn = [...document.querySelectorAll('svg[data-plot]')]
-    .filter(s => s.getBBox().width > 0 && s.querySelectorAll('rect,path,circle').length > 0);
-  document.body.dataset.rendered = drawn.map(s => s.dataset.plot).join(' ');
-});
-</script>"""
+from . import plots
+from .plots import finding_strength
+from .eval_report import CSS
+
+SEVERITY_RANK = "indexOf(['low','medium','high','critical'], severity)"
 
 
 def _ts(value) -> str:
@@ -36,80 +33,23 @@ def _ts(value) -> str:
     return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def _empty(plot: str, text: str) -> str:
-    return (f'<svg data-plot="{plot}" width="{W}" height="60"><rect x="0" y="0" width="{W}" height="60" '
-            f'fill="#f8fafc"/><text x="12" y="34">{escape(text)}</text></svg>')
+def describe_reason(r: dict, strongest: bool = False) -> str:
+    """One reason as text: value against the cohort baseline when there is one. The strongest
+    (first) reason of an alert is the finding's own strength in 0..1, which has no baseline."""
+    feature, value, base = r.get("feature"), r.get("value"), r.get("baseline")
+    if feature == "feedback_tempered":
+        return f"tempered by analyst feedback ({r.get('decision')}: {r.get('why') or 'no reason given'})"
+    if strongest and isinstance(value, (int, float)):
+        return f"{feature} {value:g} (finding strength)"
+    if base is None:
+        return f"{feature} {value:g}" if isinstance(value, (int, float)) else f"{feature} {value}"
+    return f"{feature} {value:g} vs cohort {base:g}"
 
 
-def stacked_bars(plot: str, buckets: list, series: dict[str, list[float]], colors: dict[str, str],
-                 label_every: int = 1) -> str:
-    """Vertical stacked bars, one per bucket; ``series`` maps name -> values per bucket."""
-    if not buckets:
-        return _empty(plot, "no data")
-    totals = [sum(vals[i] for vals in series.values()) for i in range(len(buckets))]
-    top = max(totals) or 1
-    bw = (W - 2 * PAD) / len(buckets)
-    parts = [f'<svg data-plot="{plot}" width="{W}" height="{H}" viewBox="0 0 {W} {H}">',
-             f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#94a3b8"/>',
-             f'<text x="4" y="{PAD}">{top:g}</text>']
-    for i, bucket in enumerate(buckets):
-        y = H - PAD
-        for name, vals in series.items():
-            h = (H - 2 * PAD) * vals[i] / top
-            if h > 0:
-                y -= h
-                parts.append(f'<rect x="{PAD + i * bw:.1f}" y="{y:.1f}" width="{max(bw - 1, 1):.1f}" '
-                             f'height="{h:.1f}" fill="{colors[name]}"><title>{escape(str(bucket))} {name}: '
-                             f'{vals[i]:g}</title></rect>')
-        if i % label_every == 0:
-            parts.append(f'<text x="{PAD + i * bw:.1f}" y="{H - PAD + 14}">{escape(str(bucket))}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def horizontal_bars(plot: str, labels: list[str], values: list[float], color: str, vmax: float | None = None) -> str:
-    if not labels:
-        return _empty(plot, "no data")
-    row = 18
-    height = row * len(labels) + 20
-    vmax = vmax or max(values) or 1
-    left = 230
-    parts = [f'<svg data-plot="{plot}" width="{W}" height="{height}" viewBox="0 0 {W} {height}">']
-    for i, (label, v) in enumerate(zip(labels, values)):
-        y = 10 + i * row
-        parts.append(f'<text x="4" y="{y + 12}">{escape(label[:34])}</text>'
-                     f'<rect x="{left}" y="{y}" width="{(W - left - 60) * v / vmax:.1f}" height="{row - 4}" '
-                     f'fill="{color}"/><text x="{left + (W - left - 60) * v / vmax + 6:.1f}" y="{y + 12}">{v:g}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def line_chart(plot: str, xs: list[float], ys: list[float], marks: list[tuple[float, str]]) -> str:
-    """A line of (x, y) with vertical markers at (x, color)."""
-    if not xs:
-        return _empty(plot, "no data for this account")
-    x0, x1 = min(xs), max(xs + [m[0] for m in marks])
-    span = (x1 - x0) or 1
-    top = max(ys) or 1
-
-    def px(x):
-        return PAD + (W - 2 * PAD) * (x - x0) / span
-
-    def py(y):
-        return H - PAD - (H - 2 * PAD) * y / top
-
-    path = " ".join(f"{'M' if i == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for i, (x, y) in enumerate(zip(xs, ys)))
-    parts = [f'<svg data-plot="{plot}" width="{W}" height="{H}" viewBox="0 0 {W} {H}">',
-             f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#94a3b8"/>',
-             f'<text x="4" y="{PAD}">{top:g}/min</text>',
-             f'<text x="{PAD}" y="{H - PAD + 14}">{_ts(x0)}</text>',
-             f'<text x="{W - PAD - 90}" y="{H - PAD + 14}">{_ts(x1)}</text>',
-             f'<path d="{path}" fill="none" stroke="{PALETTE[0]}" stroke-width="1.5"/>']
-    for x, color in marks:
-        parts.append(f'<line x1="{px(x):.1f}" y1="{PAD}" x2="{px(x):.1f}" y2="{H - PAD}" stroke="{color}" '
-                     f'stroke-dasharray="3,2"/><circle cx="{px(x):.1f}" cy="{PAD}" r="3" fill="{color}"/>')
-    parts.append("</svg>")
-    return "".join(parts)
+def describe_reasons(reasons: list[dict]) -> str:
+    """Reasons as one line (see :func:`~distillguard.streams.plots.finding_strength`)."""
+    strength = finding_strength(reasons)
+    return "; ".join(describe_reason(r, strongest=r is strength) for r in reasons)
 
 
 def _table(columns: list[str], rows: list[list]) -> str:
@@ -129,10 +69,13 @@ def collect(store, account: str | None, top_n: int = 15) -> dict:
     timeline = store.query(
         f"SELECT toStartOfHour(raised_at) AS hour, severity, count() FROM {db}.alert_events "
         f"WHERE activity != 'close' GROUP BY hour, severity ORDER BY hour").result_rows
-    top = store.query(  # the evidence of the strongest create/update, not the close record
-        f"SELECT account_id, max(score) AS s, argMax(severity, score), argMax(detector, score), "
-        f"argMax(reasons, score), uniqExact(alert_id) FROM {db}.alert_events WHERE activity != 'close' "
-        f"GROUP BY account_id ORDER BY s DESC, account_id LIMIT {int(top_n)}").result_rows
+    # per account its strongest finding: highest severity, then score, then the most requests behind
+    # it (scores saturate at 1.0, so the bars show requests and the colour the severity)
+    top = store.query(
+        f"SELECT account_id, argMax(score, k), argMax(severity, k), argMax(detector, k), argMax(reasons, k), "
+        f"uniqExact(alert_id), argMax(event_count, k) FROM (SELECT *, ({SEVERITY_RANK}, score, event_count) AS k "
+        f"FROM {db}.alert_events WHERE activity != 'close') GROUP BY account_id "
+        f"ORDER BY max(k) DESC, account_id LIMIT {int(top_n)}").result_rows
     clusters = []
     if _has_table(store, "cluster_members"):
         clusters = store.query(
@@ -151,8 +94,12 @@ def collect(store, account: str | None, top_n: int = 15) -> dict:
     content = None   # the blind spot (issue #14): events read without prompt text
     if _has_table(store, "content_minute"):
         content = store.query(f"SELECT sum(events), sum(content_less) FROM {db}.content_minute").result_rows[0]
+    decisions = []
+    if _has_table(store, "alert_feedback"):
+        decisions = store.query(f"SELECT detector, alert_id, decision, toUnixTimestamp64Milli(decided_at) "
+                                f"FROM {db}.alert_feedback ORDER BY decided_at").result_rows
     return {"timeline": timeline, "top": top, "clusters": clusters, "account": account,
-            "history": history, "marks": marks, "content": content}
+            "history": history, "marks": marks, "content": content, "precision": precision_by_period(decisions)}
 
 
 def _blind_spot(content) -> str:
@@ -169,40 +116,52 @@ def _blind_spot(content) -> str:
 def render(data: dict, source: str) -> str:
     hours = sorted({r[0] for r in data["timeline"]})
     index = {h: i for i, h in enumerate(hours)}
-    series = {s: [0.0] * len(hours) for s in SEVERITY_COLORS}
+    series = {s: [0] * len(hours) for s in plots.SEVERITY_COLORS}
     for hour, sev, n in data["timeline"]:
         series[sev][index[hour]] += n
-    timeline = stacked_bars("timeline", [_ts(h)[5:13] for h in hours], series, SEVERITY_COLORS,
-                            label_every=max(1, len(hours) // 8))
+    timeline = plots.severity_bars("timeline", hours, series)
     top = data["top"]
-    top_plot = horizontal_bars("top-accounts", [r[0] for r in top], [round(r[1], 3) for r in top],
-                               SEVERITY_COLORS["high"], vmax=1.0)
+    top_plot = plots.account_bars(
+        "top-accounts", [r[0] for r in top], [r[6] for r in top], [r[2] for r in top],
+        [f"{r[0]}: {r[2]}, score {r[1]:.3f}, {r[6]:,} requests, {r[3]}" for r in top],
+        "requests behind the account's strongest finding (colour: severity)")
     top_rows = []
-    for account, score, sev, detector, reasons, n in top:
+    for account, score, sev, detector, reasons, n, events in top:
         first = orjson.loads(reasons)[:3] if reasons else []
-        why = "; ".join(f"{r['feature']}={r['value']} (baseline {r['baseline']})" for r in first)
-        top_rows.append([account, f"{score:.3f}", sev, detector, n, why])
-    clusters = horizontal_bars("clusters", [r[0] for r in data["clusters"]], [r[1] for r in data["clusters"]],
-                               PALETTE[3]) if data["clusters"] else _empty("clusters", "no clusters recorded")
+        top_rows.append([account, f"{score:.3f}", sev, f"{events:,}", detector, n,
+                         describe_reasons(first)])
+    clusters = plots.account_bars("clusters", [r[0] for r in data["clusters"]], [r[1] for r in data["clusters"]],
+                                  ["" for _ in data["clusters"]], [f"{r[0]}: {r[1]} members" for r in data["clusters"]],
+                                  "member accounts") if data["clusters"] else plots.empty("clusters",
+                                                                                           "no clusters recorded")
     account = data["account"]
-    history = line_chart("account-history", [r[0] for r in data["history"]], [r[1] for r in data["history"]],
-                         [(r[0], SEVERITY_COLORS[r[1]]) for r in data["marks"]])
+    history = plots.time_lines(
+        "account-history", {"requests per minute": ([plots.utc(r[0] * 1000) for r in data["history"]],
+                                                     [r[1] for r in data["history"]])},
+        [(plots.utc(r[0] * 1000), r[2], r[1]) for r in data["marks"]], "requests per minute")
     mark_rows = [[_ts(r[0]), r[2], r[1], f"{r[3]:.3f}",
-                  "; ".join(f"{x['feature']}={x['value']}" for x in orjson.loads(r[4])[:3])] for r in data["marks"]]
+                  describe_reasons(orjson.loads(r[4])[:3])] for r in data["marks"]]
+    precision = data["precision"]
+    precision_rows = [[r["detector"], _ts(r["period_start_ms"] / 1000)[:10], r["confirmed"], r["false_positive"],
+                       r["known_workload"], "-" if r["precision"] is None else f"{r['precision']:.2f}"]
+                      for r in precision]
     generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>distillguard report</title>
-<style>{CSS}</style></head><body>
+<style>{CSS} .plot.empty{{padding:14px;color:#64748b;border:1px dashed #cbd5e1}}</style></head><body>
 <h1>distillguard report</h1><div class="muted">source {escape(source)} · generated {generated}</div>
 {_blind_spot(data.get("content"))}
 <h2>Alert events (create, update) per hour, by severity</h2>{timeline}
-<div class="legend">{''.join(f'<span><i class="sw" style="background:{c}"></i>{s}</span>' for s, c in SEVERITY_COLORS.items())}</div>
-<h2>Top accounts by alert score</h2>{top_plot}
-{_table(["account", "max score", "severity", "detector", "alerts", "strongest reasons"], top_rows)}
+<h2>Top accounts by their strongest finding</h2>{top_plot}
+{_table(["account", "max score", "severity", "requests", "detector", "alerts", "strongest reasons"], top_rows)}
 <h2>Clusters (accounts per cluster)</h2>{clusters}
 <h2>Account history: {escape(account or "none")}</h2>
 <div class="muted">requests per minute; dashed lines are alert events (colour = severity)</div>{history}
 {_table(["raised at", "activity", "severity", "score", "reasons"], mark_rows)}
-{RENDER_CHECK}</body></html>"""
+<h2>Precision per detector, from analysts' decisions</h2>
+<div class="muted">per day of decision, each alert once with its latest decision: confirmed ÷ (confirmed +
+false positive + known workload)</div>{plots.precision_chart("precision", precision)}
+{_table(["detector", "day", "confirmed", "false positive", "known workload", "precision"], precision_rows)}
+<script>{plots.plotly_js()}</script><script>{plots.BOOT_JS}</script></body></html>"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -186,6 +186,14 @@ class Settings:
                                        kind="whole number", minimum=1)
     tracemalloc: bool = setting("DG_TRACEMALLOC", "0", "1: trace Python allocations, largest files on the status "
                                 "page (slow; diagnosis only)", parse=_bool, kind="1 or 0")
+    topic_feedback: str = setting("DG_TOPIC_FEEDBACK", "distillguard.feedback", "analysts' triage decisions "
+                                  "(feedback v1): the console writes, every worker reads all")
+    console_host: str = setting("DG_CONSOLE_HOST", "127.0.0.1", "address the console binds to (loopback: only "
+                                "this machine)")
+    console_port: int = setting("DG_CONSOLE_PORT", "8470", "port of the console", parse=int, kind="whole number",
+                                minimum=1)
+    console_token: str = setting("DG_CONSOLE_TOKEN", "", "the secret analysts sign in to the console with; the "
+                                 "console refuses to start without it (`--dev` makes a one-off one)", secret=True)
     detector_config: str = setting("DG_DETECTOR_CONFIG", "", "TOML file overriding detector thresholds (see Tuning)")
     topic_ocsf: str = setting("DG_TOPIC_OCSF", "", "also publish every alert event as an OCSF Detection Finding here",
                               shown_default="— (off)")

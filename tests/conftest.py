@@ -52,6 +52,7 @@ def isolated_env(tmp_path, broker) -> dict[str, str]:
         "DG_TOPIC_DLQ": f"t{run}.requests.dlq",
         "DG_TOPIC_ALERTS": f"t{run}.alerts",
         "DG_TOPIC_SINK": f"t{run}.sink",
+        "DG_TOPIC_FEEDBACK": f"t{run}.feedback",
         "DG_PARTITIONS": "4",
         "DG_WORKER_WEB_PORT": str(free_port()),
         "DG_BATCH_WITHIN_S": "0.2",

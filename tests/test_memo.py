@@ -1,7 +1,8 @@
 """Bounded memory (issue #18): the one memo class, and the bounds of the structures that grow
 with accounts, clusters and time -- by count and by event-time age."""
 from distillguard.models import Detector, DetectorConfig
-from distillguard.models.clusters import RETIRED_TTL_MS, HydraPipeline
+from distillguard.models.clusters import RETIRED_TTL_MS
+from distillguard.models.pipeline import CrossAccountPipeline
 from distillguard.models.memo import Memo, memo_bounds
 from distillguard.models.scoring import MAX_COHORTS, OTHER_COHORT
 from distillguard.models.state import AccountState
@@ -76,6 +77,6 @@ def test_cluster_scores_and_retired_records_are_pruned():
 
 
 def test_pipeline_bounds_cover_every_stage():
-    h = HydraPipeline(b"k")
-    names = {**h.observer.bounds(), **h.linker.bounds(), **h.engine.bounds()}
+    h = CrossAccountPipeline(key=b"k")
+    names = {**h.observer.bounds(), **h.linker.bounds(), **h.clusters.engine.bounds()}
     assert {"observer.sent", "observer.profiles", "linker.keys", "engine.pairs", "engine.max_scores"} <= set(names)

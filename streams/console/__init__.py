@@ -1,0 +1,1 @@
+"""``distillguard console``: the analysts' web application (aiohttp + plotly) over ClickHouse."""

@@ -1,0 +1,71 @@
+"""The console's pieces that decide, without a browser: sign-in secrets, origin and CSRF checks,
+the triage form → feedback v1, and the refusal to start without a token."""
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+
+from distillguard.schemas import BadFeedback
+from distillguard.streams.console.security import Sessions, csrf_ok, same_origin
+from distillguard.streams.console.web import decision_from_form
+
+CLI = [sys.executable, "-m", "distillguard.streams.cli"]
+ALERT = {"alert_id": "dg-1", "detector": "account_extraction", "account_ids": ["acct"],
+         "window_start": datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)}
+NOW = 1_800_000_000_000
+
+
+def test_sessions_need_the_token_and_carry_a_csrf_token():
+    sessions = Sessions("s3cret")
+    assert sessions.check_token("s3cret") and not sessions.check_token("s3cre") and not sessions.check_token("")
+    sid, s = sessions.open("ana")
+    assert sessions.get(sid) is s and sessions.get("forged") is None and sessions.get(None) is None
+    assert csrf_ok(s, s.csrf) and not csrf_ok(s, "x") and not csrf_ok(s, None)
+    sessions.close(sid)
+    assert sessions.get(sid) is None
+    with pytest.raises(ValueError):
+        Sessions("")
+
+
+@pytest.mark.parametrize("headers, ok", [
+    ({"Origin": "http://127.0.0.1:8470"}, True),
+    ({"Referer": "http://127.0.0.1:8470/alerts/x"}, True),
+    ({"Origin": "http://evil.example"}, False),
+    ({"Origin": "null"}, False),
+    ({"Origin": "https://127.0.0.1:8470"}, False),
+    ({}, False),
+])
+def test_only_the_consoles_own_origin_may_post(headers, ok):
+    assert same_origin(headers, "127.0.0.1:8470", "http") is ok
+
+
+def test_the_triage_form_becomes_a_feedback_record():
+    fb = decision_from_form(ALERT, {"decision": "known_workload", "reason": "verified LLM-as-judge pipeline",
+                                    "expiry_days": "90"}, "ana", NOW)
+    assert (fb.decision, fb.analyst, fb.account_ids, fb.expires_at_ms) == ("known_workload", "ana", ["acct"],
+                                                                           NOW + 90 * 86_400_000)
+    assert fb.applies_from_ms == int(ALERT["window_start"].timestamp() * 1000)
+    fp = decision_from_form(ALERT, {"decision": "false_positive"}, "ana", NOW)
+    assert fp.expires_at_ms == NOW + 30 * 86_400_000
+    assert decision_from_form(ALERT, {"decision": "confirmed"}, "ana", NOW).expires_at_ms is None
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"decision": "known_workload", "expiry_days": "90"}, "needs a reason"),
+    ({"decision": "false_positive", "expiry_days": "0"}, "1 to 365 days"),
+    ({"decision": "false_positive", "expiry_days": "soon"}, "whole number"),
+    ({"decision": "delete"}, "decision must be one of"),
+])
+def test_bad_triage_forms_are_refused_with_the_reason(form, message):
+    with pytest.raises(BadFeedback, match=message):
+        decision_from_form(ALERT, form, "ana", NOW)
+
+
+def test_the_console_refuses_to_start_without_a_token(tmp_path):
+    env = {**os.environ, "DG_DATA_DIR": str(tmp_path), "DG_CONSOLE_TOKEN": ""}
+    r = subprocess.run([*CLI, "console"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("distillguard console: error: set DG_CONSOLE_TOKEN to the secret analysts sign in "
+                                "with (or run with --dev for a one-off token on this machine)")
