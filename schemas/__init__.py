@@ -1,9 +1,9 @@
-"""Contract v1 record shapes: the single source of truth for events and alerts."""
+"""Contract v1 record shapes: the single source of truth for events, alerts and feedback."""
 from importlib.resources import files
 
 from .alert import Alert, make_alert_id, validate_alert
-from .feedback import BadFeedback, Feedback, feedback_from_dict, parse_feedback
 from .event import BadEvent, Message, RequestEvent, event_from_dict, parse_event
+from .feedback import BadFeedback, Feedback, feedback_from_dict, parse_feedback
 
 
 def json_schema(name: str) -> bytes:
@@ -11,5 +11,5 @@ def json_schema(name: str) -> bytes:
     return files(__name__).joinpath(f"{name}.json").read_bytes()
 
 
-__all__ = ["Alert", "BadEvent", "BadFeedback", "Feedback", "feedback_from_dict", "parse_feedback", "Message", "RequestEvent", "event_from_dict", "json_schema",
-           "make_alert_id", "parse_event", "validate_alert"]
+__all__ = ["Alert", "BadEvent", "BadFeedback", "Feedback", "Message", "RequestEvent", "event_from_dict",
+           "feedback_from_dict", "json_schema", "make_alert_id", "parse_event", "parse_feedback", "validate_alert"]

@@ -86,11 +86,14 @@ class ConsoleData:
                f"score DESC, raised_at DESC LIMIT {QUEUE_LIMIT}")
         keys = ("alert_id", "detector", "severity", "score", "account_ids", "cluster_id", "raised_at", "window_end",
                 "event_count", "recommended_action", "reasons", "state", "analyst")
-        out = []
-        for row in self._rows(sql, params):
-            d = dict(zip(keys, row))
-            d["reasons"] = orjson.loads(d["reasons"] or "[]")
-            out.append(d)
+        out = [dict(zip(keys, row)) for row in self._rows(sql, params)]
+        # a closed alert's latest event says only how long it was quiet: show its last evidence
+        closed = [d["alert_id"] for d in out if d["state"] == "closed" or d["reasons"].startswith('[{"feature":"quiet')]
+        evidence = dict(self._rows(
+            "SELECT alert_id, argMax(reasons, version) FROM {db}.alert_events WHERE alert_id IN {ids:Array(String)} "
+            "AND activity != 'close' GROUP BY alert_id", {"ids": closed})) if closed else {}
+        for d in out:
+            d["reasons"] = orjson.loads(evidence.get(d["alert_id"]) or d["reasons"] or "[]")
         return out
 
     def state_counts(self, f: QueueFilter) -> dict[str, int]:
