@@ -47,7 +47,7 @@ class ClusterConfig:
     min_members: int = 3
     sync_keep: int = 4                    # distinct sync minutes kept per pair
     young_ms: int = 30 * 86_400_000       # accounts younger than this at their first request are young
-    low_tiers: frozenset = frozenset({None, "free", "trial", "startup", "education"})
+    low_tiers: tuple = (None, "free", "trial", "startup", "education")   # a tuple: eval.json records it
     settle_ms: int = 5 * 60_000           # score evidence of time t once everything up to t + this is in
     stream_settle: int = 256              # stream clock: the oldest event time of the last this-many messages
 
@@ -107,7 +107,7 @@ def load_config(path: str | Path | None = None) -> DetectorConfig:
             _check_keys(path, f"clusters.{name}", clusters[name], list(default))
             clusters[name] = {**default, **clusters[name]}
     if "low_tiers" in clusters:
-        clusters["low_tiers"] = frozenset(None if t == "" else t for t in clusters["low_tiers"])
+        clusters["low_tiers"] = tuple(None if t == "" else t for t in clusters["low_tiers"])   # "": no tier
     return replace(config, **table, clusters=replace(config.clusters, **clusters))
 
 

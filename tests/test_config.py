@@ -19,7 +19,7 @@ def test_clusters_table_overrides_and_reaches_every_stage(tmp_path):
     cfg = load_config(path)
     assert cfg.medium == 0.55 and cfg.clusters.link_threshold == 0.8
     assert cfg.clusters.base_weight == {**ClusterConfig().base_weight, "net": 0.3}
-    assert cfg.clusters.low_tiers == frozenset({None, "free"})
+    assert cfg.clusters.low_tiers == (None, "free")
     cross = pickle.loads(pickle.dumps(CrossAccountPipeline(cfg)))   # what replay --jobs 2 sends
     assert cross.linker.cfg.sync_ms == cross.observer.cfg.sync_ms == cross.clusters.engine.cc.sync_ms == 5000
 
