@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,8 @@ from .conftest import REPO, pick, query, wait_drained
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 BROKER = str(REPO / "infra" / "kafka" / "broker.sh")
-LIBS = REPO / "var" / "kafka" / "libs"
+# the jars of DG_KAFKA_LIBS if set (a worktree can borrow another checkout's), as broker.sh reads it
+LIBS = Path(os.environ.get("DG_KAFKA_LIBS") or REPO / "var" / "kafka" / "libs")
 
 
 @pytest.fixture
