@@ -36,7 +36,7 @@ from .cluster_agents import register_cluster_agents
 from .settings import Settings, tune_gc
 from .sink import alert_row, sink_message
 from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents
-from .memory import process_memory, start_tracing
+from .memory import process_memory
 from .metrics import faust_lag, render as render_metrics
 from .ocsf import to_ocsf
 
