@@ -20,13 +20,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 
 from .settings import load_memory_settings
 
 _MB = 1024 * 1024
-TRACE_TOP = 8      # source files listed under python_top_files_mb
+TRACE_TOP = 12     # source files listed under python_top_files_mb
+TRACE_EVERY_S = 30.0
 
 
 class _MallInfo2(ctypes.Structure):
@@ -82,11 +84,23 @@ def process_memory(clickhouse: dict | None = None) -> dict:
     out["python_blocks"] = sys.getallocatedblocks()
     if tracemalloc.is_tracing():
         out["python_traced_mb"] = round(tracemalloc.get_traced_memory()[0] / _MB, 1)
-        stats = tracemalloc.take_snapshot().statistics("filename")[:TRACE_TOP]
-        out["python_top_files_mb"] = {_short(s.traceback[0].filename): round(s.size / _MB, 2) for s in stats}
+        out["python_top_files_mb"] = _top_files()
     if clickhouse is not None:
         out["clickhouse"] = clickhouse
     return out
+
+
+_TOP = {"at": -TRACE_EVERY_S, "files": {}}
+
+
+def _top_files() -> dict[str, float]:
+    """The largest source files of the traced heap, MB; a snapshot costs about a second per
+    million blocks, so it is taken at most every TRACE_EVERY_S and reused in between."""
+    now = time.monotonic()
+    if now - _TOP["at"] >= TRACE_EVERY_S:
+        stats = tracemalloc.take_snapshot().statistics("filename")[:TRACE_TOP]
+        _TOP.update(at=now, files={_short(s.traceback[0].filename): round(s.size / _MB, 2) for s in stats})
+    return _TOP["files"]
 
 
 def _short(path: str) -> str:

@@ -5,6 +5,7 @@ shared broker on 19092 is never touched."""
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 

@@ -38,6 +38,7 @@ def memory_components(status: dict) -> dict[str, float]:
     mem = status.get("memory", {})
     out = {k: v for k, v in mem.items() if isinstance(v, (int, float))}
     out.update({f"clickhouse.{k}": v for k, v in mem.get("clickhouse", {}).items() if isinstance(v, (int, float))})
+    out.update({f"traced.{k}": v for k, v in mem.get("python_top_files_mb", {}).items()})   # DG_TRACEMALLOC=1
     out.update({k: size for k, (size, _) in status.get("bounds", {}).items()})
     return out
 
