@@ -59,7 +59,7 @@ def test_scorer_cohorts_are_capped():
 
 def test_cluster_scores_and_retired_records_are_pruned():
     h, _ = run_hydra(hydra_events()[0])
-    engine = h.engine
+    engine = h.clusters.engine
     assert engine.max_scores
     t = engine.watermark + 13 * 3_600_000
     engine._recent_ts.append(t)                             # the stream's clock moves on, no evidence
