@@ -296,9 +296,10 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
             body["sink"] = sink.stats()
         # issue #18: memory by component, and every bounded structure's (size, bound)
         body["memory"] = process_memory(sink.clickhouse_memory if sink is not None else None)
-        body["bounds"] = {**detector.bounds(), **clusters.bounds(), **memo_bounds(),
-                          "worker.table": (len(table), detector.config.max_accounts),
-                          "worker.partition_of": (len(cache.partition), detector.config.max_accounts)}
+        max_accounts = stage.config.max_accounts
+        body["bounds"] = {**stage.detector.bounds(), **cross.bounds(), **memo_bounds(),
+                          "worker.table": (len(table), max_accounts),
+                          "worker.partition_of": (len(cache.partition), max_accounts)}
         return web.json(body)
 
     @app.page("/metrics")

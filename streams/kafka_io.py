@@ -6,7 +6,6 @@ simulator, the Faust worker) produced it.
 """
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 import time

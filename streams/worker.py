@@ -22,7 +22,7 @@ import faust
 from . import logs
 from .clickhouse import MIGRATIONS, Store
 from .health import Readiness, WaitingServer, register_health_pages
-from .kafka_io import TopicMismatch, check_topics, ensure_topics
+from .kafka_io import check_topics, ensure_topics
 from .memory import start_tracing
 from .settings import Settings, SettingsError, describe, load_settings
 from .sink import Sink

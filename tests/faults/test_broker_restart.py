@@ -5,7 +5,6 @@ shared broker on 19092 is never touched."""
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
