@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from distillguard.models.simulation import (
-    ATTACK_KINDS, BENIGN_KINDS, KINDS, ScenarioError, available_scenarios, load_scenario,
+    ATTACK_KINDS, BENIGN_KINDS, CLASSIC_KINDS, KINDS, ScenarioError, available_scenarios, load_scenario,
     simulate, write_jsonl, write_labels,
 )
 
@@ -53,7 +53,8 @@ def test_bundled_scenarios_load():
 def test_every_kind_in_default_and_small():
     assert set(KINDS) == ALL_KINDS
     for n in ("default", "small", "alt-mix"):
-        assert load_scenario(n).kinds() == ALL_KINDS, n
+        assert load_scenario(n).kinds() == set(CLASSIC_KINDS), n
+    assert load_scenario("evasive").kinds() == ALL_KINDS - set(CLASSIC_KINDS) | {"casual", "developer"}
 
 
 def test_default_size_and_span():
