@@ -59,7 +59,7 @@ from .features import extract
 from .lifecycle import A_EMITTED_EVENTS, A_LAST_STRONG, Lifecycle, severity_of
 from .linking import SYNC_MS, Linker, LinkObserver, link_record
 from .scoring import ramp
-from .topics import TOPICS
+from .capability_areas import AREAS
 
 DETECTOR = "hydra_cluster"
 LINK_THRESHOLD = 0.7
@@ -149,7 +149,7 @@ def topic_spread(topics: Mapping[str, float]) -> tuple[int, float]:
             areas += 1
         if p > 0:
             entropy -= p * math.log(p)
-    return areas, entropy / math.log(len(TOPICS))
+    return areas, entropy / math.log(len(AREAS))
 
 
 def synchrony(times: Mapping[str, list[int]]) -> float:

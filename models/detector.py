@@ -22,6 +22,7 @@ from collections.abc import Callable, MutableMapping
 from distillguard.schemas import Alert, RequestEvent
 
 from .config import DetectorConfig
+from .elicitation import ElicitationModel
 from .features import EventFeatures, extract
 from .lifecycle import Lifecycle
 from .scoring import Scorer, account_features
@@ -40,9 +41,11 @@ class Detector:
     """
 
     def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY,
-                 states: MutableMapping[str, AccountState] | None = None):
+                 states: MutableMapping[str, AccountState] | None = None,
+                 elicitation: ElicitationModel | None = None):
         self.config = config or DetectorConfig()
         self.key = key
+        self.elicitation = elicitation  # reasoning-elicitation model (None: the shipped default)
         self.states: MutableMapping[str, AccountState] = {} if states is None else states
         self.lifecycle = Lifecycle(DETECTOR, self.config)
         self.scorer = Scorer(self.config)
@@ -62,7 +65,7 @@ class Detector:
 
     def process_one(self, event: RequestEvent) -> list[Alert]:
         """Learn one event; return the alert events (create/update/close) it causes."""
-        return self.learn_features(event.account_id, extract(event, self.key))
+        return self.learn_features(event.account_id, extract(event, self.key, self.elicitation))
 
     def learn_features(self, account: str, f: EventFeatures) -> list[Alert]:
         """``process_one`` after feature extraction (evaluation sweeps reuse extracted features)."""

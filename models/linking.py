@@ -59,7 +59,7 @@ import math
 from collections import OrderedDict
 
 from .text import fingerprint, words
-from .topics import TOPICS
+from .capability_areas import AREAS
 
 KINDS = ("pay", "net", "wrap", "sys", "ua")
 BASE_WEIGHT = {"pay": 0.6, "net": 0.35, "wrap": 0.35, "sys": 0.25, "ua": 0.15}
@@ -151,7 +151,7 @@ def link_record(event, features=None) -> tuple:
     """All that stage 1 reads of one request and its ``EventFeatures``, as a flat tuple of plain
     values (cheap to hand to another process): ``(account, ts, event id, model, account created,
     tier, link_inputs, (reasoning, topic, wrapper fingerprint) or None)``."""
-    feats = None if features is None else (bool(features.reasoning), features.topic, features.wrapper_fp)
+    feats = None if features is None else (bool(features.reasoning), features.area, features.wrapper_fp)
     return (event.account_id, event.ts_ms, event.event_id, event.model, event.account_created_ms,
             event.access_tier, link_inputs(event), feats)
 
@@ -183,7 +183,7 @@ def link_value(kind: str, raw) -> str | None:
 
 
 DAY_MS = 86_400_000
-_N_TOPICS = len(TOPICS)
+_N_TOPICS = len(AREAS)
 
 
 class _Profile:

@@ -21,9 +21,10 @@ from __future__ import annotations
 from .anomaly import CohortAnomaly, scale
 from .baseline import CohortBaseline
 from .config import DetectorConfig
-from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_OUT,
-                    C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS, C_TEMPLATE_FILL,
-                    C_TRUNCATED, H_DAY, H_HOUR, H_SHORT, HORIZONS_MS, AccountState)
+from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_ANSWER,
+                    C_LONG_OUT, C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS,
+                    C_SHORT_ANSWER, C_TEMPLATE_FILL, C_TRUNCATED, H_DAY, H_HOUR, H_SHORT, HORIZONS_MS,
+                    AccountState)
 
 DAY_MS = 86_400_000
 PRIOR_REQUESTS = 10.0  # shares shrink towards 0 by this many pseudo-requests: a quiet hour of 3 requests
@@ -42,7 +43,7 @@ def ramp(x: float, lo: float, hi: float) -> float:
 def account_features(s: AccountState) -> dict[str, float]:
     """Named account features at the state's latest event time (fixed order: River and the
     baselines see the same vector whatever the process's hash seed)."""
-    areas, entropy = s.topic_spread()
+    breadth, unplaced = s.capability_spread()
     n_hour = s.count(C_REQUESTS, H_HOUR)
     n_day = s.count(C_REQUESTS, H_DAY)
     shrink = n_hour / (n_hour + PRIOR_REQUESTS)
@@ -66,15 +67,21 @@ def account_features(s: AccountState) -> dict[str, float]:
         "repeat_share": hour_share(C_REPEAT_SKELETON),
         # distinct skeletons per request: a sweep never asks the same thing twice
         "novelty": min(s.distinct_skeletons() / max(s.events, 1), 1.0),
-        # coverage: campaigns sweep every capability area, customers live in one to three
-        "topic_areas": float(areas),
-        "topic_entropy": entropy,
+        # coverage, whatever the framing: campaigns sweep dozens of the 64 capability areas, a product
+        # lives in a few
+        "capability_breadth": breadth,
+        "capability_unplaced": unplaced,
         # reasoning elicitation: chain-of-thought traces are the most valuable thing to distil
         "reasoning_share": s.share(C_REASONING, H_DAY),
         # grader abuse: harvesting judgements / preference labels with rubric prompts
         "grader_share": s.share(C_GRADER, H_DAY),
         # output harvesting: long outputs asked for and returned, cut off at the limit
         "long_output_share": hour_share(C_LONG_OUT),
+        # output harvesting without cue words: long answers actually returned, per request
+        "long_answer_share": s.share(C_LONG_ANSWER, H_DAY) * n_day / (n_day + PRIOR_REQUESTS),
+        "output_tokens_per_request": s.ratio(C_OUT_TOKENS, C_REQUESTS, H_DAY),
+        # bounded outputs (short verdicts / labels): judges and classifiers, not harvesters
+        "short_answer_share": s.share(C_SHORT_ANSWER, H_DAY),
         "out_in_ratio": s.ratio(C_OUT_TOKENS, C_IN_TOKENS, H_HOUR),
         "truncated_share": hour_share(C_TRUNCATED),
         # distribution probing: logprobs with one-token outputs, logit-bias sweeps
@@ -91,25 +98,33 @@ def account_features(s: AccountState) -> dict[str, float]:
 
 
 def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
-    """Strength in 0..1 of each extraction finding, from the named features."""
+    """Strength in 0..1 of each extraction finding, from the named features. None of them looks at
+    how a request is framed (system prompt, history, tools, language): breadth is over every
+    request, elicitation is learned and read wherever it sits, harvest is measured on outputs."""
     volume = ramp(x["requests_day"], cfg.min_events, 4 * cfg.min_events)
-    breadth = ramp(x["topic_areas"], cfg.broad_areas - 3, cfg.broad_areas) * ramp(x["topic_entropy"], 0.3, 0.6)
+    breadth = ramp(x["capability_breadth"], cfg.broad_areas - 10, cfg.broad_areas)
     reasoning = ramp(x["reasoning_share"], cfg.reasoning_share / 2, cfg.reasoning_share)
-    template = ramp(x["template_fill_share"], cfg.template_share / 2, cfg.template_share)
-    standalone = ramp(x["standalone_share"], 0.3, 0.7)
-    harvest = ramp(x["long_output_share"], 0.2, 0.6)
-    return {
-        # a sweep elicits reasoning across many areas, as standalone or templated queries; a batch job over
-        # mixed inputs is broad and templated but asks for no reasoning, an eval harness reasons on one area
-        "capability_sweep": breadth * reasoning * max(standalone, template) * volume,
-        # reasoning traces harvested at volume with long outputs, whatever the areas (crisp)
-        "reasoning_harvest": ramp(x["reasoning_share"], 0.6, 0.8) * harvest * standalone
+    long_answers = ramp(x["long_answer_share"], cfg.long_answer_share / 2, cfg.long_answer_share)
+    bounded = 1.0 - ramp(x["short_answer_share"], 0.3, 0.7)   # judges and classifiers return verdicts
+    ev = {
+        # a sweep elicits reasoning across many capability areas (eval harnesses, tutors: one or two)
+        "capability_sweep": breadth * reasoning * volume,
+        # long answers harvested across many areas, no cue word needed (judges return short verdicts)
+        "output_harvest": breadth * long_answers * bounded * volume,
+        # reasoning traces harvested at volume with long answers, whatever the areas
+        "reasoning_harvest": ramp(x["reasoning_share"], 0.6, 0.8) * long_answers
                              * ramp(x["requests_day"], 100, 300),
         "logprob_probing": ramp(max(x["logprob_share"], x["logit_bias_share"]),
                                  cfg.logprob_share / 2, cfg.logprob_share) * volume,
-        "grader_abuse": ramp(x["grader_share"], cfg.grader_share / 2, cfg.grader_share) * volume,
-        "model_pivot": ramp(x["new_model_share"], 0.4, 0.8) * max(reasoning, harvest) * volume,
+        # rubric prompts that get long critiques / model answers back; a judge's verdicts are short
+        "grader_abuse": ramp(x["grader_share"], cfg.grader_share / 2, cfg.grader_share) * volume
+                        * ramp(x["output_tokens_per_request"], 150, 350),
     }
+    # moving to a new model is what every developer does on launch day: it only strengthens
+    # extraction evidence that is already there, never stands alone
+    extraction = max(ev.values())
+    ev["model_pivot"] = ramp(x["new_model_share"], 0.4, 0.8) * min(1.0, 1.5 * extraction)
+    return ev
 
 
 class Scorer:
@@ -130,7 +145,7 @@ class Scorer:
             "gap_spread": scale(x["gap_spread"], 0.5),
             "template_fill_share": x["template_fill_share"],
             "novelty": x["novelty"],
-            "topic_entropy": x["topic_entropy"],
+            "capability_breadth": scale(x["capability_breadth"], 30.0),
             "reasoning_share": x["reasoning_share"],
             "long_output_share": x["long_output_share"],
             "standalone_share": x["standalone_share"],
