@@ -22,9 +22,11 @@ from collections.abc import Callable, MutableMapping
 from distillguard.schemas import Alert, RequestEvent
 
 from .config import DetectorConfig
+from .dedupe import DedupeWindow
 from .elicitation import ElicitationModel
 from .features import EventFeatures, extract
 from .lifecycle import Lifecycle
+from .response import Context
 from .scoring import Scorer, account_features
 from .state import AccountState
 
@@ -52,6 +54,7 @@ class Detector:
         self.max_scores: dict[str, float] = {}
         self.open_alerts: set[str] = set()  # accounts with an open alert, for expiry
         self.watermark = 0                  # highest event time seen
+        self.dedupe = DedupeWindow()        # a re-delivered event_id is not counted twice
         # optional callback(account, ts_ms, score, reasons) on every scoring: the stream stores
         # these as feature snapshots for analysts (account_features)
         self.on_score: Callable[[str, int, float, list[dict]], None] | None = None
@@ -65,6 +68,9 @@ class Detector:
 
     def process_one(self, event: RequestEvent) -> list[Alert]:
         """Learn one event; return the alert events (create/update/close) it causes."""
+        if self.dedupe.seen(event.event_id, event.ts_ms):
+            self.last_features = None    # the cross-account stage must not reuse the previous event's
+            return []
         return self.learn_features(event.account_id, extract(event, self.key, self.elicitation))
 
     def learn_features(self, account: str, f: EventFeatures) -> list[Alert]:
@@ -86,15 +92,18 @@ class Detector:
                 out.append(closed)
         if self._due(s):
             x = account_features(s)
-            score, reasons = self.scorer.score_one(s, x)
+            score, reasons, findings = self.scorer.assess(s, x)
             self.scorer.learn_one(s, score, x)
             if score > self.max_scores.get(account, 0.0):
                 self.max_scores[account] = score
             if self.on_score is not None:
                 self.on_score(account, ts, score, reasons)
             samples = s.samples or [f.event_id]
+            users = s.users.flagged() if s.users is not None else []   # end users the finding names
+            context = Context(s.tier, x["account_age_days"], bool(users))
             s.alert, alert = self.lifecycle.observe(s.alert, account, [account], score, reasons, ts,
-                                                   s.first_ms, s.events, samples, f.model)
+                                                   s.first_ms, s.events, samples, f.model, findings=findings,
+                                                   context=context, end_user_ids=users)
             if alert:
                 out.append(alert)
         if s.alert is not None:

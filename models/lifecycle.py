@@ -10,6 +10,7 @@ from __future__ import annotations
 from distillguard.schemas import Alert, make_alert_id
 
 from .config import DetectorConfig
+from .response import Context, respond
 
 SEVERITIES = ("low", "medium", "high", "critical")
 ACTIONS = {"low": "monitor", "medium": "step_up_verification", "high": "throttle", "critical": "block"}
@@ -53,18 +54,28 @@ class Lifecycle:
         self.cfg = cfg
 
     def _alert(self, rec: list, activity: str, accounts: list[str], score: float, reasons: list[dict],
-               ts: int, samples: list[str], model: str | None, cluster_id: str | None) -> Alert:
+               ts: int, samples: list[str], model: str | None, cluster_id: str | None,
+               findings: dict[str, float] | None = None, context: Context | None = None,
+               end_user_ids: list[str] | None = None) -> Alert:
         sev = rec[A_SEVERITY]
+        action, protections = ACTIONS[sev], None
+        if findings and context is not None:       # v1.1: context-aware action, targeted protections
+            action, protections = respond(sev, findings, context)
         return Alert(alert_id=rec[A_ID], activity=activity, detector=self.detector, severity=sev,
                      score=min(max(score, 0.0), 1.0), account_ids=accounts, cluster_id=cluster_id,
                      window_start_ms=rec[A_START], window_end_ms=ts, raised_at_ms=ts,
                      event_count=int(rec[A_EVENTS]), reasons=reasons, sample_event_ids=list(samples),
-                     recommended_action=ACTIONS[sev], model=model)
+                     recommended_action=action, model=model, end_user_ids=end_user_ids or None,
+                     protections=protections)
 
     def observe(self, rec: list | None, scope: str, accounts: list[str], score: float, reasons: list[dict],
                 ts: int, window_start: int, events: int, samples: list[str], model: str | None,
-                cluster_id: str | None = None) -> tuple[list | None, Alert | None]:
-        """Fold a new score for ``scope``; return the new open-alert record and an alert event, if any."""
+                cluster_id: str | None = None, findings: dict[str, float] | None = None,
+                context: Context | None = None, end_user_ids: list[str] | None = None
+                ) -> tuple[list | None, Alert | None]:
+        """Fold a new score for ``scope``; return the new open-alert record and an alert event, if any
+        (``findings``/``context``/``end_user_ids``: see :func:`.response.respond`, contract v1.1)."""
+        extra = {"findings": findings, "context": context, "end_user_ids": end_user_ids}
         sev = severity_of(score, self.cfg)
         if rec is None:
             if sev is None:
@@ -73,7 +84,7 @@ class Lifecycle:
             # which takes hours of quiet) gets a new id; re-processing the same events does not.
             rec = [make_alert_id(self.detector, scope, ts // WINDOW_MS * WINDOW_MS),
                    window_start, sev, score, events, ts, events]
-            return rec, self._alert(rec, "create", accounts, score, reasons, ts, samples, model, cluster_id)
+            return rec, self._alert(rec, "create", accounts, score, reasons, ts, samples, model, cluster_id, **extra)
         if sev is None:
             return rec, None
         rec[A_LAST_STRONG] = ts
@@ -86,7 +97,8 @@ class Lifecycle:
             rec[A_SEVERITY] = sev
         rec[A_SCORE] = max(rec[A_SCORE], score)
         rec[A_EMITTED_EVENTS] = events
-        return rec, self._alert(rec, "update", accounts, rec[A_SCORE], reasons, ts, samples, model, cluster_id)
+        return rec, self._alert(rec, "update", accounts, rec[A_SCORE], reasons, ts, samples, model, cluster_id,
+                                **extra)
 
     def expire(self, rec: list | None, scope: str, accounts: list[str], now_ms: int,
                model: str | None = None, cluster_id: str | None = None) -> tuple[list | None, Alert | None]:

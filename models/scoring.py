@@ -92,6 +92,8 @@ def account_features(s: AccountState) -> dict[str, float]:
         "error_share": hour_share(C_ERRORS),
         # account context: new accounts and sudden moves onto a fresh model are riskier
         "account_age_days": max(age, 0.0),
+        # an extracting sub-population of the account's end users (user_id), 0..1
+        "end_user_extraction": s.users.finding()[0] if s.users is not None else 0.0,
         "models_used": float(s.models_used()),
         "new_model_share": hour_share(C_NEW_MODEL),
     }
@@ -120,6 +122,8 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
         "grader_abuse": ramp(x["grader_share"], cfg.grader_share / 2, cfg.grader_share) * volume
                         * ramp(x["output_tokens_per_request"], 150, 350),
     }
+    # some end users of a product sweep and harvest while the product's own traffic dilutes the account
+    ev["end_user_extraction"] = x["end_user_extraction"]
     # moving to a new model is what every developer does on launch day: it only strengthens
     # extraction evidence that is already there, never stands alone
     extraction = max(ev.values())
@@ -155,6 +159,12 @@ class Scorer:
     def score_one(self, s: AccountState, x: dict[str, float] | None = None) -> tuple[float, list[dict]]:
         """Combined score of one account and the reasons behind it, strongest first
         (``x``: the state's ``account_features`` if the caller has them already)."""
+        score, reasons, _ = self.assess(s, x)
+        return score, reasons
+
+    def assess(self, s: AccountState, x: dict[str, float] | None = None
+               ) -> tuple[float, list[dict], dict[str, float]]:
+        """``score_one`` plus the strength of every finding (for the response: action, protections)."""
         cfg = self.cfg
         if x is None:
             x = account_features(s)
@@ -169,7 +179,7 @@ class Scorer:
         top = max(ev, key=lambda k: (ev[k], k != "anomaly"))  # ties: a named finding over "anomaly"
         reasons = [{"feature": top, "value": round(ev[top], 4), "baseline": 0.0}]
         reasons += self.baseline.explain(cohort, x)[: cfg.max_reasons]
-        return score, reasons
+        return score, reasons, ev
 
     def learn_one(self, s: AccountState, score: float, x: dict[str, float] | None = None) -> None:
         """Update the cohort models with an account that is not alerting (attackers must not

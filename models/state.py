@@ -31,6 +31,7 @@ from array import array
 
 import orjson
 
+from .end_users import EndUsers
 from .features import EventFeatures
 from .capability_space import N_SLOTS as N_CAPS, OTHER as CAP_OTHER
 
@@ -73,7 +74,7 @@ class AccountState:
     """Everything distillguard remembers about one account."""
 
     __slots__ = ("first_ms", "last_ms", "base_ms", "events", "num", "sketch", "tier", "created_ms", "samples",
-                 "alert")
+                 "alert", "users")
 
     def __init__(self) -> None:
         self.first_ms = 0
@@ -86,6 +87,7 @@ class AccountState:
         self.created_ms: int | None = None
         self.samples: list[str] = []                      # a few suspicious event ids
         self.alert: list | None = None                    # open alert, see lifecycle.py
+        self.users: EndUsers | None = None                # per-end-user rows, once a user_id is seen
 
     # -- updates ---------------------------------------------------------
     # Counters are stored scaled by exp((t - base_ms) / tau) so an update only
@@ -178,6 +180,10 @@ class AccountState:
             c[i + _HOUR0] += w1 * v
             c[i + _DAY0] += w2 * v
         c[CAP0 + f.capability] += w2
+        if f.end_user is not None:
+            if self.users is None:
+                self.users = EndUsers()
+            self.users.learn(f.end_user, ts, f.capability, f.reasoning, f.long_answer)
 
     def _model_is_new(self, model: str, ts: int) -> bool:
         """Is ``model`` one the account moved to recently, after hours of history on others?"""
@@ -281,7 +287,7 @@ class AccountState:
     def to_bytes(self) -> bytes:
         return orjson.dumps([FORMAT, self.first_ms, self.last_ms, self.base_ms, self.events, self.num.tolist(),
                              self.sketch.tolist(), self.tier, self.created_ms, self.samples,
-                             self.alert])
+                             self.alert, self.users.to_list() if self.users is not None else None])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> AccountState:
@@ -292,7 +298,8 @@ class AccountState:
         if doc[0] != FORMAT:
             return s
         (_v, s.first_ms, s.last_ms, s.base_ms, s.events, num, sketch, s.tier, s.created_ms, s.samples,
-         s.alert) = doc
+         s.alert, users) = doc
+        s.users = EndUsers.from_list(users) if users is not None else None
         s.num = array("f", num)
         s.sketch = array("q", sketch)
         return s
@@ -304,6 +311,12 @@ def state_bytes(state: AccountState) -> int:
     total = sys.getsizeof(state)
     for name in AccountState.__slots__:
         value = getattr(state, name)
+        if value is None:        # the None singleton is shared, not this state's memory
+            continue
+        if isinstance(value, EndUsers):
+            total += sys.getsizeof(value) + sys.getsizeof(value.rows) + sys.getsizeof(value.ids) + \
+                sum(sys.getsizeof(u) for u in value.ids)
+            continue
         total += sys.getsizeof(value)
         if isinstance(value, dict):
             total += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in value.items())

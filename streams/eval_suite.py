@@ -24,10 +24,12 @@ from distillguard.models.simulation.evasive import LOOKALIKE_KINDS
 from distillguard.streams.replay import replay
 
 
-def _lines(sim) -> Iterator[bytes]:
+def _lines(sim, only_family: str | None = None) -> Iterator[bytes]:
     dumps = orjson.dumps
+    keep = None if only_family is None else {a for a, lab in sim.labels.items() if lab["cohort"] == only_family}
     for ev in sim.events():
-        yield dumps(ev)
+        if keep is None or ev["account_id"] in keep:
+            yield dumps(ev)
 
 
 def make_detector(config_path: str | None, held_out_styles: Sequence[str] = ()) -> Detector:
@@ -39,13 +41,16 @@ def make_detector(config_path: str | None, held_out_styles: Sequence[str] = ()) 
     return Detector(config, elicitation=ElicitationModel.trained(exclude_styles=held_out_styles))
 
 
-def run_seed(scenario: str, seed: int, config_path: str | None, held_out_styles: Sequence[str] = ()):
-    """(labels, per-account results, events) of one simulated seed."""
+def run_seed(scenario: str, seed: int, config_path: str | None, held_out_styles: Sequence[str] = (),
+             only_family: str | None = None):
+    """(labels, per-account results, events) of one simulated seed. ``only_family``: replay that
+    family's accounts alone through the per-account detector (LOFO: the other families' scores
+    come from the full run; the per-account detector scores each account on its own traffic)."""
     sim = simulate(scenario, seed)
     detector = make_detector(config_path, held_out_styles)
     harness = Harness(detector, [], sim.labels)
-    hydra = HydraPipeline(detector.key, detector.config)
-    stats = replay(_lines(sim), harness, harness.on_alert, hydra=hydra)
+    hydra = HydraPipeline(detector.key, detector.config) if only_family is None else False
+    stats = replay(_lines(sim, only_family), harness, harness.on_alert, hydra=hydra)
     return sim.labels, harness.results()[DISTILLGUARD], stats.events
 
 
@@ -71,7 +76,7 @@ def run_suite(scenario: str, seeds: Sequence[int], config_path: str | None = Non
             if styles:
                 held = {}
                 for seed in seeds:
-                    labels, results, _ = run_seed(scenario, seed, config_path, styles)
+                    labels, results, _ = run_seed(scenario, seed, config_path, styles, only_family=fam)
                     held[seed] = (labels, results)
                 log(f"eval: LOFO {fam}: replayed {len(seeds)} seeds without styles {list(styles)}")
             cut = fit_threshold(list(runs.values()), exclude=fam, floor=cfg.medium)

@@ -34,13 +34,12 @@ TARGET_RECALL = 0.95
 TARGET_FPR = 0.005
 
 # Phrase styles of the elicitation training data that an evasive family relies on: LOFO trains the
-# classifier without them (families not listed use no elicitation phrasing the classifier learns).
+# classifier without them (families not listed, e.g. breadth_sweep, use no elicitation phrasing).
 HELD_OUT_STYLES: dict[str, tuple[str, ...]] = {
     "system_elicitation": ("system",),
     "multi_turn_harvest": ("follow_up",),
     "agent_sweep": ("agent",),
     "foreign_elicitation": ("non_english",),
-    "breadth_sweep": ("expert",),
     "end_user_rotation": ("paraphrase",),
 }
 
