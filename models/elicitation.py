@@ -48,8 +48,7 @@ _WORD = re.compile(r"\w+")
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def _is_cjk(token: str) -> bool:
-    return any(ord(ch) >= 0x3000 for ch in token)
+_CJK = re.compile("[\u3000-\u9fff\uac00-\ud7af\uf900-\ufaff]")   # CJK, kana, hangul: no spaces between words
 
 
 def ngrams(text: str) -> frozenset[str]:
@@ -66,7 +65,7 @@ def ngrams(text: str) -> frozenset[str]:
         return frozenset(tokens(text))
     words = []
     for w in _WORD.findall(_DIGITS.sub("0", text.lower())):
-        if len(w) > 1 and _is_cjk(w):
+        if len(w) > 1 and _CJK.search(w):
             words.extend(w[i:i + 2] for i in range(len(w) - 1))
         else:
             words.append(w)

@@ -29,7 +29,7 @@ from distillguard.schemas import RequestEvent
 from .capability_areas import area_of
 from .capability_space import capability_of
 from .elicitation import ElicitationModel, default_model
-from .text import analyze, fingerprint, grader_cues
+from .text import analyze, clip, fingerprint, grader_cues
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
 LONG_ANSWER_TOKENS = 600   # an answer this long (output tokens actually returned) is worth distilling
@@ -63,6 +63,21 @@ class EventFeatures:
     end_user: str | None = None  # the gateway's user_id (an id, not text)
 
 
+_OPENING_MAX = 4096   # capability areas of recent opening questions (each turn of a chat resends its question)
+_opening: dict[str, int] = {}
+
+
+def _opening_capability(question: str) -> int:
+    """Capability area of a conversation's opening question, memoised (bounded; derived ints only)."""
+    key = clip(question)
+    area = _opening.get(key)
+    if area is None:
+        if len(_opening) >= _OPENING_MAX:
+            _opening.clear()
+        area = _opening[key] = capability_of(analyze(key).words)
+    return area
+
+
 def _elicits(model: ElicitationModel, text: str, words: frozenset) -> bool:
     if text.isascii():     # analyze's words are the classifier's n-grams for ASCII text: no second pass
         return model.probability_of(words) >= 0.5
@@ -93,7 +108,7 @@ def extract(event: RequestEvent, key: bytes, elicitation: ElicitationModel | Non
     model = elicitation or default_model()
     p = analyze(prompt)
     # the area of a conversation is its opening question's, whatever the follow-ups ask
-    q_words = p.words if question is prompt else analyze(question).words
+    capability = capability_of(p.words) if question is prompt else _opening_capability(question)
     elicits = _elicits(model, prompt, p.words) or (bool(system) and model.is_elicitation_memo(system))
     cue_words = p.words
     output_tokens = usage.get("output_tokens") or 0
@@ -116,7 +131,7 @@ def extract(event: RequestEvent, key: bytes, elicitation: ElicitationModel | Non
         turns <= 1 and not system,
         event.access_tier,
         event.account_created_ms,
-        capability_of(q_words),
+        capability,
         output_tokens >= LONG_ANSWER_TOKENS,
         0 < max_tokens <= 256 and output_tokens < SHORT_ANSWER_TOKENS,
         event.user_id,
