@@ -8,18 +8,18 @@ it?". What distillguard fits from labelled data is (a) the elicitation
 classifier, trained from phrase families (``models/data/elicitation_phrases.json``)
 and (b) the alert threshold. For a held-out family F the caller replays with a
 classifier trained without the phrase styles F uses (:data:`HELD_OUT_STYLES`),
-and :func:`fit_threshold` picks the cut from the *other* families only: the
-highest score cut at which every other attack family keeps recall ≥ 0.95 and
-the benign FPR stays ≤ 0.5% (the issue's targets). F's recall is then "max
-score ≥ that cut".
+and :func:`fit_threshold` picks the cut from the *other* families only: halfway
+between the lowest cut that keeps the benign FPR ≤ 0.5% and the highest at which
+every other attack family keeps recall ≥ 0.95 (the issue's targets). F's recall
+is then "max score ≥ that cut".
 
 >>> from .metrics import AccountResult
 >>> labels = {"a": {"label": "attack", "cohort": "x"}, "b": {"label": "attack", "cohort": "y"},
 ...           "c": {"label": "benign", "cohort": "z"}}
 >>> res = {"a": AccountResult(0.9), "b": AccountResult(0.6), "c": AccountResult(0.2)}
 >>> fit_threshold([(labels, res)], exclude="y", floor=0.5)
-0.9
->>> lofo_recall([(labels, res)], "y", 0.9)
+0.7
+>>> lofo_recall([(labels, res)], "y", 0.7)
 0.0
 """
 from __future__ import annotations
@@ -111,18 +111,22 @@ def _rates(runs: Sequence[Run], cut: float, exclude: str | None) -> tuple[dict[s
 
 
 def fit_threshold(runs: Sequence[Run], exclude: str | None, floor: float) -> float:
-    """The highest cut ≥ ``floor`` (the configured ``medium``) on the sweep grid at which every attack
-    family but ``exclude`` keeps recall ≥ 0.95 and benign FPR ≤ 0.5%; ``floor`` if none does."""
-    best = floor
+    """Max-margin cut fitted without ``exclude``: halfway between the lowest grid cut that keeps the
+    benign FPR ≤ 0.5% and the highest at which every other attack family keeps recall ≥ 0.95
+    (never below ``floor``, the configured ``medium``; the benign cut alone if no margin exists)."""
+    lo = hi = None
     for cut in SWEEP_GRID:
         if cut < floor:
             continue
         fams, ben = _rates(runs, cut, exclude)
-        ok = all(hit / n >= TARGET_RECALL for hit, n in fams.values() if n) and \
-            (not ben[1] or ben[0] / ben[1] <= TARGET_FPR)
-        if ok:
-            best = cut
-    return best
+        if lo is None and (not ben[1] or ben[0] / ben[1] <= TARGET_FPR):
+            lo = cut
+        if all(hit / n >= TARGET_RECALL for hit, n in fams.values() if n):
+            hi = cut
+    lo = floor if lo is None else lo
+    if hi is None or hi < lo:
+        return lo
+    return round((lo + hi) / 2, 2)
 
 
 def lofo_recall(runs: Sequence[Run], family: str, cut: float) -> float | None:
