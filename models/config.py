@@ -29,7 +29,7 @@ class DetectorConfig:
                                              # breadth starts 10 areas below
     reasoning_share: float = 0.4
     long_answer_share: float = 0.35          # share of answers >= 600 tokens of a full-strength harvest
-    template_share: float = 0.5
+    template_share: float = 0.5              # unused (sweeps need no template since #12); configs still load
     logprob_share: float = 0.5
     grader_share: float = 0.5
     # per-cohort River Half-Space Trees on account vectors; the anomaly term alone stays below medium

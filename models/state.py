@@ -9,7 +9,8 @@ instead of dropping it. Sketches stand in for sets: rings of recent
 fingerprints (repeats and template fills), a k-minimum-values distinct
 counter, and a 4-slot Space-Saving heavy-hitter table of templates.
 Everything lives in ``array`` objects, so an active account costs under
-2 KB (``state_bytes``; tests/test_state.py checks a busy account).
+2 KB (``state_bytes``; tests/test_state.py checks a busy account); an account that sends
+``user_id`` adds up to 64 end-user rows (``end_users.py``, ~8 KB at the cap with 40-char ids).
 
 >>> s = AccountState()
 >>> for i in range(10):
