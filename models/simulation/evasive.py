@@ -27,9 +27,9 @@ from typing import Iterator
 
 from . import evasive_text as E
 from . import text as T
-from .cohorts import (HISTORY_CAP, Ctx, Emitter, Identity, Stream, SweepPicker, TopicPicker, _account_window,
-                      _attack_accounts, _c, _fill, _hex, _pick, _range, _rf, _ri, _with_prelude, benign_model,
-                      choose_areas, human_chat, new_identity, subnet24)
+from .cohorts import (HISTORY_CAP, Ctx, Emitter, Stream, SweepPicker, TopicPicker, _account_window,
+                      _attack_accounts, _c, _fill, _hex, _pick, _pref_model, _range, _rf, _ri, _with_prelude,
+                      benign_model, choose_areas, human_chat, new_identity, subnet24)
 from .timing import DAY, HOUR, human_sessions, lognorm, steady
 
 _TS = (lambda ev: ev["ts_ms"])
@@ -195,7 +195,7 @@ def build_end_user_rotation(ctx, name, cfg):
         acc.extra["extracting_users"] = pool
         system = srng.choice(T.DEV_SYSTEM[:5])
         elicit_p = float(cfg.get("elicit_p", 0.5))
-        model = _pref_model_local(ctx, srng, cfg)
+        model = _pref_model(ctx, srng, cfg)
 
         def factory(acc=acc, i=i, areas=areas, t0=t0, n_app=n_app, n_ex=n_ex, pool=pool, ex_t=ex_t,
                     system=system, model=model):
@@ -226,11 +226,6 @@ def build_end_user_rotation(ctx, name, cfg):
             return heapq.merge(app(), extract(), key=_TS)
         out.append(Stream([acc], factory))
     return out
-
-
-def _pref_model_local(ctx: Ctx, rng: random.Random, cfg: dict) -> str:
-    ms = cfg.get("models")
-    return rng.choice(ms) if ms else rng.choices(ctx.models, weights=ctx.model_weights)[0]
 
 
 # ------------------------------------------------------------------ look-alikes
@@ -333,7 +328,7 @@ def _product_kind(ctx, name, cfg, kind, *, tier, age, users, areas_fn, systems, 
         areas = areas_fn(srng)
         t0 = _account_window(ctx, srng, cfg)
         n = _ri(srng, _range(cfg, "volume", (1500, 3000)))
-        model = _pref_model_local(ctx, srng, cfg)
+        model = _pref_model(ctx, srng, cfg)
 
         def factory(acc=acc, i=i, areas=areas, t0=t0, n=n, model=model):
             rng = ctx.rng(name, i, "events")
@@ -418,7 +413,7 @@ def build_launch_day(ctx, name, cfg):
                     ctx.end_ms - HOUR)
         areas = choose_areas(ctx, srng, 2, must=["code"])
         extra_areas = choose_areas(ctx, srng, _ri(srng, _range(cfg, "curiosity_areas", (3, 6))))
-        model = _pref_model_local(ctx, srng, cfg)
+        model = _pref_model(ctx, srng, cfg)
 
         def factory(acc=acc, i=i, t0=t0, pre_n=pre_n, n=n, try_t=try_t, areas=areas, extra=extra_areas,
                     model=model):
