@@ -101,7 +101,7 @@ class EndUsers:
         for j in hits:
             bits |= r[j * ROW + R_BITS]
         areas = _popcount(bits)
-        strength = min(1.0, max(0.0, (requests - 20) / 60)) * min(1.0, max(0.0, (areas - 10) / 15))
+        strength = min(1.0, max(0.0, (requests - 15) / 45)) * min(1.0, max(0.0, (areas - 10) / 12))
         return strength, self.flagged()
 
     # -- persistence

@@ -114,8 +114,8 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
         # long answers harvested across many areas, no cue word needed (judges return short verdicts)
         "output_harvest": breadth * long_answers * bounded * volume,
         # reasoning traces harvested at volume with long answers, whatever the areas
-        "reasoning_harvest": ramp(x["reasoning_share"], 0.6, 0.8) * long_answers
-                             * ramp(x["requests_day"], 100, 300),
+        "reasoning_harvest": ramp(x["reasoning_share"], 0.5, 0.7) * long_answers
+                             * ramp(x["requests_day"], 60, 160),
         "logprob_probing": ramp(max(x["logprob_share"], x["logit_bias_share"]),
                                  cfg.logprob_share / 2, cfg.logprob_share) * volume,
         # rubric prompts that get long critiques / model answers back; a judge's verdicts are short
