@@ -25,7 +25,7 @@ class DetectorConfig:
     score_every: int = 16
     # evidence
     min_events: int = 20                     # below this an account is never scored (hydra is #5's job)
-    broad_areas: int = 24                    # effective capability areas (of 64) of a full-strength sweep;
+    broad_areas: int = 22                    # effective capability areas (of 64) of a full-strength sweep;
                                              # breadth starts 10 areas below
     reasoning_share: float = 0.4
     long_answer_share: float = 0.35          # share of answers >= 600 tokens of a full-strength harvest

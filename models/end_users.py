@@ -104,6 +104,11 @@ class EndUsers:
         strength = min(1.0, max(0.0, (requests - 15) / 45)) * min(1.0, max(0.0, (areas - 10) / 12))
         return strength, self.flagged()
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EndUsers) and self.ids == other.ids and self.rows == other.rows
+
+    __hash__ = None   # mutable
+
     # -- persistence
     def to_list(self) -> list:
         return [self.ids, self.rows.tolist()]

@@ -243,8 +243,9 @@ def create_app(settings: Settings) -> faust.App:
                 if ev.ts_ms > partition_time.get(msg.partition, 0):
                     partition_time[msg.partition] = ev.ts_ms
                 f = detector.last_features
-                aggregates.learn_one(ev.account_id, ev.ts_ms, f.input_tokens, f.output_tokens, f.error,
-                                     f.skeleton_fp, f.topic)
+                if f is not None:   # None: a re-delivered event_id the detector skipped
+                    aggregates.learn_one(ev.account_id, ev.ts_ms, f.input_tokens, f.output_tokens, f.error,
+                                         f.skeleton_fp, f.area)
             # Close quiet alerts at the low watermark: partitions are consumed at different
             # speeds, so one partition's event time says nothing about another's accounts.
             low_watermark = min(partition_time.values(), default=0)

@@ -27,7 +27,7 @@ def filled_store_env(tmp_path, small_sim):
     for ev in ordered_events(open_lines(small_sim[0]), ReplayStats()):
         alerts.extend(detector.process_one(ev))
         f = detector.last_features
-        agg.learn_one(ev.account_id, ev.ts_ms, f.input_tokens, f.output_tokens, f.error, f.skeleton_fp, f.topic)
+        agg.learn_one(ev.account_id, ev.ts_ms, f.input_tokens, f.output_tokens, f.error, f.skeleton_fp, f.area)
     store = Store(load_settings(env))
     try:
         store.migrate()
