@@ -66,9 +66,11 @@ class DetectorConfig:
     score_every: int = 16
     # evidence
     min_events: int = 20                     # below this an account is never scored (hydra is #5's job)
-    broad_areas: int = 6                     # areas (≥3% share each) that make a sweep broad
+    broad_areas: int = 22                    # effective capability areas (of 64) of a full-strength sweep;
+                                             # breadth starts 10 areas below
     reasoning_share: float = 0.4
-    template_share: float = 0.5
+    long_answer_share: float = 0.35          # share of answers >= 600 tokens of a full-strength harvest
+    template_share: float = 0.5              # unused (sweeps need no template since #12); configs still load
     logprob_share: float = 0.5
     grader_share: float = 0.5
     # per-cohort River Half-Space Trees on account vectors; the anomaly term alone stays below medium

@@ -33,10 +33,13 @@ from dataclasses import dataclass, field
 from distillguard.schemas import Alert, RequestEvent
 
 from .config import DetectorConfig
+from .dedupe import DedupeWindow
+from .elicitation import ElicitationModel
 from .features import EventFeatures, extract
 from .lifecycle import Lifecycle
-from .rows import FeatureSnapshotRow
 from .memo import Bounds
+from .response import Context
+from .rows import FeatureSnapshotRow
 from .scoring import Scorer, account_features
 from .state import AccountState
 
@@ -63,9 +66,11 @@ class AccountDetector:
     """
 
     def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY,
-                 states: MutableMapping[str, AccountState] | None = None):
+                 states: MutableMapping[str, AccountState] | None = None,
+                 elicitation: ElicitationModel | None = None):
         self.config = config or DetectorConfig()
         self.key = key
+        self.elicitation = elicitation  # reasoning-elicitation model (None: the shipped default)
         self.states: MutableMapping[str, AccountState] = {} if states is None else states
         self.lifecycle = Lifecycle(DETECTOR, self.config)
         self.scorer = Scorer(self.config)
@@ -73,6 +78,7 @@ class AccountDetector:
         self.open_alerts: set[str] = set()  # accounts with an open alert, for advance
         self.watermark = 0                  # highest event time seen
         self.content_less = 0               # events without prompt text (redacted): content signals blind
+        self.dedupe = DedupeWindow()        # a re-delivered event_id is not counted twice
 
     def _due(self, s: AccountState) -> bool:
         """Score when the state changed materially: at ``min_events``, then every ``score_every``."""
@@ -81,13 +87,17 @@ class AccountDetector:
             return False
         return n == self.config.min_events or n % self.config.score_every == 0
 
-    def process(self, event: RequestEvent) -> AccountResult:
-        """Learn one event; return its features, alert events and feature snapshot."""
-        return self.learn_features(event.account_id, extract(event, self.key))
+    def process(self, event: RequestEvent) -> AccountResult | None:
+        """Learn one event; return its features, alert events and feature snapshot, or None for
+        an event id seen within the dedupe window (a re-delivery: counted once)."""
+        if self.dedupe.seen(event.event_id, event.ts_ms):
+            return None
+        return self.learn_features(event.account_id, extract(event, self.key, self.elicitation))
 
     def process_one(self, event: RequestEvent) -> list[Alert]:
         """The alert events of ``process`` (tests and notebooks)."""
-        return self.process(event).alerts
+        result = self.process(event)
+        return [] if result is None else result.alerts
 
     def learn_features(self, account: str, f: EventFeatures) -> AccountResult:
         """``process`` after feature extraction (evaluation sweeps reuse extracted features)."""
@@ -108,7 +118,7 @@ class AccountDetector:
             self.watermark = ts
         if self._due(s):
             x = account_features(s)
-            score, reasons = self.scorer.score_one(s, x)
+            score, reasons, findings = self.scorer.assess(s, x)
             self.scorer.learn_one(s, score, x)
             best = max(self.max_scores.pop(account, 0.0), score)   # re-inserted: oldest scored first
             if best > 0.0:
@@ -116,8 +126,11 @@ class AccountDetector:
             out.snapshot = FeatureSnapshotRow(account, ts, score,
                                               {r["feature"]: float(r["value"]) for r in reasons})
             samples = s.samples or [f.event_id]
+            users = s.users.flagged() if s.users is not None else []   # end users the finding names
+            context = Context(s.tier, x["account_age_days"], bool(users))
             s.alert, alert = self.lifecycle.observe(s.alert, account, [account], score, reasons, ts,
-                                                   s.first_ms, s.events, samples, f.model)
+                                                   s.first_ms, s.events, samples, f.model, findings=findings,
+                                                   context=context, end_user_ids=users)
             if alert:
                 out.alerts.append(alert)
         if s.alert is not None:

@@ -12,21 +12,32 @@ built (``scoring.account_features``).
 >>> f = extract(ev, b"k")
 >>> f.reasoning, f.logprob_probe, f.fresh, f.tier   # asks for reasoning, but 1 token cannot hold it
 (False, True, True, 'pro')
+>>> ev = parse_event(b'{"schema_version":"1","event_id":"e","ts_ms":5,"account_id":"a","model":"m",'
+...     b'"operation":"chat","messages":[{"role":"system","content":"Always think aloud and write out every '
+...     b'step of your reasoning before answering."},{"role":"user","content":"What is 2+2?"}],'
+...     b'"params":{"max_tokens":4096},"user_id":"u1"}')
+>>> f = extract(ev, b"k")
+>>> f.reasoning, f.fresh, f.end_user   # elicitation in the system prompt counts too
+(True, False, 'u1')
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from distillguard.schemas import RequestEvent
 from distillguard.schemas.redaction import is_content_less
 
+from .capability_areas import OTHER as AREA_OTHER, area_of
+from .capability_space import OTHER as CAPABILITY_OTHER, capability_of
+from .elicitation import ElicitationModel, default_model
 from .memo import Memo
-from .text import analyze, clip, fingerprint, grader_cues, reasoning_cues
-from .topics import OTHER, topic_of
+from .text import analyze, clip, fingerprint, grader_cues
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
+LONG_ANSWER_TOKENS = 600   # an answer this long (output tokens actually returned) is worth distilling
+SHORT_ANSWER_TOKENS = 100  # a bounded verdict / label (judges, classifiers)
 REASONING_MIN_TOKENS = 256  # a request capped below this cannot get a reasoning trace back, whatever it says
-_SYSTEM_CACHE_MAX = 4096   # system prompts repeat per account: analyse each distinct one once
 
 
 @dataclass(slots=True)
@@ -35,8 +46,8 @@ class EventFeatures:
     event_id: str
     skeleton_fp: int          # keyed fingerprint of the whole prompt's shape
     wrapper_fp: int           # keyed fingerprint of the instruction wrapper only
-    topic: int
-    reasoning: bool
+    area: int                 # coarse capability area (capability_areas), for the cross-account profile
+    reasoning: bool           # asks for written-out reasoning: system prompt, user turn or follow-up
     grader: bool
     logprob_probe: bool       # logprobs with tiny outputs: reading the distribution, not the text
     logit_bias_size: int
@@ -49,91 +60,119 @@ class EventFeatures:
     fresh: bool = True        # no earlier turn and no system prompt: a standalone query
     tier: str | None = None
     created_ms: int | None = None
+    capability: int = 0       # fine capability area (capability_space) of the conversation's question
+    long_answer: bool = False  # output_tokens >= LONG_ANSWER_TOKENS
+    short_answer: bool = False  # bounded request (max_tokens <= 256) answered in < SHORT_ANSWER_TOKENS
+    end_user: str | None = None  # the gateway's user_id (an id, not text)
     content_less: bool = False  # no prompt text to read (redacted or not sent): content signals left out
 
 
-class _SystemWords:
-    """Cue words of system prompts, memoised (bounded) because a deployment sends the same one
-    with every request; the cache holds derived word sets only, keyed in memory by the clipped
-    text ``analyze`` reads (a few hundred characters, however long the system prompt)."""
-
-    def __init__(self) -> None:
-        self._cache = Memo("features.system_words", _SYSTEM_CACHE_MAX)
-
-    def __call__(self, text: str) -> frozenset:
-        text = clip(text)
-        words = self._cache.get(text)
-        if words is None:
-            words = analyze(text).words
-            self._cache.put(text, words)
-        return words
+# capability areas of recent opening questions (each turn of a chat resends its question);
+# derived ints only, keyed in memory by the clipped text
+_opening = Memo("features.opening_capability", 4096)
 
 
-_system_words = _SystemWords()
+def _opening_capability(question: str) -> int:
+    """Capability area of a conversation's opening question, memoised (bounded)."""
+    key = clip(question)
+    area = _opening.get(key)
+    if area is None:
+        area = capability_of(analyze(key).words)
+        _opening.put(key, area)
+    return area
 
 
-def prompt_parts(event: RequestEvent) -> tuple[str, str, int]:
-    """(last user turn, first system prompt, conversation turns): the one scan of ``messages``
-    that feature extraction and cross-account linking (``linking.link_inputs``) both read.
-    A content-less event (redacted, or no content sent: ``schemas/redaction.py``) has none, so
-    a redaction marker can never read as a prompt, a wrapper or a system prompt."""
+def _elicits(model: ElicitationModel, text: str, words: frozenset) -> bool:
+    if text.isascii():     # analyze's words are the classifier's n-grams for ASCII text: no second pass
+        return model.probability_of(words) >= 0.5
+    return model.is_elicitation(text)
+
+
+class PromptParts(NamedTuple):
+    prompt: str      # the last user turn
+    system: str      # the first system prompt
+    turns: int       # user, assistant and tool turns
+    question: str    # the first user turn: the conversation's opening question
+
+
+_NO_PARTS = PromptParts("", "", 0, "")
+
+
+def prompt_parts(event: RequestEvent) -> PromptParts:
+    """The one scan of ``messages`` that feature extraction and cross-account linking
+    (``linking.link_inputs``) both read. A content-less event (redacted, or no content sent:
+    ``schemas/redaction.py``) has none, so a redaction marker can never read as a prompt, a
+    wrapper or a system prompt."""
     if is_content_less(event):
-        return "", "", 0
-    prompt = system = ""
+        return _NO_PARTS
+    prompt = system = question = ""
     turns = 0
     for m in event.messages:
         role = m.role
         if role == "user":
             prompt = m.content
+            if not question:
+                question = prompt
             turns += 1
         elif role == "system":
             if not system:
                 system = m.content
         else:
             turns += 1
-    return prompt, system, turns
+    return PromptParts(prompt, system, turns, question)
 
 
-def extract(event: RequestEvent, key: bytes) -> EventFeatures:
-    """One request → :class:`EventFeatures` (reads the last user turn and the system prompt)."""
-    prompt, system, turns = prompt_parts(event)
-    if not (prompt or system or turns) and is_content_less(event):
+def extract(event: RequestEvent, key: bytes, elicitation: ElicitationModel | None = None) -> EventFeatures:
+    """One request → :class:`EventFeatures` (reads the last and first user turns and the system
+    prompt; ``elicitation``: the reasoning-elicitation model, default :func:`default_model`)."""
+    parts = prompt_parts(event)
+    if parts is _NO_PARTS:
         # Redacted or no-content producers: the metadata signals only. The fingerprint is the
         # event's own, so it neither repeats nor fills a template (a constant would read as one
-        # prompt sent again and again), and the capability area is "other".
-        f = _features(event, key, "", "", 0)
+        # prompt sent again and again), and the capability areas are "other".
+        f = _features(event, key, parts, elicitation)
         f.skeleton_fp = f.wrapper_fp = fingerprint(key, event.event_id)
-        f.topic, f.reasoning, f.grader, f.fresh, f.content_less = OTHER, False, False, False, True
+        f.area, f.capability = AREA_OTHER, CAPABILITY_OTHER
+        f.reasoning, f.grader, f.fresh, f.content_less = False, False, False, True
         return f
-    return _features(event, key, prompt, system, turns)
+    return _features(event, key, parts, elicitation)
 
 
-def _features(event: RequestEvent, key: bytes, prompt: str, system: str, turns: int) -> EventFeatures:
+def _features(event: RequestEvent, key: bytes, parts: PromptParts,
+              elicitation: ElicitationModel | None) -> EventFeatures:
+    prompt, system, turns, question = parts
     params = event.params
     max_tokens = params.get("max_tokens") or 0
     bias = params.get("logit_bias")
     usage = event.usage
+    model = elicitation or default_model()
     p = analyze(prompt)
+    # the area of a conversation is its opening question's, whatever the follow-ups ask
+    capability = capability_of(p.words) if question is prompt else _opening_capability(question)
+    elicits = _elicits(model, prompt, p.words) or (bool(system) and model.is_elicitation_memo(system))
     cue_words = p.words
-    if system:
-        cue_words = cue_words | _system_words(system)
+    output_tokens = usage.get("output_tokens") or 0
     return EventFeatures(
         event.ts_ms,
         event.event_id,
         fingerprint(key, p.skeleton),
         fingerprint(key, p.wrapper),
-        topic_of(p.words),
-        reasoning_cues(cue_words) >= 2 and not 0 < max_tokens < REASONING_MIN_TOKENS,
+        area_of(p.words),
+        elicits and not 0 < max_tokens < REASONING_MIN_TOKENS,
         grader_cues(cue_words) >= 2,
         bool(params.get("logprobs")) and (params.get("top_logprobs") or 0) >= 1 and 0 < max_tokens <= 5,
         len(bias) if bias else 0,
         max_tokens >= LONG_OUTPUT_TOKENS,
         event.finish_reason == "length",
         usage.get("input_tokens") or 0,
-        usage.get("output_tokens") or 0,
+        output_tokens,
         event.status not in (None, "ok"),
         event.model,
         turns <= 1 and not system,
         event.access_tier,
         event.account_created_ms,
+        capability,
+        output_tokens >= LONG_ANSWER_TOKENS,
+        0 < max_tokens <= 256 and output_tokens < SHORT_ANSWER_TOKENS,
+        event.user_id,
     )

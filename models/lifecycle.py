@@ -19,6 +19,7 @@ from distillguard.schemas import Alert, make_alert_id
 
 from .config import DetectorConfig
 from .feedback import FeedbackBook, temper_finding
+from .response import Context, respond
 
 SEVERITIES = ("low", "medium", "high", "critical")
 ACTIONS = {"low": "monitor", "medium": "step_up_verification", "high": "throttle", "critical": "block"}
@@ -90,26 +91,41 @@ class Lifecycle:
         self.feedback: FeedbackBook | None = None
 
     def _alert(self, rec: OpenAlert, activity: str, accounts: list[str], score: float, reasons: list[dict],
-               ts: int, samples: list[str], model: str | None, cluster_id: str | None) -> Alert:
+               ts: int, samples: list[str], model: str | None, cluster_id: str | None,
+               findings: dict[str, float] | None = None, context: Context | None = None,
+               end_user_ids: list[str] | None = None) -> Alert:
         sev = rec.severity
+        action, protections = ACTIONS[sev], None
+        if findings and context is not None:       # v1.1: context-aware action, targeted protections
+            action, protections = respond(sev, findings, context)
         return Alert(alert_id=rec.alert_id, activity=activity, detector=self.detector, severity=sev,
                      score=min(max(score, 0.0), 1.0), account_ids=accounts, cluster_id=cluster_id,
                      window_start_ms=rec.window_start_ms, window_end_ms=ts, raised_at_ms=ts,
                      event_count=int(rec.events), reasons=reasons, sample_event_ids=list(samples),
-                     recommended_action=ACTIONS[sev], model=model)
+                     recommended_action=action, model=model, end_user_ids=end_user_ids or None,
+                     protections=protections)
 
     def observe(self, rec: OpenAlert | None, scope: str, accounts: list[str], score: float, reasons: list[dict],
                 ts: int, window_start: int, events: int, samples: list[str], model: str | None,
-                cluster_id: str | None = None) -> tuple[OpenAlert | None, Alert | None]:
-        """Fold a new score for ``scope``; return the new open-alert record and an alert event, if any."""
+                cluster_id: str | None = None, findings: dict[str, float] | None = None,
+                context: Context | None = None, end_user_ids: list[str] | None = None
+                ) -> tuple[OpenAlert | None, Alert | None]:
+        """Fold a new score for ``scope``; return the new open-alert record and an alert event, if any
+        (``findings``/``context``/``end_user_ids``: see :func:`.response.respond`, contract v1.1).
+        An analyst's decision in force (``feedback``) tempers the finding: severity at most
+        ``low``, action ``monitor``, the decision named in the first reason."""
         sev, reasons, tempering = temper_finding(self.feedback, self.detector, accounts, ts,
-                                                 severity_of(score, self.cfg), score, reasons)
+                                                 severity_of(score, self.cfg), score, reasons,
+                                                 end_user_ids or ())
+        # a tempered finding is monitored, not acted on: no context-aware action or protections
+        extra = {"findings": None if tempering is not None else findings, "context": context,
+                 "end_user_ids": end_user_ids}
         if rec is not None and _tempered_now(rec, tempering):
             # an analyst's decision arrived while the alert is open: say so at once, lowered
             rec.severity = sev
             rec.last_strong_ms = ts
             rec.events = rec.emitted_events = events
-            return rec, self._alert(rec, "update", accounts, score, reasons, ts, samples, model, cluster_id)
+            return rec, self._alert(rec, "update", accounts, score, reasons, ts, samples, model, cluster_id, **extra)
         if rec is None:
             if sev is None:
                 return None, None
@@ -118,7 +134,7 @@ class Lifecycle:
             rec = OpenAlert(make_alert_id(self.detector, scope, ts // WINDOW_MS * WINDOW_MS),
                             window_start, sev, score, events, ts, events, model,
                             tempering.feedback_id if tempering is not None else None)
-            return rec, self._alert(rec, "create", accounts, score, reasons, ts, samples, model, cluster_id)
+            return rec, self._alert(rec, "create", accounts, score, reasons, ts, samples, model, cluster_id, **extra)
         if sev is None:
             return rec, None
         rec.last_strong_ms = ts
@@ -132,7 +148,8 @@ class Lifecycle:
             rec.severity = sev
         rec.score = max(rec.score, score)
         rec.emitted_events = events
-        return rec, self._alert(rec, "update", accounts, rec.score, reasons, ts, samples, model, cluster_id)
+        return rec, self._alert(rec, "update", accounts, rec.score, reasons, ts, samples, model, cluster_id,
+                                **extra)
 
     def expire(self, rec: OpenAlert | None, scope: str, accounts: list[str], now_ms: int,
                cluster_id: str | None = None) -> tuple[OpenAlert | None, Alert | None]:

@@ -63,7 +63,7 @@ from .features import prompt_parts
 from .records import AccountSummary, LinkFeatures, LinkObservation, LinkRecord, PairEvidence, Partner
 from .memo import Bounds, Memo
 from .text import fingerprint, words
-from .topics import TOPICS
+from .capability_areas import AREAS
 
 KINDS = ("pay", "net", "wrap", "sys", "ua")
 SLOW_KINDS = frozenset({"pay", "sys", "ua"})   # keys that rarely change: ClusterConfig.slow_dedupe_ms
@@ -125,7 +125,7 @@ def link_inputs(event) -> list[tuple[str, object]]:
         out.append(("pay", event.payment_fingerprint))
     if event.client_ip:
         out.append(("net", event.client_ip))
-    prompt, system, _turns = prompt_parts(event)
+    prompt, system, _turns, _question = prompt_parts(event)
     if len(prompt) >= _WRAP_MIN_CHARS:
         out.append(("wrap", prompt[-_WRAP_TAIL_CHARS:]))
     if system:
@@ -138,7 +138,7 @@ def link_inputs(event) -> list[tuple[str, object]]:
 def link_record(event, features=None) -> LinkRecord:
     """All that stage 1 reads of one request and its ``EventFeatures``: plain values only, so a
     ``tuple()`` of it is cheap to hand to another process (``replay --jobs 2``)."""
-    feats = None if features is None else (bool(features.reasoning), features.topic, features.wrapper_fp)
+    feats = None if features is None else (bool(features.reasoning), features.area, features.wrapper_fp)
     return LinkRecord(event.account_id, event.ts_ms, event.event_id, event.model, event.account_created_ms,
                       event.access_tier, link_inputs(event), feats)
 
@@ -170,7 +170,7 @@ def link_value(kind: str, raw) -> str | None:
 
 
 DAY_MS = 86_400_000
-_N_TOPICS = len(TOPICS)
+_N_TOPICS = len(AREAS)
 
 
 class _Profile:

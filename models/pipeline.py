@@ -33,6 +33,7 @@ from .aggregates import MinuteAggregates
 from .clusters import ClusterEngine
 from .config import DetectorConfig
 from .detector import DEV_KEY, AccountDetector
+from .elicitation import ElicitationModel
 from .feedback import FeedbackBook
 from .linking import Linker, LinkObserver, link_record
 from .records import LinkRecord, PairEvidence
@@ -91,8 +92,9 @@ class AccountStage:
     """Per-account detection plus the minute aggregates, with the per-account cadence."""
 
     def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY,
-                 states: MutableMapping[str, AccountState] | None = None, feedback: FeedbackBook | None = None):
-        self.detector = AccountDetector(config, key, states)
+                 states: MutableMapping[str, AccountState] | None = None, feedback: FeedbackBook | None = None,
+                 elicitation: ElicitationModel | None = None):
+        self.detector = AccountDetector(config, key, states, elicitation)
         self.detector.lifecycle.feedback = feedback   # analysts' decisions temper findings (models/feedback.py)
         self.aggregates = MinuteAggregates()
         self._ticked = 0             # last minute boundary closes ran at
@@ -107,11 +109,14 @@ class AccountStage:
     def key(self) -> bytes:
         return self.detector.key
 
-    def process(self, event: RequestEvent) -> AccountOutput:
+    def process(self, event: RequestEvent) -> AccountOutput | None:
+        """One request's per-account output; None for a re-delivered event id (counted once)."""
         r = self.detector.process(event)
+        if r is None:
+            return None
         f = r.features
         self.aggregates.learn_one(event.account_id, event.ts_ms, f.input_tokens, f.output_tokens, f.error,
-                                  f.skeleton_fp, f.topic)
+                                  f.skeleton_fp, f.area)
         return AccountOutput(r.alerts, r.snapshot, link_record(event, f))
 
     def end_batch(self, low_watermark: int) -> BatchOutput:
@@ -192,18 +197,22 @@ class Pipeline:
 
     ``cross`` is the cross-account part: built by default, ``None`` turns it off, or pass
     one of your own. ``feedback``: analysts' decisions both stages learn from (the stream
-    fills the same book from the feedback topic)."""
+    fills the same book from the feedback topic). ``elicitation``: the reasoning-elicitation
+    model (default: the shipped one; evaluation fits one without a held-out family)."""
 
     def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY,
                  states: MutableMapping[str, AccountState] | None = None,
-                 cross: CrossAccountPipeline | None | bool = True, feedback: FeedbackBook | None = None):
-        self.accounts = AccountStage(config, key, states, feedback)
+                 cross: CrossAccountPipeline | None | bool = True, feedback: FeedbackBook | None = None,
+                 elicitation: ElicitationModel | None = None):
+        self.accounts = AccountStage(config, key, states, feedback, elicitation)
         if cross is True:
             cross = CrossAccountPipeline(self.accounts.config, key, feedback=feedback)
         self.cross: CrossAccountPipeline | None = cross or None
 
     def process(self, event: RequestEvent) -> Output:
         account = self.accounts.process(event)
+        if account is None:   # a re-delivered event id
+            return Output()
         return self.join(account, None if self.cross is None else self.cross.process(account.record))
 
     @staticmethod

@@ -22,9 +22,10 @@ from .anomaly import CohortAnomaly, scale
 from .baseline import CohortBaseline
 from .config import DetectorConfig
 from .memo import Bounds
-from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_OUT,
-                    C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS, C_TEMPLATE_FILL,
-                    C_TRUNCATED, H_DAY, H_HOUR, H_SHORT, HORIZONS_MS, AccountState)
+from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_ANSWER,
+                    C_LONG_OUT, C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS,
+                    C_SHORT_ANSWER, C_TEMPLATE_FILL, C_TRUNCATED, H_DAY, H_HOUR, H_SHORT, HORIZONS_MS,
+                    AccountState)
 
 DAY_MS = 86_400_000
 MAX_COHORTS = 32       # anomaly models and baselines (one per tier, ~1 MB each)
@@ -45,7 +46,7 @@ def ramp(x: float, lo: float, hi: float) -> float:
 def account_features(s: AccountState) -> dict[str, float]:
     """Named account features at the state's latest event time (fixed order: River and the
     baselines see the same vector whatever the process's hash seed)."""
-    areas, entropy = s.topic_spread()
+    breadth, unplaced = s.capability_spread()
     n_hour = s.count(C_REQUESTS, H_HOUR)
     n_day = s.count(C_REQUESTS, H_DAY)
     shrink = n_hour / (n_hour + PRIOR_REQUESTS)
@@ -69,15 +70,21 @@ def account_features(s: AccountState) -> dict[str, float]:
         "repeat_share": hour_share(C_REPEAT_SKELETON),
         # distinct skeletons per request: a sweep never asks the same thing twice
         "novelty": min(s.distinct_skeletons() / max(s.events, 1), 1.0),
-        # coverage: campaigns sweep every capability area, customers live in one to three
-        "topic_areas": float(areas),
-        "topic_entropy": entropy,
+        # coverage, whatever the framing: campaigns sweep dozens of the 64 capability areas, a product
+        # lives in a few
+        "capability_breadth": breadth,
+        "capability_unplaced": unplaced,
         # reasoning elicitation: chain-of-thought traces are the most valuable thing to distil
         "reasoning_share": s.share(C_REASONING, H_DAY),
         # grader abuse: harvesting judgements / preference labels with rubric prompts
         "grader_share": s.share(C_GRADER, H_DAY),
         # output harvesting: long outputs asked for and returned, cut off at the limit
         "long_output_share": hour_share(C_LONG_OUT),
+        # output harvesting without cue words: long answers actually returned, per request
+        "long_answer_share": s.share(C_LONG_ANSWER, H_DAY) * n_day / (n_day + PRIOR_REQUESTS),
+        "output_tokens_per_request": s.ratio(C_OUT_TOKENS, C_REQUESTS, H_DAY),
+        # bounded outputs (short verdicts / labels): judges and classifiers, not harvesters
+        "short_answer_share": s.share(C_SHORT_ANSWER, H_DAY),
         "out_in_ratio": s.ratio(C_OUT_TOKENS, C_IN_TOKENS, H_HOUR),
         "truncated_share": hour_share(C_TRUNCATED),
         # distribution probing: logprobs with one-token outputs, logit-bias sweeps
@@ -88,31 +95,43 @@ def account_features(s: AccountState) -> dict[str, float]:
         "error_share": hour_share(C_ERRORS),
         # account context: new accounts and sudden moves onto a fresh model are riskier
         "account_age_days": max(age, 0.0),
+        # an extracting sub-population of the account's end users (user_id), 0..1
+        "end_user_extraction": s.users.finding()[0] if s.users is not None else 0.0,
         "models_used": float(s.models_used()),
         "new_model_share": hour_share(C_NEW_MODEL),
     }
 
 
 def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
-    """Strength in 0..1 of each extraction finding, from the named features."""
+    """Strength in 0..1 of each extraction finding, from the named features. None of them looks at
+    how a request is framed (system prompt, history, tools, language): breadth is over every
+    request, elicitation is learned and read wherever it sits, harvest is measured on outputs."""
     volume = ramp(x["requests_day"], cfg.min_events, 4 * cfg.min_events)
-    breadth = ramp(x["topic_areas"], cfg.broad_areas - 3, cfg.broad_areas) * ramp(x["topic_entropy"], 0.3, 0.6)
+    breadth = ramp(x["capability_breadth"], cfg.broad_areas - 10, cfg.broad_areas)
     reasoning = ramp(x["reasoning_share"], cfg.reasoning_share / 2, cfg.reasoning_share)
-    template = ramp(x["template_fill_share"], cfg.template_share / 2, cfg.template_share)
-    standalone = ramp(x["standalone_share"], 0.3, 0.7)
-    harvest = ramp(x["long_output_share"], 0.2, 0.6)
-    return {
-        # a sweep elicits reasoning across many areas, as standalone or templated queries; a batch job over
-        # mixed inputs is broad and templated but asks for no reasoning, an eval harness reasons on one area
-        "capability_sweep": breadth * reasoning * max(standalone, template) * volume,
-        # reasoning traces harvested at volume with long outputs, whatever the areas (crisp)
-        "reasoning_harvest": ramp(x["reasoning_share"], 0.6, 0.8) * harvest * standalone
-                             * ramp(x["requests_day"], 100, 300),
+    long_answers = ramp(x["long_answer_share"], cfg.long_answer_share / 2, cfg.long_answer_share)
+    bounded = 1.0 - ramp(x["short_answer_share"], 0.3, 0.7)   # judges and classifiers return verdicts
+    ev = {
+        # a sweep elicits reasoning across many capability areas (eval harnesses, tutors: one or two)
+        "capability_sweep": breadth * reasoning * volume,
+        # long answers harvested across many areas, no cue word needed (judges return short verdicts)
+        "output_harvest": breadth * long_answers * bounded * volume,
+        # reasoning traces harvested at volume with long answers, whatever the areas
+        "reasoning_harvest": ramp(x["reasoning_share"], 0.5, 0.7) * long_answers
+                             * ramp(x["requests_day"], 60, 160),
         "logprob_probing": ramp(max(x["logprob_share"], x["logit_bias_share"]),
                                  cfg.logprob_share / 2, cfg.logprob_share) * volume,
-        "grader_abuse": ramp(x["grader_share"], cfg.grader_share / 2, cfg.grader_share) * volume,
-        "model_pivot": ramp(x["new_model_share"], 0.4, 0.8) * max(reasoning, harvest) * volume,
+        # rubric prompts that get long critiques / model answers back; a judge's verdicts are short
+        "grader_abuse": ramp(x["grader_share"], cfg.grader_share / 2, cfg.grader_share) * volume
+                        * ramp(x["output_tokens_per_request"], 150, 350),
     }
+    # some end users of a product sweep and harvest while the product's own traffic dilutes the account
+    ev["end_user_extraction"] = x["end_user_extraction"]
+    # moving to a new model is what every developer does on launch day: it only strengthens
+    # extraction evidence that is already there, never stands alone
+    extraction = max(ev.values())
+    ev["model_pivot"] = ramp(x["new_model_share"], 0.4, 0.8) * min(1.0, 1.5 * extraction)
+    return ev
 
 
 class Scorer:
@@ -147,7 +166,7 @@ class Scorer:
             "gap_spread": scale(x["gap_spread"], 0.5),
             "template_fill_share": x["template_fill_share"],
             "novelty": x["novelty"],
-            "topic_entropy": x["topic_entropy"],
+            "capability_breadth": scale(x["capability_breadth"], 30.0),
             "reasoning_share": x["reasoning_share"],
             "long_output_share": x["long_output_share"],
             "standalone_share": x["standalone_share"],
@@ -157,6 +176,12 @@ class Scorer:
     def score_one(self, s: AccountState, x: dict[str, float] | None = None) -> tuple[float, list[dict]]:
         """Combined score of one account and the reasons behind it, strongest first
         (``x``: the state's ``account_features`` if the caller has them already)."""
+        score, reasons, _ = self.assess(s, x)
+        return score, reasons
+
+    def assess(self, s: AccountState, x: dict[str, float] | None = None
+               ) -> tuple[float, list[dict], dict[str, float]]:
+        """``score_one`` plus the strength of every finding (for the response: action, protections)."""
         cfg = self.cfg
         if x is None:
             x = account_features(s)
@@ -171,7 +196,7 @@ class Scorer:
         top = max(ev, key=lambda k: (ev[k], k != "anomaly"))  # ties: a named finding over "anomaly"
         reasons = [{"feature": top, "value": round(ev[top], 4), "baseline": 0.0}]
         reasons += self.baseline.explain(cohort, x)[: cfg.max_reasons]
-        return score, reasons
+        return score, reasons, ev
 
     def learn_one(self, s: AccountState, score: float, x: dict[str, float] | None = None) -> None:
         """Update the cohort models with an account that is not alerting (attackers must not

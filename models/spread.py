@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from .topics import TOPICS
+from .capability_areas import AREAS
 
 AREA_MIN_SHARE = 0.03          # an area counts when it holds at least this share of the traffic
-_MAX_ENTROPY = math.log(len(TOPICS))
+_MAX_ENTROPY = math.log(len(AREAS))
 
 
 def area_spread(weights: Iterable[float]) -> tuple[int, float]:

@@ -9,15 +9,18 @@ instead of dropping it. Sketches stand in for sets: rings of recent
 fingerprints (repeats and template fills), a k-minimum-values distinct
 counter, and a 4-slot Space-Saving heavy-hitter table of templates.
 Everything lives in ``array`` objects, so an active account costs under
-2 KB (``state_bytes``; tests/test_state.py checks a busy account).
+2 KB (``state_bytes``; tests/test_state.py checks a busy account); an account that sends
+``user_id`` adds up to 64 end-user rows (``end_users.py``, ~8 KB at the cap with 40-char ids).
 
 >>> s = AccountState()
 >>> for i in range(10):
 ...     s.learn_one(EventFeatures(i * 1000, f"e{i}", 1, 2, 3, True, False, False, 0,
-...                               False, False, 10, 20, False, "m"))
+...                               False, False, 10, 20, False, "m", capability=i))
 >>> round(s.count(C_REQUESTS, H_HOUR), 2), round(s.share(C_REASONING, H_HOUR), 2)
 (9.99, 1.0)
->>> state_bytes(s) < 2048
+>>> s.capability_spread()[0] > 9    # ten requests, ten areas
+True
+>>> state_bytes(s) < 2560
 True
 """
 from __future__ import annotations
@@ -29,17 +32,18 @@ from array import array
 
 import orjson
 
+from .end_users import EndUsers
 from .features import EventFeatures
+from .capability_space import N_SLOTS as N_CAPS, OTHER as CAP_OTHER
 from .lifecycle import OpenAlert
-from .spread import area_spread
 from .memo import Memo
-from .topics import TOPICS
 
 HORIZONS_MS = (5 * 60_000, 60 * 60_000, 24 * 3_600_000)
 H_SHORT, H_HOUR, H_DAY = range(3)
 (C_REQUESTS, C_REASONING, C_GRADER, C_LOGPROB, C_BIAS, C_LONG_OUT, C_TRUNCATED, C_REPEAT_SKELETON,
- C_TEMPLATE_FILL, C_IN_TOKENS, C_OUT_TOKENS, C_ERRORS, C_FRESH, C_BURST, C_NEW_MODEL) = range(15)
-N_COUNTERS = 15
+ C_TEMPLATE_FILL, C_IN_TOKENS, C_OUT_TOKENS, C_ERRORS, C_FRESH, C_BURST, C_NEW_MODEL, C_LONG_ANSWER,
+ C_SHORT_ANSWER) = range(17)
+N_COUNTERS = 17
 RING = 16           # recent skeleton / wrapper fingerprints kept for repeat detection
 KMV_K = 16          # k of the k-minimum-values distinct-skeleton sketch
 TOP_K = 4           # heavy-hitter template slots
@@ -48,12 +52,12 @@ MAX_SAMPLES = 3
 BURST_GAP_MS = 1000                 # a request within 1 s of the previous one is part of a burst
 PIVOT_HISTORY_MS = 6 * 3_600_000    # a model adopted after this much history on others is "new"...
 PIVOT_RECENT_MS = 24 * 3_600_000    # ...for this long after its first use
-FORMAT = 2
+FORMAT = 3
 # Layout of the two packed arrays (one array object each: ~64 bytes of overhead per array saved).
-# ``num`` (float32; shares need no more precision): counters per horizon, topic mix, gap EWMA.
-N_TOPICS = len(TOPICS)
-TOPIC0 = N_COUNTERS * len(HORIZONS_MS)
-GAP_MEAN = TOPIC0 + N_TOPICS
+# ``num`` (float32; shares need no more precision): counters per horizon, day-decayed capability
+# mix, gap EWMA.
+CAP0 = N_COUNTERS * len(HORIZONS_MS)
+GAP_MEAN = CAP0 + N_CAPS
 GAP_VAR = GAP_MEAN + 1
 N_NUM = GAP_VAR + 1
 # ``sketch`` (int64): skeleton ring, wrapper ring, Space-Saving fps and counts, KMV, then
@@ -73,7 +77,7 @@ class AccountState:
     """Everything distillguard remembers about one account."""
 
     __slots__ = ("first_ms", "last_ms", "base_ms", "events", "num", "sketch", "tier", "created_ms", "samples",
-                 "alert")
+                 "alert", "users")
 
     def __init__(self) -> None:
         self.first_ms = 0
@@ -86,6 +90,7 @@ class AccountState:
         self.created_ms: int | None = None
         self.samples: list[str] = []                      # a few suspicious event ids
         self.alert: OpenAlert | None = None               # open alert, see lifecycle.py
+        self.users: EndUsers | None = None                # per-end-user rows, once a user_id is seen
 
     # -- updates ---------------------------------------------------------
     # Counters are stored scaled by exp((t - base_ms) / tau) so an update only
@@ -100,7 +105,7 @@ class AccountState:
             for i in range(base, base + N_COUNTERS):
                 c[i] *= f
         f = math.exp(-dt / HORIZONS_MS[H_DAY])
-        for i in range(TOPIC0, TOPIC0 + N_TOPICS):
+        for i in range(CAP0, CAP0 + N_CAPS):
             c[i] *= f
         self.base_ms = ts
 
@@ -167,13 +172,21 @@ class AccountState:
             add((C_BURST, 1.0))
         if new_model:
             add((C_NEW_MODEL, 1.0))
+        if f.long_answer:
+            add((C_LONG_ANSWER, 1.0))
+        if f.short_answer:
+            add((C_SHORT_ANSWER, 1.0))
         dt = ts - self.base_ms
         w0, w1, w2 = math.exp(dt / _TAU_SHORT), math.exp(dt / _TAU_HOUR), math.exp(dt / _TAU_DAY)
         for i, v in values:
             c[i] += w0 * v
             c[i + _HOUR0] += w1 * v
             c[i + _DAY0] += w2 * v
-        c[TOPIC0 + f.topic] += w2  # the topic mix lives on the day horizon
+        c[CAP0 + f.capability] += w2
+        if f.end_user is not None:
+            if self.users is None:
+                self.users = EndUsers()
+            self.users.learn(f.end_user, ts, f.capability, f.reasoning, f.long_answer)
 
     def _model_is_new(self, model: str, ts: int) -> bool:
         """Is ``model`` one the account moved to recently, after hours of history on others?"""
@@ -248,9 +261,21 @@ class AccountState:
         """Share of all requests that used the most frequent wrapper (Space-Saving upper bound)."""
         return max(self.sketch[TOPN0:TOPN0 + TOP_K]) / self.events if self.events else 0.0
 
-    def topic_spread(self) -> tuple[int, float]:
-        """(areas holding ≥ 3% of the day's traffic, normalised entropy of the area mix)."""
-        return area_spread(self.num[TOPIC0:TOPIC0 + N_TOPICS])
+    def capability_spread(self) -> tuple[float, float]:
+        """(effective number of capability areas of the day's traffic, exp of the mix's entropy;
+        share of the day's traffic in no area). A product lives in a few areas, a sweep in dozens."""
+        caps = self.num[CAP0:CAP0 + N_CAPS]
+        total = sum(caps)
+        if total <= 0:
+            return 0.0, 0.0
+        named = total - caps[CAP_OTHER]
+        entropy = 0.0
+        if named > 0:
+            for i, v in enumerate(caps):
+                if v > 0 and i != CAP_OTHER:
+                    p = v / named
+                    entropy -= p * math.log(p)
+        return math.exp(entropy) if named > 0 else 0.0, caps[CAP_OTHER] / total
 
     def models_used(self) -> int:
         """Distinct models used (up to MAX_MODELS)."""
@@ -264,7 +289,8 @@ class AccountState:
     def to_bytes(self) -> bytes:
         return orjson.dumps([FORMAT, self.first_ms, self.last_ms, self.base_ms, self.events, self.num.tolist(),
                              self.sketch.tolist(), self.tier, self.created_ms, self.samples,
-                             None if self.alert is None else self.alert.to_list()])
+                             None if self.alert is None else self.alert.to_list(),
+                             self.users.to_list() if self.users is not None else None])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> AccountState:
@@ -275,8 +301,9 @@ class AccountState:
         if doc[0] != FORMAT:
             return s
         (_v, s.first_ms, s.last_ms, s.base_ms, s.events, num, sketch, s.tier, s.created_ms, s.samples,
-         alert) = doc
+         alert, users) = doc
         s.alert = OpenAlert.from_list(alert)
+        s.users = EndUsers.from_list(users) if users is not None else None
         s.num = array("f", num)
         s.sketch = array("q", sketch)
         return s
@@ -288,6 +315,12 @@ def state_bytes(state: AccountState) -> int:
     total = sys.getsizeof(state)
     for name in AccountState.__slots__:
         value = getattr(state, name)
+        if value is None:        # the None singleton is shared, not this state's memory
+            continue
+        if isinstance(value, EndUsers):
+            total += sys.getsizeof(value) + sys.getsizeof(value.rows) + sys.getsizeof(value.ids) + \
+                sum(sys.getsizeof(u) for u in value.ids)
+            continue
         total += sys.getsizeof(value)
         if isinstance(value, dict):
             total += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in value.items())

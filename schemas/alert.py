@@ -19,6 +19,7 @@ SCHEMA_VERSION = "1"
 ACTIVITIES = ("create", "update", "close")
 SEVERITIES = ("low", "medium", "high", "critical")
 ACTIONS = ("monitor", "throttle", "step_up_verification", "block")
+PROTECTIONS = ("summarize_reasoning", "disable_logprobs", "cap_output_tokens", "per_end_user")  # v1.1
 
 
 def make_alert_id(detector: str, scope: str, first_window_ms: int) -> str:
@@ -47,10 +48,15 @@ class Alert:
     model: str | None = None
     schema_version: str = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # added fields, e.g. cohort
+    end_user_ids: list[str] | None = None   # v1.1: end users the finding is about (omitted when None)
+    protections: list[str] | None = None    # v1.1: targeted mitigations (omitted when None)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(out.pop("extra"))
+        for name in ("end_user_ids", "protections"):   # optional v1.1 fields: absent rather than null
+            if out[name] is None:
+                del out[name]
         return out
 
     def to_json(self) -> bytes:
@@ -95,4 +101,11 @@ def validate_alert(doc: Any) -> list[str]:
     check("sample_event_ids", type(samples) is list and all(type(s) is str for s in samples), "an array of strings")
     check("recommended_action", doc.get("recommended_action") in ACTIONS, f"one of {ACTIONS}")
     check("model", doc.get("model") is None or type(doc.get("model")) is str, "a string or null")
+    # v1.1 optional fields
+    users = doc.get("end_user_ids")
+    if users is not None and not (type(users) is list and all(type(u) is str for u in users)):
+        errors.append("end_user_ids must be an array of strings")
+    prot = doc.get("protections")
+    if prot is not None and not (type(prot) is list and all(p in PROTECTIONS for p in prot)):
+        errors.append(f"protections must be an array of {PROTECTIONS}")
     return errors

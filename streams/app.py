@@ -101,6 +101,7 @@ class Counters:
 
     def __init__(self) -> None:
         self.events = 0
+        self.duplicates = 0     # re-delivered event ids, counted once
         self.dlq: Counter = Counter()
         self.alerts: Counter = Counter()
         self.batches = 0
@@ -246,6 +247,9 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
                     await send_to_dlq(dlq, msg, err.reason, err.detail)
                     continue
                 out = stage.process(ev)
+                if out is None:   # an event id seen within the dedupe window: counted once
+                    counters.duplicates += 1
+                    continue
                 batch.alerts.extend(out.alerts)
                 if out.snapshot is not None:
                     batch.rows.append(out.snapshot)
@@ -284,7 +288,8 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
 
     @app.page("/distillguard/")
     async def status(web, request):
-        body = {"events": counters.events, "dlq": dict(counters.dlq), "alerts": dict(counters.alerts),
+        body = {"events": counters.events, "duplicates": counters.duplicates, "dlq": dict(counters.dlq),
+                "alerts": dict(counters.alerts),
                 "accounts_cached": len(cache.local), "accounts_expired": stage.expired_total,
                 "uptime_s": round(time.time() - counters.started),
                 "latency_ms": counters.latency.summary(), "clusters": cross.stats(),

@@ -2,6 +2,7 @@
 detector and the literature baselines side by side, then measure them.
 
     distillguard eval var/sim/default.jsonl.gz [--labels default.labels.json] [--out var/eval]
+    distillguard eval --scenario evasive --seeds 1,2,3 [--lofo] [--out var/eval]
 
 Writes ``OUT/eval.json`` (run info, and per detector: per-cohort and overall
 metrics, threshold sweep, AUC, per-account outcomes; definitions in
@@ -39,7 +40,12 @@ from .errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="INPUT", help="request events, JSONL or JSONL.gz")
+    parser.add_argument("input", metavar="INPUT", nargs="?", help="request events, JSONL or JSONL.gz")
+    parser.add_argument("--scenario", metavar="NAME", default=None,
+                        help="instead of INPUT: simulate this scenario per seed and report per family and seed")
+    parser.add_argument("--seeds", metavar="LIST", default="1,2,3", help="seeds for --scenario (default 1,2,3)")
+    parser.add_argument("--lofo", action="store_true",
+                        help="with --scenario: leave-one-family-out results for every attack family")
     parser.add_argument("--labels", metavar="PATH", default=None,
                         help="labels JSON (account -> {label, cohort, first_attack_ts_ms}); "
                              "default: <input stem>.labels.json next to INPUT")
@@ -220,7 +226,31 @@ def evaluate_file(input_path: str | Path, labels: dict[str, dict], config_path: 
     return {"run": run, "detectors": detectors}
 
 
+def run_scenario(args: argparse.Namespace) -> int:
+    """``--scenario``: the per-family, per-seed table (``OUT/families.json``)."""
+    from distillguard.models.simulation import ScenarioError, load_scenario
+    from distillguard.streams.eval_suite import format_suite, run_suite
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        load_scenario(args.scenario)
+        load_config(args.detector_config)
+    except (ValueError, TypeError, OSError, ScenarioError) as err:
+        raise UserError(str(err)) from None
+    doc = run_suite(args.scenario, seeds, args.detector_config, lofo=args.lofo)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "families.json").write_bytes(orjson.dumps(doc, default=_json_default,
+                                                     option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    print(format_suite(doc))
+    print(f"wrote {out / 'families.json'} ({doc['seconds']:.0f}s)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.scenario:
+        return run_scenario(args)
+    if not args.input:
+        raise UserError("give INPUT (request events) or --scenario NAME")
     src = Path(args.input)
     if not src.is_file():
         raise UserError(f"input not found: {src}")

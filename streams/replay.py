@@ -42,6 +42,7 @@ class ReplayStats:
     events: int = 0
     bad: Counter = field(default_factory=Counter)
     late: int = 0
+    duplicates: int = 0     # re-delivered event ids, counted once (AccountDetector.dedupe)
     alerts: int = 0
     seconds: float = 0.0
 
@@ -53,7 +54,7 @@ class ReplayStats:
         bad = sum(self.bad.values())
         by_reason = ", ".join(f"{r}={n}" for r, n in self.bad.most_common())
         return (f"replay: {self.events} events, {bad} bad lines{f' ({by_reason})' if bad else ''}, "
-                f"{self.late} late, {self.alerts} alert events in {self.seconds:.1f}s "
+                f"{self.late} late, {self.duplicates} duplicate, {self.alerts} alert events in {self.seconds:.1f}s "
                 f"({self.eps:,.0f} events/s)")
 
 
@@ -180,10 +181,14 @@ def _drive(events: Iterable[RequestEvent], pipeline: Pipeline, cross: _InlineCro
     accounts = pipeline.accounts
     merge = _Merge(on_alert, stats)
     watermark = 0
-    seq = -1
-    for seq, ev in enumerate(events):
+    seq = -1     # number of the request among those processed (re-deliveries are not)
+    for ev in events:
         stats.events += 1
         out = accounts.process(ev)
+        if out is None:   # an event id seen within the dedupe window: counted once
+            stats.duplicates += 1
+            continue
+        seq += 1
         if on_event is not None:
             on_event(ev, out)
         merge.add(seq, P_ACCOUNT, out.alerts)
@@ -191,11 +196,11 @@ def _drive(events: Iterable[RequestEvent], pipeline: Pipeline, cross: _InlineCro
             watermark = ev.ts_ms
         if cross is not None:
             merge.theirs.extend(cross.submit(seq, out.record))
-        if stats.events % BATCH == 0:
+        if (seq + 1) % BATCH == 0:
             merge.add(seq, P_END_BATCH, accounts.end_batch(watermark).alerts)
         merge.emit(cross.done if cross is not None else seq + 1)
         ticker.tick()
-    if stats.events % BATCH:
+    if (seq + 1) % BATCH:
         merge.add(seq, P_END_BATCH, accounts.end_batch(watermark).alerts)
     if cross is not None:
         merge.theirs.extend(cross.finish(seq + 1))

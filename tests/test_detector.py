@@ -3,6 +3,8 @@ alerts follow their lifecycle, state survives serialisation."""
 import itertools
 
 from distillguard.models import AccountDetector, DetectorConfig
+
+from distillguard.models.simulation.corpus import load_corpus
 from distillguard.models.state import AccountState
 from distillguard.schemas import event_from_dict, validate_alert
 
@@ -23,6 +25,8 @@ TOPIC_PROMPTS = [
     "Given the premise, does the hypothesis follow? Premise: all men are mortal.",
 ]
 WRAPPER = "Explain your reasoning step by step and show all intermediate work before the final answer.\n\n"
+# a sweep's questions: one prompt of every area of the bundled corpus (a campaign asks everything)
+SWEEP_PROMPTS = [rows[0] for _, rows in sorted(load_corpus().by_area.items())]
 _ids = itertools.count()
 
 
@@ -39,7 +43,7 @@ def run(detector, events):
 
 
 def sweep(account, n, start=0, gap_ms=2000):
-    return [event(account, start + i * gap_ms, WRAPPER + TOPIC_PROMPTS[i % len(TOPIC_PROMPTS)] + f" ({i})")
+    return [event(account, start + i * gap_ms, WRAPPER + SWEEP_PROMPTS[i % len(SWEEP_PROMPTS)] + f" ({i})")
             for i in range(n)]
 
 
@@ -90,7 +94,7 @@ def test_state_round_trips_through_bytes():
     s = d.states["x"]
     t = AccountState.from_bytes(s.to_bytes())
     assert t.to_bytes() == s.to_bytes()
-    assert t.topic_spread() == s.topic_spread()
+    assert t.capability_spread() == s.capability_spread()
 
 
 def test_restored_state_continues_like_the_original():

@@ -17,7 +17,8 @@ from distillguard.models.state import (
     C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_LOGPROB, C_BIAS, C_LONG_OUT, C_NEW_MODEL, C_REASONING,
     C_REPEAT_SKELETON, C_TEMPLATE_FILL, C_TRUNCATED, HORIZONS_MS, N_COUNTERS, AccountState)
 from distillguard.models.text import tokens, words
-from distillguard.models.topics import TOPICS
+from distillguard.models.capability_areas import AREAS
+from distillguard.models.capability_space import N_SLOTS
 from distillguard.schemas import BadEvent, parse_event
 from distillguard.schemas.event import OPERATIONS, ROLES
 
@@ -99,21 +100,24 @@ def test_parser_size_limit(extra, limit):
 
 
 features = st.builds(
-    lambda ts, fps, topic, flags, bias, tokens, model, tier, created: EventFeatures(
-        ts_ms=ts, event_id=f"e{ts}", skeleton_fp=fps[0], wrapper_fp=fps[1], topic=topic,
+    lambda ts, fps, area, flags, bias, tokens, model, tier, created, cap, user: EventFeatures(
+        ts_ms=ts, event_id=f"e{ts}", skeleton_fp=fps[0], wrapper_fp=fps[1], area=area,
         reasoning=flags[0], grader=flags[1], logprob_probe=flags[2], logit_bias_size=bias,
         long_output=flags[3], truncated=flags[4], input_tokens=tokens[0], output_tokens=tokens[1],
-        error=flags[5], model=model, fresh=flags[6], tier=tier, created_ms=created),
+        error=flags[5], model=model, fresh=flags[6], tier=tier, created_ms=created, capability=cap,
+        long_answer=flags[3], short_answer=flags[4] and not flags[3], end_user=user),
     st.integers(1_700_000_000_000, 1_700_000_000_000 + 10 * 24 * 3_600_000),
     st.tuples(st.integers(-2**63, 2**63 - 1), st.integers(-2**63, 2**63 - 1)) | st.tuples(
         st.integers(0, 5), st.integers(0, 3)),                               # few distinct prints: repeats
-    st.integers(0, len(TOPICS) - 1),
+    st.integers(0, len(AREAS) - 1),
     st.tuples(*[st.booleans()] * 7),
     st.integers(0, 5000),
     st.tuples(st.integers(0, 10**7), st.integers(0, 10**7)),
     st.sampled_from(["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"]),
     st.none() | st.sampled_from(["free", "pro"]),
     st.none() | st.integers(0, 2**53 - 1),
+    st.integers(0, N_SLOTS - 1),
+    st.none() | st.sampled_from([f"u{i}" for i in range(80)]),                # end users, past the cap
 )
 
 
@@ -128,8 +132,10 @@ def _check(s: AccountState) -> None:
             assert s.count(c, h) >= 0
     assert 0.0 <= s.top_template_share() <= 1.0
     assert s.distinct_skeletons() >= 0
-    areas, entropy = s.topic_spread()
-    assert areas >= 0 and -1e-9 <= entropy <= 1.0 + 1e-9
+    breadth, unplaced = s.capability_spread()
+    assert 0.0 <= breadth <= N_SLOTS and -1e-9 <= unplaced <= 1.0 + 1e-9
+    if s.users is not None:
+        assert len(s.users.ids) <= 64
     assert s.gap_spread() >= 0
 
 

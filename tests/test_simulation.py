@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from distillguard.models.simulation import (
-    ATTACK_KINDS, BENIGN_KINDS, KINDS, ScenarioError, available_scenarios, load_scenario,
+    ATTACK_KINDS, BENIGN_KINDS, CLASSIC_KINDS, KINDS, ScenarioError, available_scenarios, load_scenario,
     simulate, write_jsonl, write_labels,
 )
 
@@ -53,7 +53,8 @@ def test_bundled_scenarios_load():
 def test_every_kind_in_default_and_small():
     assert set(KINDS) == ALL_KINDS
     for n in ("default", "small", "alt-mix"):
-        assert load_scenario(n).kinds() == ALL_KINDS, n
+        assert load_scenario(n).kinds() == set(CLASSIC_KINDS), n
+    assert load_scenario("evasive").kinds() == ALL_KINDS - set(CLASSIC_KINDS) | {"casual", "developer"}
 
 
 def test_default_size_and_span():
@@ -164,7 +165,37 @@ def test_attack_labels_have_first_attack_ts(small):
 def test_every_cohort_emits(small):
     sim, events = small
     kinds = Counter(sim.labels[ev["account_id"]]["kind"] for ev in events)
-    assert set(kinds) == ALL_KINDS
+    assert set(kinds) == set(CLASSIC_KINDS)
+
+
+def test_evasive_scenario_kinds_and_shapes():
+    """Every evasive and look-alike kind emits (scaled down); the rotating extractors are end users
+    of a real product; the elicitation sits where each style puts it."""
+    from distillguard.models.simulation.scenario import Simulation
+    scn = load_scenario("evasive")
+    for cfg in scn.cohorts.values():
+        cfg["accounts"] = 1
+        cfg["volume"] = [60, 80]
+        cfg["students"] = [5, 5]
+        cfg["items"] = [20, 20]
+    sim = Simulation(scn, 2)
+    events = list(sim.events())
+    by_kind = defaultdict(list)
+    for ev in events:
+        by_kind[sim.labels[ev["account_id"]]["kind"]].append(ev)
+    assert set(by_kind) == ALL_KINDS - set(CLASSIC_KINDS) | {"casual", "developer"}
+    rot = [lab for lab in sim.labels.values() if lab["kind"] == "end_user_rotation"][0]
+    users = {ev["user_id"] for ev in by_kind["end_user_rotation"]}
+    assert set(rot["end_user_ids"]) & users and users - set(rot["end_user_ids"])   # extractors among real users
+    assert all(ev["messages"][0]["role"] == "system" for ev in by_kind["system_elicitation"])
+    assert any(len(ev["messages"]) > 2 for ev in by_kind["multi_turn_harvest"])
+    assert all(ev["params"]["tools_count"] > 0 for ev in by_kind["agent_sweep"])
+    assert all(not ev["messages"][-1]["content"].isascii() for ev in by_kind["foreign_elicitation"])
+    assert all(ev["params"]["max_tokens"] <= 200 for ev in by_kind["llm_judge"])
+    lab_models = {ev["model"] for ev in by_kind["benchmark_lab"]}
+    assert len(lab_models) == 3 and all(ev["params"]["temperature"] == 0 for ev in by_kind["benchmark_lab"])
+    nets = {ev["client_ip"].rsplit(".", 1)[0] for ev in by_kind["class_cluster"]}
+    assert len(nets) == 1
 
 
 # --------------------------------------------------------- cohort shapes

@@ -6,11 +6,11 @@ attacking cohorts described in TOML scenarios.
     for ev in sim.events(): ...
     sim.labels  # account_id -> {"label", "cohort", "kind", "first_attack_ts_ms"}
 """
-from .cohorts import ATTACK_KINDS, BENIGN_KINDS, KINDS
+from .cohorts import ATTACK_KINDS, BENIGN_KINDS, CLASSIC_KINDS, KINDS
 from .io import write_jsonl, write_labels
 from .scenario import Scenario, ScenarioError, Simulation, available_scenarios, load_scenario, simulate
 
 __all__ = [
     "load_scenario", "simulate", "Simulation", "Scenario", "ScenarioError",
-    "available_scenarios", "write_jsonl", "write_labels", "KINDS", "BENIGN_KINDS", "ATTACK_KINDS",
+    "available_scenarios", "write_jsonl", "write_labels", "KINDS", "BENIGN_KINDS", "ATTACK_KINDS", "CLASSIC_KINDS",
 ]

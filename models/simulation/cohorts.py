@@ -804,8 +804,20 @@ ATTACK_KINDS = ("capability_sweep", "templated_burst", "paraphrased_sweep", "low
                 "logprob_probe", "grader_abuse", "hydra", "model_pivot")
 
 
+# the evasive styles and look-alike customers (#12) live in their own module
+from .evasive import EVASIVE_KINDS, LOOKALIKE_KINDS, expected_events as _evasive_expected  # noqa: E402
+
+KINDS.update(EVASIVE_KINDS)
+KINDS.update(LOOKALIKE_KINDS)
+CLASSIC_KINDS = BENIGN_KINDS + ATTACK_KINDS
+BENIGN_KINDS += tuple(LOOKALIKE_KINDS)
+ATTACK_KINDS += tuple(EVASIVE_KINDS)
+
+
 def expected_events(kind: str, cfg: dict, corpus: Corpus | None = None) -> float:
     """Planned request count of a cohort (upper bound: the window may cut it)."""
+    if kind in EVASIVE_KINDS or kind in LOOKALIKE_KINDS:
+        return _evasive_expected(kind, cfg)
     def mean(key, d):
         lo, hi = _range(cfg, key, d)
         return (lo + hi) / 2.0
@@ -821,6 +833,6 @@ def expected_events(kind: str, cfg: dict, corpus: Corpus | None = None) -> float
         n = int(cfg.get("accounts", 1))
         return sum(sizes.get(benches[i % len(benches)], 0) for i in range(n)) * mean("runs", (1, 2))
     per = {"batch_job": (1000, 4000), "logprob_probe": (800, 2000), "low_and_slow": (150, 400),
-           "model_pivot": (800, 2000)}.get(kind, (20, 100) if kind in BENIGN_KINDS else (500, 2000))
+           "model_pivot": (800, 2000)}.get(kind, (20, 100) if kind in CLASSIC_KINDS[:6] else (500, 2000))
     v = mean("volume", per) + mean("prelude", (60, 200) if kind == "model_pivot" else (0, 0))
     return int(cfg.get("accounts", 1)) * v

@@ -137,6 +137,8 @@ class Simulation:
                     "label": acc.label, "cohort": acc.cohort, "kind": acc.kind,
                     "first_attack_ts_ms": acc.first_attack_ts_ms if acc.label == "attack" else None,
                 }
+                if acc.extra.get("extracting_users"):   # the end users an alert should name
+                    self.labels[acc.account_id]["end_user_ids"] = sorted(acc.extra["extracting_users"])
 
     def events(self) -> Iterator[dict]:
         """All request events in non-decreasing ``ts_ms`` (ties: stream order).

@@ -1,4 +1,8 @@
-"""Fast capability-area assignment from a keyword lexicon.
+"""Coarse capability areas from a keyword lexicon (16 hand-named areas).
+
+(Formerly ``models/topics.py``: "topic" means a Kafka topic elsewhere in distillguard.) The
+per-account detector uses the finer learned space of :mod:`.capability_space`; this lexicon
+feeds the cross-account profile (``linking``, ``clusters``).
 
 Extraction campaigns sweep every capability (maths, code, summarising,
 classification, translation, QA, ...) while a real customer's traffic sits in
@@ -7,11 +11,11 @@ of an account's prompts over areas, not a perfect label for each prompt.
 No model is downloaded; the table below is the whole model.
 
 >>> from .text import analyze
->>> TOPICS[topic_of(analyze("def add(a, b):\\n    return a + b  # write a python function").words)]
+>>> AREAS[area_of(analyze("def add(a, b):\\n    return a + b  # write a python function").words)]
 'code'
->>> TOPICS[topic_of(analyze("Summarize the following article in one sentence.").words)]
+>>> AREAS[area_of(analyze("Summarize the following article in one sentence.").words)]
 'summarize'
->>> TOPICS[topic_of(analyze("hello there").words)]
+>>> AREAS[area_of(analyze("hello there").words)]
 'other'
 """
 from __future__ import annotations
@@ -37,23 +41,23 @@ _LEXICON: dict[str, str] = {
     "advice": "should advice tips help best ways improve suggest recommendation how",
 }
 
-TOPICS: tuple[str, ...] = tuple(_LEXICON) + ("other",)
-OTHER = len(TOPICS) - 1
-_WORD_TOPIC: dict[str, int] = {}
+AREAS: tuple[str, ...] = tuple(_LEXICON) + ("other",)
+OTHER = len(AREAS) - 1
+_WORD_AREA: dict[str, int] = {}
 for _index, _words in enumerate(_LEXICON.values()):
     for _w in _words.split():
-        _WORD_TOPIC.setdefault(_w, _index)
-_LEXICON_WORDS = frozenset(_WORD_TOPIC)
+        _WORD_AREA.setdefault(_w, _index)
+_LEXICON_WORDS = frozenset(_WORD_AREA)
 
 
-def topic_of(words: frozenset) -> int:
-    """Index into :data:`TOPICS` of the area a prompt's distinct ``words`` are most about."""
+def area_of(words: frozenset) -> int:
+    """Index into :data:`AREAS` of the area a prompt's distinct ``words`` are most about."""
     hits = words & _LEXICON_WORDS  # C-level intersection: only lexicon words reach the Python loop
     if not hits:
         return OTHER
     counts = [0] * OTHER
     for w in hits:
-        counts[_WORD_TOPIC[w]] += 1
+        counts[_WORD_AREA[w]] += 1
     # ties go to the lower index (list.index finds the first): set iteration order varies with
     # the process's string-hash seed, and a stream worker must agree with a replay
     return counts.index(max(counts))

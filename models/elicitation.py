@@ -1,0 +1,159 @@
+"""Learned reasoning-elicitation classifier: does this text ask the model to write out its reasoning?
+
+Wherever it sits: the detector asks it about the last user turn (which is the follow-up in a
+multi-turn harvest) and about the system prompt. It replaces one hand-written English cue list
+with River's multinomial naive Bayes over the distinct words of the text (and character bigrams of CJK
+runs, which have no spaces), trained at start-up from labelled phrase *styles* shipped in
+``models/data/elicitation_phrases.json`` (imperative, show-work, formats, system prompts,
+follow-ups, agent scratchpads, paraphrases, 16 non-English languages; negatives: ordinary requests,
+product system prompts, other-language questions) and from prompts of the bundled corpus as
+neutral payload. Each phrase is also trained inside a corpus prompt, so that the payload's words
+learn to weigh nothing.
+
+Training is deterministic (fixed order and seed); scoring is a sum of log-likelihood ratios over the n-grams the
+model has weights for, so a prompt costs a few microseconds. ``ElicitationModel.trained
+(exclude_styles=...)`` trains without some styles: the evaluation's leave-one-family-out runs and
+``tests/test_elicitation.py`` measure styles the model never saw.
+
+>>> m = default_model()
+>>> m.is_elicitation("What is the capital of France?")
+False
+>>> m.is_elicitation("Walk me through your reasoning before you answer")
+True
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import random
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import orjson
+
+from .text import clip, tokens
+
+DATA = Path(__file__).resolve().parent / "data" / "elicitation_phrases.json"
+CORPUS = Path(__file__).resolve().parent / "simulation" / "data" / "prompts.jsonl.gz"
+CORPUS_SAMPLE = 400        # neutral payloads drawn from the corpus
+SEED = 12
+ALPHA = 0.5                # Laplace smoothing of the word counts
+BIAS = -4.0                # log-odds offset: a prompt needs several elicitation words to count
+MIN_WEIGHT = 1.0           # words whose ratio is weaker carry no evidence (and cost no time)
+THRESHOLD = 0.5
+_CACHE_MAX = 4096          # system prompts and follow-ups repeat: memo of their verdicts (bounded)
+
+_WORD = re.compile(r"\w+")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+_CJK = re.compile("[\u3000-\u9fff\uac00-\ud7af\uf900-\ufaff]")   # CJK, kana, hangul: no spaces between words
+
+
+def ngrams(text: str) -> frozenset[str]:
+    """Distinct lower-case words of the clipped text (digits masked to 0, as ``text.analyze``);
+    runs of CJK characters, which have no spaces, as character bigrams.
+
+    >>> sorted(ngrams("Think step by step, 12 times"))
+    ['0', 'by', 'step', 'think', 'times']
+    >>> sorted(ngrams("请思考"))
+    ['思考', '请思']
+    """
+    text = clip(text)
+    if text.isascii():
+        return frozenset(tokens(text))
+    words = []
+    for w in _WORD.findall(_DIGITS.sub("0", text.lower())):
+        if len(w) > 1 and _CJK.search(w):
+            words.extend(w[i:i + 2] for i in range(len(w) - 1))
+        else:
+            words.append(w)
+    return frozenset(words)
+
+
+def load_phrases(path: Path = DATA) -> dict:
+    return orjson.loads(path.read_bytes())
+
+
+def _corpus_sample(n: int) -> list[str]:
+    with gzip.open(CORPUS, "rb") as fh:
+        rows = [orjson.loads(line)["text"] for line in fh if line.strip()]
+    rng = random.Random(SEED)
+    return rng.sample(rows, min(n, len(rows)))
+
+
+class ElicitationModel:
+    """Per-word log-likelihood ratios of a trained naive Bayes model, summed over a text's words."""
+
+    __slots__ = ("weights", "vocabulary", "intercept", "styles", "_memo")
+
+    def __init__(self, weights: dict[str, float], intercept: float, styles: tuple[str, ...]):
+        self.weights = weights
+        self.vocabulary = frozenset(weights)
+        self.intercept = intercept
+        self.styles = styles              # positive styles it was trained on
+        self._memo: dict[str, bool] = {}
+
+    @classmethod
+    def trained(cls, exclude_styles=(), phrases: dict | None = None) -> ElicitationModel:
+        """Train River's multinomial naive Bayes on every shipped style except ``exclude_styles``;
+        keep its per-word log-likelihood ratios as the weights."""
+        from river import naive_bayes
+        doc = phrases or load_phrases()
+        excluded = set(exclude_styles)
+        unknown = excluded - set(doc["positive"]) - set(doc["negative"])
+        if unknown:
+            raise ValueError(f"unknown elicitation style(s) {sorted(unknown)}; known: {sorted(doc['positive'])}")
+        payloads = _corpus_sample(CORPUS_SAMPLE)
+        rng = random.Random(SEED)
+        nb = naive_bayes.MultinomialNB(alpha=ALPHA)
+        # Every phrase alone and inside two corpus prompts (before and after), in both classes, and the
+        # corpus prompts alone as negatives: payload words occur about as often in each class.
+        for label, groups in ((True, doc["positive"]), (False, doc["negative"])):
+            for style, texts in sorted(groups.items()):
+                if style in excluded:
+                    continue
+                for t in texts:
+                    for text in (t, t + "\n\n" + rng.choice(payloads), rng.choice(payloads) + "\n\n" + t):
+                        nb.learn_one(dict.fromkeys(ngrams(text), 1), label)
+        for p in payloads:
+            nb.learn_one(dict.fromkeys(ngrams(p), 1), False)
+        weights = {}
+        for g in nb.feature_counts:
+            w = math.log(nb.p_feature_given_class(g, True)) - math.log(nb.p_feature_given_class(g, False))
+            if abs(w) > MIN_WEIGHT:
+                weights[g] = round(w, 4)
+        styles = tuple(s for s in sorted(doc["positive"]) if s not in excluded)
+        return cls(weights, BIAS, styles)
+
+    def probability_of(self, grams: frozenset) -> float:
+        """P(elicitation) of a text's :func:`ngrams` (for ASCII text, ``text.analyze(...).words``
+        are the same set, so the detector passes those and tokenises once)."""
+        w = self.weights
+        z = self.intercept
+        for g in grams & self.vocabulary:   # C-level intersection: only weighted words reach Python
+            z += w[g]
+        return 1.0 / (1.0 + math.exp(-max(min(z, 30.0), -30.0)))
+
+    def probability(self, text: str) -> float:
+        return self.probability_of(ngrams(text))
+
+    def is_elicitation(self, text: str) -> bool:
+        return bool(text) and self.probability(text) >= THRESHOLD
+
+    def is_elicitation_memo(self, text: str) -> bool:
+        """As :meth:`is_elicitation`, memoised by the clipped text (system prompts, canned follow-ups)."""
+        key = clip(text)
+        hit = self._memo.get(key)
+        if hit is None:
+            if len(self._memo) >= _CACHE_MAX:
+                self._memo.clear()
+            hit = self._memo[key] = self.is_elicitation(key)
+        return hit
+
+
+@lru_cache(maxsize=1)
+def default_model() -> ElicitationModel:
+    """The model trained on every shipped style (built once per process)."""
+    return ElicitationModel.trained()
