@@ -32,6 +32,7 @@ from pathlib import Path
 
 import orjson
 
+from .memo import Memo
 from .text import clip, tokens
 
 DATA = Path(__file__).resolve().parent / "data" / "elicitation_phrases.json"
@@ -93,7 +94,8 @@ class ElicitationModel:
         self.vocabulary = frozenset(weights)
         self.intercept = intercept
         self.styles = styles              # positive styles it was trained on
-        self._memo: dict[str, bool] = {}
+        # system prompts and canned follow-ups repeat: verdicts by clipped text, bounded (LRU)
+        self._memo = Memo("elicitation.verdicts", _CACHE_MAX)
 
     @classmethod
     def trained(cls, exclude_styles=(), phrases: dict | None = None) -> ElicitationModel:
@@ -144,13 +146,7 @@ class ElicitationModel:
 
     def is_elicitation_memo(self, text: str) -> bool:
         """As :meth:`is_elicitation`, memoised by the clipped text (system prompts, canned follow-ups)."""
-        key = clip(text)
-        hit = self._memo.get(key)
-        if hit is None:
-            if len(self._memo) >= _CACHE_MAX:
-                self._memo.clear()
-            hit = self._memo[key] = self.is_elicitation(key)
-        return hit
+        return self._memo.get_or(clip(text), self.is_elicitation)
 
 
 @lru_cache(maxsize=1)

@@ -28,7 +28,7 @@ def test_memo_is_a_deterministic_lru_of_fixed_size():
 
 def test_module_memos_report_their_bounds():
     bounds = memo_bounds()
-    for name in ("text.keyed_hashers", "state.model_ids", "features.system_words"):
+    for name in ("text.keyed_hashers", "state.model_ids", "features.opening_capability", "elicitation.verdicts"):
         size, bound = bounds[name]
         assert 0 <= size <= bound
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from distillguard.models import Pipeline, load_config
-from distillguard.schemas import event_from_dict
+from distillguard.models.simulation.corpus import load_corpus
 from distillguard.streams.kafka_io import consume, ensure_topics, produce_events
 from distillguard.streams.replay import replay
 from distillguard.streams.settings import load_settings
@@ -53,12 +53,18 @@ def scenario(seed: int = 7) -> list[dict]:
                 "model": "atlas-2", "operation": "chat", "messages": [{"role": "user", "content": prompt}],
                 "params": params, "usage": {"input_tokens": 50, "output_tokens": 400}, "access_tier": "free"}
 
+    # attackers sweep the corpus (a different question each time, every area) for long answers
+    corpus = load_corpus()
+    areas = corpus.areas
     for account, bursts in BURSTS.items():
         for hour, n in bursts:
             t = T0 + hour * HOUR + rng.randint(0, 600_000)
             for i in range(n):
                 t += rng.randint(1_500, 6_000)
-                out.append(ev(account, t, WRAPPER + PROMPTS[i % len(PROMPTS)] + f" ({i})", max_tokens=2048))
+                question = rng.choice(corpus.by_area[areas[i % len(areas)]])
+                e = ev(account, t, WRAPPER + question, max_tokens=4096)
+                e["usage"]["output_tokens"] = 1_500
+                out.append(e)
     for b in range(12):             # people, a few requests an hour over 50 h, some with long gaps
         t = T0 + rng.randint(0, HOUR)
         while t < T0 + 50 * HOUR:
