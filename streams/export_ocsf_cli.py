@@ -30,15 +30,11 @@ def _alerts_from_file(path: Path):
 
 
 def _alerts_from_topic(args):
-    from .errors import UserError
-    from .kafka_io import KafkaUnavailable, check_broker, consume
+    from .kafka_io import check_broker, consume
     from .settings import load_settings
 
     settings = load_settings()
-    try:
-        check_broker(settings)
-    except KafkaUnavailable as err:
-        raise UserError(str(err)) from None
+    check_broker(settings)   # KafkaUnavailable is a UserError: one line, exit 2
     topic = args.from_topic or settings.topic_alerts
     for n, (_key, value, _headers) in enumerate(consume(settings, topic, timeout=args.timeout, idle=args.idle), 1):
         yield n, value

@@ -246,18 +246,16 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .cli import UserError
-    from .kafka_io import KafkaUnavailable, check_broker
+    from . import logs
+    from .errors import UserError
+    from .kafka_io import check_broker
     from .settings import load_settings
 
     settings = load_settings()
-    try:
-        check_broker(settings)
-    except KafkaUnavailable as err:
-        raise UserError(str(err)) from None
+    logs.configure(settings.log_level, settings.log_format)
+    check_broker(settings)   # KafkaUnavailable is a UserError: one line, exit 2
     host = args.host or settings.otlp_host
     port = args.port or settings.otlp_port
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     receiver = OtlpReceiver(settings)
     print(f"distillguard otlp-receiver: http://{host}:{port}/v1/traces and /v1/logs (OTLP/HTTP, protobuf or "
           f"JSON) -> Kafka {settings.kafka_bootstrap} topic {settings.topic_requests}; status at /status",
