@@ -53,6 +53,8 @@ class AlertEventRow(Row):
     recommended_action: str
     model: str | None
     version: int               # alerts_latest keeps the highest: later window, then close > update > create
+    end_user_ids: list[str]    # contract v1.1 (migration 6); empty when the alert names none
+    protections: list[str]
 
     @classmethod
     def of(cls, alert: Alert) -> AlertEventRow:
@@ -60,7 +62,8 @@ class AlertEventRow(Row):
                    alert.account_ids[0], alert.account_ids, alert.cluster_id, alert.window_start_ms,
                    alert.window_end_ms, alert.raised_at_ms, alert.event_count,
                    orjson.dumps(alert.reasons).decode(), alert.sample_event_ids, alert.recommended_action,
-                   alert.model, alert.window_end_ms * 4 + _ACTIVITY_RANK[alert.activity])
+                   alert.model, alert.window_end_ms * 4 + _ACTIVITY_RANK[alert.activity],
+                   list(alert.end_user_ids or ()), list(alert.protections or ()))
 
 
 @dataclass(slots=True)

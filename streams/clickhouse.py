@@ -172,6 +172,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ) ENGINE = MergeTree
         ORDER BY (alert_id, decided_at, feedback_id)""",
     ]),
+    (6, [
+        # alert contract v1.1: the end users a finding names and the targeted protections. The
+        # view is made again so that alerts_latest gets the new columns too (a view's SELECT *
+        # is expanded when it is created).
+        "DROP VIEW IF EXISTS {db}.alerts_latest_mv",
+        "ALTER TABLE {db}.alert_events ADD COLUMN IF NOT EXISTS end_user_ids Array(String) AFTER version",
+        "ALTER TABLE {db}.alert_events ADD COLUMN IF NOT EXISTS protections Array(LowCardinality(String)) "
+        "AFTER end_user_ids",
+        "ALTER TABLE {db}.alerts_latest ADD COLUMN IF NOT EXISTS end_user_ids Array(String) AFTER version",
+        "ALTER TABLE {db}.alerts_latest ADD COLUMN IF NOT EXISTS protections Array(LowCardinality(String)) "
+        "AFTER end_user_ids",
+        """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.alerts_latest_mv TO {db}.alerts_latest AS
+        SELECT * EXCEPT inserted_at FROM {db}.alert_events""",
+    ]),
 ]
 
 # Column list of every table the sink inserts into: the fields of its row class (models/rows.py).
