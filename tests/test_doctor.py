@@ -7,6 +7,8 @@ import sys
 import pytest
 from confluent_kafka.admin import NewTopic
 
+from distillguard.streams.clickhouse import MIGRATIONS
+
 from distillguard.streams.kafka_io import admin
 from distillguard.streams.settings import load_settings
 
@@ -51,7 +53,7 @@ def test_doctor_passes_on_a_healthy_setup(healthy):
     assert proc.returncode == 0, proc.stdout
     assert all(ln.startswith("✓") for ln in proc.stdout.strip().splitlines()[:-2]), proc.stdout
     assert "all checks passed" in proc.stdout
-    assert "schema version 3 of 3" in line(proc, "clickhouse") and "ready" in line(proc, "worker")
+    assert f"schema version {MIGRATIONS[-1][0]} of {MIGRATIONS[-1][0]}" in line(proc, "clickhouse") and "ready" in line(proc, "worker")
 
 
 def only_failures(proc) -> list[str]:

@@ -64,7 +64,7 @@ def test_worker_started_before_its_broker_waits_then_becomes_ready(tmp_path, pri
 
 
 def test_no_broker_until_the_deadline_is_one_line_and_exit_2(tmp_path, broker):
-    env = _env(tmp_path, f"127.0.0.1:{free_port()}", DG_STARTUP_TIMEOUT_S="3", DG_LOG_FORMAT="json")
+    env = _env(tmp_path, f"127.0.0.1:{free_port()}", DG_STARTUP_TIMEOUT_S="3", DG_LOG_FORMAT="json", DG_DEV="1")
     proc = subprocess.run([*CLI, "worker"], capture_output=True, text=True, timeout=60,
                           env={**env, "PATH": "/usr/bin:/bin"})
     print("\n[operability] stderr:\n" + proc.stderr)

@@ -300,6 +300,10 @@ class LockedStore:
         with self._lock:
             return self._store.insert(table, rows)
 
+    def insert_rows(self, rows):
+        with self._lock:
+            return self._store.insert_rows(rows)
+
     def describe(self):
         return self._store.describe()
 
