@@ -74,8 +74,14 @@ def _opening_capability(question: str) -> int:
     if area is None:
         if len(_opening) >= _OPENING_MAX:
             _opening.clear()
-        area = _opening[key] = capability_of(analyze(key).words)
+        area = _opening[key] = capability_of(_payload_words(analyze(key)))
     return area
+
+
+def _payload_words(p) -> frozenset:
+    """A prompt's words without its wrapper (first and last few tokens): a template's fixed words,
+    repeated in every request, would otherwise pull every payload into the template's area."""
+    return p.words.difference(p.wrapper.split())
 
 
 def _elicits(model: ElicitationModel, text: str, words: frozenset) -> bool:
@@ -108,7 +114,7 @@ def extract(event: RequestEvent, key: bytes, elicitation: ElicitationModel | Non
     model = elicitation or default_model()
     p = analyze(prompt)
     # the area of a conversation is its opening question's, whatever the follow-ups ask
-    capability = capability_of(p.words) if question is prompt else _opening_capability(question)
+    capability = capability_of(_payload_words(p)) if question is prompt else _opening_capability(question)
     elicits = _elicits(model, prompt, p.words) or (bool(system) and model.is_elicitation_memo(system))
     cue_words = p.words
     output_tokens = usage.get("output_tokens") or 0
