@@ -77,9 +77,15 @@ def _opening_capability(question: str) -> int:
     key = clip(question)
     area = _opening.get(key)
     if area is None:
-        area = capability_of(analyze(key).words)
+        area = capability_of(_payload_words(analyze(key)))
         _opening.put(key, area)
     return area
+
+
+def _payload_words(p) -> frozenset:
+    """A prompt's words without its wrapper (first and last few tokens): a template's fixed words,
+    repeated in every request, would otherwise pull every payload into the template's area."""
+    return p.words.difference(p.wrapper.split())
 
 
 def _elicits(model: ElicitationModel, text: str, words: frozenset) -> bool:
@@ -148,7 +154,7 @@ def _features(event: RequestEvent, key: bytes, parts: PromptParts,
     model = elicitation or default_model()
     p = analyze(prompt)
     # the area of a conversation is its opening question's, whatever the follow-ups ask
-    capability = capability_of(p.words) if question is prompt else _opening_capability(question)
+    capability = capability_of(_payload_words(p)) if question is prompt else _opening_capability(question)
     elicits = _elicits(model, prompt, p.words) or (bool(system) and model.is_elicitation_memo(system))
     cue_words = p.words
     output_tokens = usage.get("output_tokens") or 0
