@@ -52,7 +52,6 @@ iteration is over lists or insertion-ordered dicts fed in event order.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import ipaddress
 import math
@@ -85,10 +84,18 @@ _WRAP_MIN_CHARS = 60         # shorter prompts are all payload, no wrapper
 _HASH_SPACE = float(2**64)
 
 
-@functools.lru_cache(maxsize=1 << 16)   # an account is looked up once per key it observes
+# an account is looked up once per key it observes; the recently active ones are enough (with
+# accounts arriving and going idle, a larger memo only fills with idle ids)
+_ACCOUNT_HASHES = Memo("linking.account_hash", 4096)
+
+
 def account_hash(account: str) -> int:
     """A stable 64-bit hash of an account id (the per-key sketches order accounts by it)."""
-    return int.from_bytes(hashlib.blake2b(account.encode(), digest_size=8).digest(), "big")
+    h = _ACCOUNT_HASHES.get(account)
+    if h is None:
+        h = int.from_bytes(hashlib.blake2b(account.encode(), digest_size=8).digest(), "big")
+        _ACCOUNT_HASHES.put(account, h)
+    return h
 
 
 def network_of(ip: str | None) -> str | None:
@@ -427,5 +434,4 @@ class Linker:
                 break
 
     def bounds(self) -> Bounds:
-        info = account_hash.cache_info()
-        return {"linker.keys": (len(self.keys), MAX_KEYS), "linking.account_hash": (info.currsize, info.maxsize)}
+        return {"linker.keys": (len(self.keys), MAX_KEYS)}   # the account-hash memo: memo_bounds()
