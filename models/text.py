@@ -9,10 +9,6 @@ instructions sit at the start or the end of a prompt).
 >>> p = analyze("Solve: 12 apples + 7 pears = ?  Explain step by step.")
 >>> p.skeleton
 'solve 0 apples 0 pears explain step by step'
->>> reasoning_cues(analyze("Walk me through your reasoning before you answer").words)
-3
->>> reasoning_cues(analyze("What is the capital of France?").words)
-0
 """
 from __future__ import annotations
 
@@ -103,28 +99,6 @@ def fingerprint(key: bytes, text: str) -> int:
     h = base.copy()
     h.update(text.encode("utf-8", "surrogatepass"))
     return int.from_bytes(h.digest(), "big") >> 1
-
-
-# Reasoning elicitation: a prompt that asks the model to write its reasoning
-# out. Matched as co-occurring cue families, not as exact phrases, so that
-# paraphrased wrappers ("lay out each step of your thinking") still count.
-_REASON_NOUNS = frozenset("""reasoning reason reasons rationale thought thoughts thinking logic derivation
-    justification steps step work working process chain explanation""".split())
-_REASON_VERBS = frozenset("""explain show think walk detail justify derive outline describe write lay
-    elaborate articulate break spell narrate verbalize verbalise""".split())
-_REASON_SHAPE = frozenset("""each every full complete entire intermediate before through out carefully
-    thoroughly stepwise""".split())
-
-
-def reasoning_cues(words: frozenset) -> int:
-    """How many of three cue families (reasoning nouns, elicitation verbs,
-    'all the steps' qualifiers) the prompt uses: 2+ means it asks for the
-    model's reasoning to be written out."""
-    hits = (not words.isdisjoint(_REASON_NOUNS)) + (not words.isdisjoint(_REASON_VERBS)) + \
-        (not words.isdisjoint(_REASON_SHAPE))
-    if hits < 2 and "step" in words and ("by" in words or "each" in words):
-        return 2
-    return hits
 
 
 # Grader abuse: rubric / scoring prompts used to harvest judgements at scale.
