@@ -143,11 +143,12 @@ class LatencyHistogram:
         return out
 
 
-def faust_options(settings: Settings) -> dict:
+def faust_options(settings: Settings, stock_consumer: bool = False) -> dict:
     """``faust.App`` settings shared by the worker and the bench's bare Faust agent
-    (``streams/bench.py``), so that the two are measured under the same Faust."""
+    (``streams/bench.py``), so that the two are measured under the same Faust.
+    ``stock_consumer``: Faust's own consumer instead of ours (the bench's "before")."""
     return dict(
-        **faust_broker_options(settings),   # broker URLs, SASL/TLS credentials
+        **faust_broker_options(settings, stock_consumer),   # broker URLs, SASL/TLS credentials
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
         web_port=settings.worker_web_port,

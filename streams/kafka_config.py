@@ -4,7 +4,8 @@ reaches a cluster (bootstrap servers, SASL, TLS), for both client libraries it u
 - ``client_config`` builds the librdkafka (confluent-kafka) dict that every admin client,
   producer and consumer of the product starts from (``kafka_io``, the ClickHouse sink,
   the CLI commands, the enforcement hook);
-- ``faust_broker_options`` gives the Faust app its broker URL and ``broker_credentials``
+- ``faust_broker_options`` gives the Faust app its broker URLs (the consumer's select the
+  worker's transport, ``streams/faust_transport.py``) and ``broker_credentials``
   (Faust's documented setting; aiokafka underneath gets the SASL fields and an
   ``ssl.SSLContext`` from it).
 
@@ -55,11 +56,19 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def faust_broker_options(settings: Settings) -> dict:
-    """``faust.App`` keyword arguments for the broker: URL(s) and credentials."""
+def faust_broker_options(settings: Settings, stock_consumer: bool = False) -> dict:
+    """``faust.App`` keyword arguments for the broker: URL(s) and credentials.
+
+    The consumer's URLs say ``distillguard://``: Faust's transport registry maps that scheme to
+    ``streams/faust_transport.py`` (Faust's aiokafka transport with a consumer that makes no
+    tasks per message). ``stock_consumer`` keeps Faust's own (the bench's "before" figure)."""
     import faust
 
-    urls = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",") if host.strip()]
+    from .faust_transport import SCHEME
+
+    hosts = [host.strip() for host in settings.kafka_bootstrap.split(",") if host.strip()]
+    urls = [f"kafka://{host}" for host in hosts]
+    consumer_urls = urls if stock_consumer else [f"{SCHEME}://{host}" for host in hosts]
     protocol = settings.kafka_security_protocol
     credentials = None
     if protocol.startswith("SASL"):
@@ -70,7 +79,7 @@ def faust_broker_options(settings: Settings) -> dict:
                                             ssl_context=ssl_context(settings))
     elif protocol == "SSL":
         credentials = faust.SSLCredentials(ssl_context(settings))
-    return {"broker": urls, "broker_credentials": credentials}
+    return {"broker": urls, "broker_consumer": consumer_urls, "broker_credentials": credentials}
 
 
 def describe_auth(settings: Settings) -> str:

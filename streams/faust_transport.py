@@ -1,0 +1,151 @@
+"""The worker's Faust transport: Faust's aiokafka transport with a consumer that hands each
+message to the streams without building tasks for it (issue #15).
+
+Faust's ``Consumer._drain_messages`` delivers every fetched message with
+``await self.wait_first(callback(message), self.suspend_flow.wait())``: four tasks per
+message (the delivery, the flow-suspension wait, and the service's stopped and crashed
+waits), three of them cancelled again -- about a third of a bare Faust agent's CPU. The race
+matters only when the delivery has to wait (a stream's buffer is full, the producer buffer
+is over its limit, flow control is suspended during a rebalance): then a suspended flow
+must abandon the delivery, and the message is read again from the committed offset after
+the rebalance.
+
+``Consumer`` here runs the delivery coroutine one step in place. Nearly always that step
+finishes it (the message is in the stream's queue) and no task was made. If the delivery
+has to wait, the coroutine, suspended exactly where it stopped, is raced against the flow
+suspension as Faust does (``wait_first``), so rebalances behave as before.
+
+Selected by the broker URL scheme ``distillguard://`` (``faust_broker_options``), which
+Faust resolves through its transport registry: the ``faust.transports`` entry point in
+pyproject.toml. ``tests/test_faust_transport.py`` fails if Faust's ``_drain_messages``
+changes (the loop below is a copy of it with only the delivery replaced).
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Generator
+from typing import Any, cast
+
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka
+from mode import Service
+
+SCHEME = "distillguard"
+
+# sha256 of inspect.getsource(faust.transport.consumer.Consumer._drain_messages) in the
+# faust-streaming release this copy follows (0.15.3); tests/test_faust_transport.py checks it.
+UPSTREAM_DRAIN_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+
+
+class ResumedDelivery:
+    """A coroutine that has already run up to its first suspension, awaitable again: it gives
+    the event loop the future the coroutine is waiting on, then goes on driving the coroutine
+    (results, exceptions and cancellation pass through), so a task can finish it."""
+
+    def __init__(self, coro: Coroutine, waiting_on: Any) -> None:
+        self.coro = coro
+        self.waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        coro, waiting_on = self.coro, self.waiting_on
+        while True:
+            try:
+                yield waiting_on
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - cancellation: the coroutine decides
+                step = coro.throw, exc
+            else:
+                step = coro.send, None
+            try:
+                waiting_on = step[0](step[1])
+            except StopIteration as done:
+                return done.value
+
+
+class Consumer(aiokafka.Consumer):
+    """Faust's aiokafka consumer whose fetch loop delivers messages without a task each."""
+
+    async def _deliver(self, callback, message) -> None:
+        coro = callback(message)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return   # delivered without waiting: the common case
+        # The delivery waits (full buffer, producer backlog, suspended flow): race it against
+        # a flow suspension, as Faust's own loop does for every message.
+        await self.wait_first(ResumedDelivery(coro, waiting_on), self.suspend_flow.wait())
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - the fetch loop
+        # Faust's loop (faust/transport/consumer.py), with `self._deliver` in place of
+        # `self.wait_first(callback(message), self.suspend_flow.wait())`.
+        callback = self.callback
+        getmany = self.getmany
+        deliver = self._deliver
+        consumer_should_stop = cast(Service, self)._stopped.is_set
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        flag_consumer_fetching = CONSUMER_FETCHING
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(flag_consumer_fetching)
+                ait = cast(AsyncIterator, getmany(timeout=1.0))
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset:
+                                if acks_enabled_for(message.topic):
+                                    await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None:
+                                if self._n_acked >= commit_every:
+                                    self._n_acked = 0
+                                    await self.commit()
+                            await deliver(callback, message)
+                            set_read_offset(tp, offset)
+                        else:
+                            self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r",
+                                         offset, message.key, message.value)
+                    unset_flag(flag_consumer_fetching)
+
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(flag_consumer_fetching)
+
+
+class Transport(aiokafka.Transport):
+    """Faust's aiokafka transport with the consumer above (``distillguard://`` URLs)."""
+
+    Consumer = Consumer

@@ -1,0 +1,82 @@
+"""The worker's Faust transport (streams/faust_transport.py): Faust selects it through its
+transport registry, its fetch loop is still the one Faust ships, and a delivery that has to
+wait behaves like Faust's (raced against a flow suspension, cancellable)."""
+import asyncio
+import hashlib
+import inspect
+
+import pytest
+from faust.transport.consumer import Consumer as FaustConsumer
+
+from distillguard.streams import faust_transport
+from distillguard.streams.app import create_app
+from distillguard.streams.faust_transport import ResumedDelivery
+from distillguard.streams.settings import load_settings
+
+
+def test_faust_drain_loop_is_the_one_our_copy_follows():
+    source = inspect.getsource(FaustConsumer._drain_messages)
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    assert digest == faust_transport.UPSTREAM_DRAIN_SHA256, (
+        "faust.transport.consumer.Consumer._drain_messages changed (a Faust upgrade?): "
+        "streams/faust_transport.Consumer._drain_messages is a copy of it with only the per-message "
+        "delivery replaced. Re-copy the new loop, keep `await deliver(callback, message)` in place of "
+        "`wait_first(callback(message), suspend_flow.wait())`, then set UPSTREAM_DRAIN_SHA256 to "
+        f"{digest}")
+
+
+def test_the_worker_app_selects_our_consumer(tmp_path):
+    settings = load_settings({"DG_DATA_DIR": str(tmp_path), "DG_DEV": "1"})
+    app = create_app(settings)
+    assert type(app.transport) is faust_transport.Transport   # via the faust.transports entry point
+    assert app.transport.Consumer is faust_transport.Consumer
+    # the producer side is Faust's own aiokafka transport
+    assert type(app.producer_transport).__module__ == "faust.transport.drivers.aiokafka"
+
+
+def test_a_resumed_delivery_finishes_where_the_coroutine_stopped():
+    async def main():
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+        queue.put_nowait("first")
+        steps = []
+
+        async def deliver():
+            steps.append("started")
+            await queue.put("second")     # full: waits for a free slot
+            steps.append("delivered")
+            return "done"
+
+        coro = deliver()
+        waiting_on = coro.send(None)      # one step in place, as the consumer does
+        assert steps == ["started"]
+        task = asyncio.ensure_future(ResumedDelivery(coro, waiting_on))
+        await asyncio.sleep(0)
+        assert not task.done()
+        assert queue.get_nowait() == "first"   # room: the delivery goes on, once
+        assert await task == "done"
+        assert steps == ["started", "delivered"] and queue.get_nowait() == "second"
+
+    asyncio.run(main())
+
+
+def test_a_resumed_delivery_is_cancelled_like_a_task():
+    async def main():
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+        queue.put_nowait("first")
+        cleaned = []
+
+        async def deliver():
+            try:
+                await queue.put("second")
+            finally:
+                cleaned.append(True)
+
+        coro = deliver()
+        task = asyncio.ensure_future(ResumedDelivery(coro, coro.send(None)))
+        await asyncio.sleep(0)
+        task.cancel()                          # what wait_first does when the flow is suspended
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cleaned == [True] and queue.qsize() == 1   # the message was not put
+
+    asyncio.run(main())
