@@ -1,5 +1,6 @@
 """The worker's Faust transport: Faust's aiokafka transport with a consumer that hands each
-message to the streams without building tasks for it (issue #15).
+message to the streams without building tasks for it (issue #15); and a Faust monitor without
+per-message bookkeeping.
 
 Faust's ``Consumer._drain_messages`` delivers every fetched message with
 ``await self.wait_first(callback(message), self.suspend_flow.wait())``: four tasks per
@@ -26,6 +27,7 @@ import asyncio
 from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import Any, cast
 
+from faust.sensors import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
 from mode import Service
@@ -149,3 +151,38 @@ class Transport(aiokafka.Transport):
     """Faust's aiokafka transport with the consumer above (``distillguard://`` URLs)."""
 
     Consumer = Consumer
+
+
+class QuietMonitor(Monitor):
+    """Faust's monitor (the ``Monitor`` setting) without its per-message and per-event hooks:
+    counters, timestamps and a deque append for every message, event, table access and send
+    that nothing of ours reads (the worker's own counters and latency histogram are
+    streams/app.py's; lag comes from the consumer). Rebalance, commit and assignment hooks,
+    and the end offsets the consumer tracks, are Faust's."""
+
+    def on_message_in(self, tp, offset, message) -> None:
+        pass
+
+    def on_stream_event_in(self, tp, offset, stream, event) -> None:
+        return None
+
+    def on_stream_event_out(self, tp, offset, stream, event, state=None) -> None:
+        pass
+
+    def on_message_out(self, tp, offset, message) -> None:
+        pass
+
+    def on_table_get(self, table, key) -> None:
+        pass
+
+    def on_table_set(self, table, key, value) -> None:
+        pass
+
+    def on_table_del(self, table, key) -> None:
+        pass
+
+    def on_send_initiated(self, producer, topic, message, keysize, valsize) -> None:
+        return None
+
+    def on_send_completed(self, producer, state, metadata) -> None:
+        pass

@@ -32,6 +32,7 @@ def test_the_worker_app_selects_our_consumer(tmp_path):
     assert app.transport.Consumer is faust_transport.Consumer
     # the producer side is Faust's own aiokafka transport
     assert type(app.producer_transport).__module__ == "faust.transport.drivers.aiokafka"
+    assert type(app.monitor) is faust_transport.QuietMonitor and app.conf.consumer_max_fetch_size == 4 << 20
 
 
 def test_a_resumed_delivery_finishes_where_the_coroutine_stopped():
