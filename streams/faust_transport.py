@@ -32,11 +32,23 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
 from mode import Service
 
+from .errors import UserError
+
 SCHEME = "distillguard"
 
 # sha256 of inspect.getsource(faust.transport.consumer.Consumer._drain_messages) in the
 # faust-streaming release this copy follows (0.15.3); tests/test_faust_transport.py checks it.
 UPSTREAM_DRAIN_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+
+
+def check_registered() -> None:
+    """A clear error, instead of Faust's puzzling one, when the ``distillguard://`` scheme is not
+    registered: the package's metadata predates the entry point (a checkout updated without
+    reinstalling)."""
+    from importlib.metadata import entry_points
+    if not entry_points(group="faust.transports", name=SCHEME):
+        raise UserError("the distillguard Faust transport is not registered (package metadata older "
+                           "than the code): reinstall with `pip install -e .` or `make venv`")
 
 
 class ResumedDelivery:

@@ -64,10 +64,12 @@ def faust_broker_options(settings: Settings, stock_consumer: bool = False) -> di
     tasks per message). ``stock_consumer`` keeps Faust's own (the bench's "before" figure)."""
     import faust
 
-    from .faust_transport import SCHEME
+    from .faust_transport import SCHEME, check_registered
 
     hosts = [host.strip() for host in settings.kafka_bootstrap.split(",") if host.strip()]
     urls = [f"kafka://{host}" for host in hosts]
+    if not stock_consumer:
+        check_registered()
     consumer_urls = urls if stock_consumer else [f"{SCHEME}://{host}" for host in hosts]
     protocol = settings.kafka_security_protocol
     credentials = None

@@ -81,3 +81,7 @@ def test_a_resumed_delivery_is_cancelled_like_a_task():
         assert cleaned == [True] and queue.qsize() == 1   # the message was not put
 
     asyncio.run(main())
+
+
+def test_the_scheme_is_registered_as_an_entry_point():
+    faust_transport.check_registered()   # raises a one-line UserError on a stale install
