@@ -177,10 +177,23 @@ def stop_child(c: WorkerProcess) -> int:
     return hwm
 
 
-def follow(children: list[WorkerProcess], n: int, timeout: float, all_active: bool = False) -> tuple[float, dict]:
-    """Poll until the children's events sum to ``n``; return (events/s, last status of the first).
-    The clock starts at the first poll where some child (``all_active``: every child) has events."""
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of a process so far; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def follow(children: list[WorkerProcess], n: int, timeout: float,
+           all_active: bool = False) -> tuple[float, float, dict]:
+    """Poll until the children's events sum to ``n``; return (events/s, CPU µs per event of the
+    children together, last status of the first). The clock starts at the first poll where some
+    child (``all_active``: every child) has events. CPU per event holds on a shared machine where
+    events/s follows the neighbours' load."""
     t0 = e0 = None
+    cpu0 = 0.0
     deadline = time.monotonic() + timeout
     last: list[dict] = []
     while time.monotonic() < deadline:
@@ -190,10 +203,12 @@ def follow(children: list[WorkerProcess], n: int, timeout: float, all_active: bo
         total = sum(counts)
         if t0 is None and (all(counts) if all_active else total > 0):
             t0, e0 = now, total
+            cpu0 = sum(cpu_s(c.proc.pid) for c in children)
         if total >= n:
             if t0 is None or now - t0 <= 0 or total - e0 <= 0:
-                return float("nan"), last[0]
-            return (total - e0) / (now - t0), last[0]
+                return float("nan"), float("nan"), last[0]
+            cpu = sum(cpu_s(c.proc.pid) for c in children) - cpu0
+            return (total - e0) / (now - t0), cpu * 1e6 / (total - e0), last[0]
         for c in children:
             if c.proc.poll() is not None:
                 raise RuntimeError(f"child exited ({c.proc.returncode}); see {c.log}")
@@ -267,7 +282,7 @@ def child_raw(topic: str, n: int) -> None:
         if not msgs:
             continue
         if t0 is None:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_s(os.getpid())
         for m in msgs:
             if m.error():
                 continue
@@ -276,6 +291,7 @@ def child_raw(topic: str, n: int) -> None:
         now_ms = time.time() * 1000.0
         lat.extend(now_ms - m.timestamp()[1] for m in msgs if not m.error())
     elapsed = time.perf_counter() - (t0 or time.perf_counter())
+    cpu_us = (cpu_s(os.getpid()) - cpu0) * 1e6 / count if t0 is not None and count else None
     c.close()
     lat.sort()
     pct = {"n": len(lat)}
@@ -283,7 +299,7 @@ def child_raw(topic: str, n: int) -> None:
         pct.update({k: round(lat[min(len(lat) - 1, int(q * len(lat)))], 1)
                     for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))})
         pct["max"] = round(lat[-1], 1)
-    print(orjson.dumps({"events": count, "eps": count / elapsed if elapsed > 0 else None,
+    print(orjson.dumps({"events": count, "eps": count / elapsed if elapsed > 0 else None, "cpu_us": cpu_us,
                         "latency_ms": pct, "vmhwm_kb": vm_kb(os.getpid())}).decode(), flush=True)
 
 
@@ -344,7 +360,7 @@ class Bench:
         doc = orjson.loads(out.stdout.strip().splitlines()[-1])
         if doc["events"] < n:
             raise RuntimeError(f"raw consumer saw {doc['events']}/{n}")
-        return {"eps": doc["eps"], "latency_ms": doc["latency_ms"], "rss_kb": doc["vmhwm_kb"]}
+        return {"eps": doc["eps"], "cpu_us": doc["cpu_us"], "latency_ms": doc["latency_ms"], "rss_kb": doc["vmhwm_kb"]}
 
     def run_faust(self, topic: str, n: int, stock: bool = False) -> dict:
         name = "faust_stock" if stock else "faust"
@@ -352,10 +368,10 @@ class Bench:
                   self.work / f"{name}.log", "/bench/")
         try:
             started(c)
-            eps, st = follow([c], n, timeout=1800)
+            eps, cpu_us, st = follow([c], n, timeout=1800)
         finally:
             rss = stop_child(c)
-        return {"eps": eps, "latency_ms": st.get("latency_ms", {}), "rss_kb": rss}
+        return {"eps": eps, "cpu_us": cpu_us, "latency_ms": st.get("latency_ms", {}), "rss_kb": rss}
 
     def run_pipeline(self, topic: str, n: int, workers: int = 1) -> dict:
         kids = []
@@ -370,10 +386,11 @@ class Bench:
                 kids.append(c)
             for c in kids:
                 started(c)
-            eps, st = follow(kids, n, timeout=3600, all_active=workers > 1)
+            eps, cpu_us, st = follow(kids, n, timeout=3600, all_active=workers > 1)
         finally:
             rss = [stop_child(c) for c in kids]
-        return {"eps": eps, "latency_ms": st.get("latency_ms", {}), "rss_kb": max(rss), "rss_kb_each": rss}
+        return {"eps": eps, "cpu_us": cpu_us, "latency_ms": st.get("latency_ms", {}), "rss_kb": max(rss),
+                "rss_kb_each": rss}
 
     def paced(self, kind: str, n: int) -> dict:
         """A fresh topic, the consumer up first, then ``n`` events at ``--rate``/s."""
@@ -397,7 +414,7 @@ class Bench:
             started(c)
             time.sleep(3)  # partitions assigned
             produce(self.settings, topic, events, rate=self.args.rate)
-            _eps, st = follow([c], n, timeout=900)
+            _eps, _cpu, st = follow([c], n, timeout=900)
         finally:
             stop_child(c)
         return st.get("latency_ms", {})
@@ -528,10 +545,12 @@ class Bench:
             got = []
             for i in range(runs):
                 r = fn(topic, n)
-                log(f"{name} run {i + 1}/{runs}: {r['eps']:,.0f} events/s, peak RSS {r['rss_kb'] / 1024:.0f} MB")
+                log(f"{name} run {i + 1}/{runs}: {r['eps']:,.0f} events/s, {r['cpu_us']:,.0f} CPU µs/event, "
+                    f"peak RSS {r['rss_kb'] / 1024:.0f} MB")
                 got.append(r)
             result[name] = {"eps": statistics.median(r["eps"] for r in got),
                             "eps_runs": [round(r["eps"]) for r in got],
+                            "cpu_us": statistics.median(r["cpu_us"] for r in got),
                             "rss_mb": round(max(r["rss_kb"] for r in got) / 1024, 1)}
             if name == "pipeline_2workers":
                 result[name]["rss_mb_each"] = [round(k / 1024, 1) for k in got[-1]["rss_kb_each"]]
@@ -560,6 +579,8 @@ def summarize(r: dict) -> dict:
         out["ratio_pipeline_raw"] = out["pipeline_eps"] / out["raw_eps"]
         out["ratio_pipeline_faust"] = out["pipeline_eps"] / out["faust_eps"]
         out["ratio_faust_product_stock"] = out["faust_eps"] / out["faust_stock_eps"]
+        out["faust_stock_cpu_us"], out["faust_cpu_us"] = r["faust_stock"]["cpu_us"], r["faust"]["cpu_us"]
+        out["ratio_faust_cpu_stock_product"] = out["faust_stock_cpu_us"] / out["faust_cpu_us"]
         out["ratio_2workers_1"] = out["pipeline_2workers_eps"] / out["pipeline_eps"]
     return out
 
@@ -587,8 +608,8 @@ def markdown(r: dict, s: dict, notes: list[str]) -> str:
     lines = [f"# distillguard bench ({r['events']:,} events, {r['partitions']} partitions, "
              f"{r['machine']['cpus']} CPUs, Python {r['machine']['python']})", ""]
     if "pipeline" in r:
-        lines += ["| consumer | events/s (median) | runs | p50 ms | p99 ms | peak RSS MB |",
-                  "|---|---:|---|---:|---:|---:|"]
+        lines += ["| consumer | events/s (median) | runs | CPU µs/event | p50 ms | p99 ms | peak RSS MB |",
+                  "|---|---:|---|---:|---:|---:|---:|"]
         for name, label in (("raw", "1. confluent-kafka + orjson"),
                             ("faust_stock", "2a. bare Faust agent, stock Faust (before)"),
                             ("faust", "2b. bare Faust agent, product consumer"),
@@ -596,16 +617,18 @@ def markdown(r: dict, s: dict, notes: list[str]) -> str:
             x = r[name]
             lat = x.get("latency_ms", {})
             lines.append(f"| {label} | {f(x['eps'])} | {', '.join(f'{e:,}' for e in x['eps_runs'])} | "
-                         f"{f(lat.get('p50'), 1)} | {f(lat.get('p99'), 1)} | {f(x['rss_mb'], 0)}"
+                         f"{f(x.get('cpu_us'))} | {f(lat.get('p50'), 1)} | {f(lat.get('p99'), 1)} | {f(x['rss_mb'], 0)}"
                          + (f" ({' + '.join(f'{v:.0f}' for v in x.get('rss_mb_each', []))})" if 'rss_mb_each' in x else "")
                          + " |")
-        lines += ["", f"Ratios: bare Faust product/stock consumer **{s['ratio_faust_product_stock']:.2f}**, "
+        lines += ["", f"Ratios: bare Faust product/stock events/s **{s['ratio_faust_product_stock']:.2f}**, "
+                  f"CPU per event stock/product **{s['ratio_faust_cpu_stock_product']:.2f}**, "
                   f"pipeline/raw **{s['ratio_pipeline_raw']:.3f}**, pipeline/Faust "
                   f"**{s['ratio_pipeline_faust']:.3f}**, 2 workers/1 **{s['ratio_2workers_1']:.2f}**.", "",
                   f"Latency: paced runs of {r['paced_events']:,} events at {r['rate_offered']:,.0f} events/s "
                   "offered (Kafka produce timestamp → end of processing of the batch; 5% histogram buckets, "
                   "upper edges). Two-worker latency is not measured separately; consumers without a paced "
-                  "run show —.", ""]
+                  "run show —. CPU µs/event: user + system CPU of the consumer's process(es), all threads, "
+                  "over the same window as events/s (steadier than events/s on a shared machine).", ""]
     m = r["micro"]
     d = m["detector"]
     lines += ["| in-process | value |", "|---|---:|",

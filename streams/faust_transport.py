@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Coroutine, Generator
+from functools import partial
 from typing import Any, cast
 
 from faust.sensors import Monitor
@@ -48,7 +49,7 @@ def check_registered() -> None:
     from importlib.metadata import entry_points
     if not entry_points(group="faust.transports", name=SCHEME):
         raise UserError("the distillguard Faust transport is not registered (package metadata older "
-                           "than the code): reinstall with `pip install -e .` or `make venv`")
+                        "than the code): reinstall with `pip install -e .` or `make venv`")
 
 
 class ResumedDelivery:
@@ -69,11 +70,11 @@ class ResumedDelivery:
                 coro.close()
                 raise
             except BaseException as exc:  # noqa: BLE001 - cancellation: the coroutine decides
-                step = coro.throw, exc
+                resume = partial(coro.throw, exc)
             else:
-                step = coro.send, None
+                resume = partial(coro.send, None)
             try:
-                waiting_on = step[0](step[1])
+                waiting_on = resume()
             except StopIteration as done:
                 return done.value
 
