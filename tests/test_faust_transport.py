@@ -29,7 +29,7 @@ def test_the_worker_app_selects_our_consumer(tmp_path):
     settings = load_settings({"DG_DATA_DIR": str(tmp_path), "DG_DEV": "1"})
     app = create_app(settings)
     assert type(app.transport) is faust_transport.Transport   # via the faust.transports entry point
-    assert app.transport.Consumer is faust_transport.Consumer
+    assert type(app.consumer) is faust_transport.Consumer     # the consumer the worker runs
     # the producer side is Faust's own aiokafka transport
     assert type(app.producer_transport).__module__ == "faust.transport.drivers.aiokafka"
     assert type(app.monitor) is faust_transport.QuietMonitor and app.conf.consumer_max_fetch_size == 4 << 20
@@ -85,3 +85,32 @@ def test_a_resumed_delivery_is_cancelled_like_a_task():
 
 def test_the_scheme_is_registered_as_an_entry_point():
     faust_transport.check_registered()   # raises a one-line UserError on a stale install
+
+
+def test_the_consumer_delivers_in_place_and_abandons_a_waiting_delivery_when_flow_stops(tmp_path):
+    async def main():
+        app = create_app(load_settings({"DG_DATA_DIR": str(tmp_path), "DG_DEV": "1"}))
+        consumer = app.consumer
+        consumer.resume_flow()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+
+        async def callback(message):           # Faust's conductor: put into the stream's buffer
+            await queue.put(message)
+
+        tasks_before = len(asyncio.all_tasks())
+        await consumer._deliver(callback, "m1")
+        assert queue.get_nowait() == "m1"
+        assert len(asyncio.all_tasks()) == tasks_before   # no task for a delivery that did not wait
+
+        queue.put_nowait("full")
+        waiting = asyncio.ensure_future(consumer._deliver(callback, "m2"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()                # waits on the full buffer...
+        consumer.stop_flow()                     # ...until a rebalance suspends the flow
+        await asyncio.wait_for(waiting, 5)
+        await asyncio.sleep(0)
+        assert queue.get_nowait() == "full"      # room again, yet m2 is abandoned for good:
+        await asyncio.sleep(0.05)
+        assert queue.empty()                     # it is read again from the committed offset
+
+    asyncio.run(main())
