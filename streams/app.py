@@ -150,8 +150,8 @@ def faust_options(settings: Settings, stock: bool = False) -> dict:
 
     The product's Faust (issue #15): our consumer (``streams/faust_transport.py``: no tasks per
     message), a monitor without per-message bookkeeping, 4 MiB fetches per partition (Faust's
-    default 1 MiB is ~670 simulated events of ~1.5 kB). ``stock``: Faust's own consumer, monitor and fetch
-    size (the bench's "before")."""
+    default 1 MiB is ~670 simulated events of ~1.5 kB). ``stock``: Faust's own consumer,
+    monitor and fetch size (the bench's "before")."""
     tuned = {} if stock else {"Monitor": QuietMonitor, "consumer_max_fetch_size": 4 * 1024 * 1024}
     return dict(
         **faust_broker_options(settings, stock_consumer=stock),   # broker URLs, SASL/TLS credentials
