@@ -40,6 +40,7 @@ from distillguard.models.simulation import scenario as sim_scenario
 from distillguard.schemas import event_from_dict
 
 from .cluster_agents import _batch, batch_messages, link_partition
+from .settings import tune_gc
 
 SCALED = ("accounts", "teams", "campaigns")   # cohort knobs that set how many accounts it has
 
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     a = p.parse_args(argv)
+    tune_gc()   # the worker's collector settings (streams/settings.py), or the figures are not its own
     say = lambda msg: print(f"cluster-ceiling: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     shards = tuple(int(n) for n in a.shards.split(","))
     res = measure(a.accounts, a.hours, a.partitions, shards, a.seed, progress=say)

@@ -94,3 +94,14 @@ def test_a_shard_hands_over_linked_partners_summaries_without_their_pair():
     weak = [Partner("b", 0, {"n": 5})]
     assert shard.update("a", "ua", 0.05, 1000, weak) == []             # below the seed weight: no pair
     assert shard.update("a", "ua", 0.05, 2000, weak, linked={"b"}) == [("b", {"n": 5}, None, None)]
+
+
+def test_cluster_ceiling_reports_input_rate_cpu_and_saturation_per_shard_count():
+    from distillguard.streams.cluster_ceiling import measure
+    res = measure(accounts=600, hours=3, partitions=2, shards=(1, 3))   # raises if 3 shards decide otherwise
+    assert res["requests"] > 500 and res["evidence"] > 0
+    assert res["evidence_per_request"] == round(res["evidence"] / res["requests"], 4)
+    assert res["single_cpu_us_per_evidence"] > 0 and res["shards1_saturation_requests_per_s"] > 0
+    assert res["shards3_hot_pairs"] <= res["engine_pairs"]
+    assert {"shards3_core_cpu_us_per_request", "shards3_busiest_shard_cpu_us_per_request",
+            "shards3_saturation_requests_per_s"} <= set(res)
