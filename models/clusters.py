@@ -236,6 +236,7 @@ class ClusterEngine:
         self._strong: set[tuple[str, str]] = set()
         self._changed: set[tuple[str, str]] = set()
         self.parent: dict[str, str] = {}
+        self.component: dict[str, set[str]] = {}       # root -> its accounts (scoring reads it, no scan)
         self.size: dict[str, int] = {}
         self.clusters: dict[str, _Cluster] = {}        # root -> cluster
         self.watermark = 0
@@ -256,7 +257,15 @@ class ClusterEngine:
         return root
 
     def _members(self, root: str) -> list[str]:
-        return sorted(a for a in self.parent if self.find(a) == root)
+        return sorted(self.component.get(root, ()))
+
+    def _attach(self, ra: str, rb: str) -> None:
+        """Root ``ra`` goes under root ``rb`` (the caller keeps the sizes)."""
+        self.parent.setdefault(ra, ra)
+        self.parent.setdefault(rb, rb)
+        self.parent[ra] = rb
+        into = self.component.setdefault(rb, {rb})
+        into |= self.component.pop(ra, {ra})
 
     def _union(self, a: str, b: str, ts: int) -> str | None:
         ra, rb = self.find(a), self.find(b)
@@ -268,9 +277,7 @@ class ClusterEngine:
         if (sa, rb) > (sb, ra):  # bigger root wins; ties by account id, so replay and stream agree
             ra, rb, sa, sb = rb, ra, sb, sa
         # ra: the smaller side is attached under rb
-        self.parent.setdefault(ra, ra)
-        self.parent.setdefault(rb, rb)
-        self.parent[ra] = rb
+        self._attach(ra, rb)
         self.size[rb] = sa + sb
         self.size.pop(ra, None)
         ca, cb = self.clusters.pop(ra, None), self.clusters.get(rb)
@@ -507,7 +514,7 @@ class ClusterEngine:
             self.accounts = {a: self.accounts[a] for a in sorted(keep)}
         old_root = {a: self.find(a) for a in self.parent}
         old_clusters = self.clusters
-        self.parent, self.size, self.clusters = {}, {}, {}
+        self.parent, self.size, self.clusters, self.component = {}, {}, {}, {}
         self._strong = {k for k in self._strong | self._changed
                         if self.pairs[k].strength(now, cc) >= cc.link_threshold}
         self._changed = set()
@@ -517,9 +524,7 @@ class ClusterEngine:
                 continue
             if (self.size.get(ra, 1), rb) > (self.size.get(rb, 1), ra):
                 ra, rb = rb, ra
-            self.parent.setdefault(ra, ra)
-            self.parent.setdefault(rb, rb)
-            self.parent[ra] = rb
+            self._attach(ra, rb)
             self.size[rb] = self.size.pop(ra, 1) + self.size.get(rb, 1)
         # carry cluster records (ids, open alerts) over: each old record to the new component
         # holding most of its members; a component with several candidates keeps the oldest

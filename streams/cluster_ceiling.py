@@ -23,6 +23,7 @@ figures as one JSON object (for ``make bench``).
 from __future__ import annotations
 
 import argparse
+import gzip
 import sys
 import time
 from dataclasses import dataclass, field
@@ -182,16 +183,19 @@ def decode_split(messages: list[bytes], shards: int) -> tuple[float, list[float]
 
 
 def measure(accounts: int, hours: float, partitions: int, shards: tuple[int, ...] = (1, 4), seed: int = 1,
-            progress=None) -> dict:
-    sim = population(accounts, seed)
-    if progress:
-        progress(f"population: {len(sim.labels):,} accounts; generating {hours} h of events")
-    run = evidence_of(sim, hours, partitions, progress=progress)
+            progress=None, evidence: EvidenceRun | None = None) -> dict:
+    """The figures of one population (``evidence``: one generated before, e.g. ``load``-ed)."""
+    run = evidence
+    if run is None:
+        sim = population(accounts, seed)
+        if progress:
+            progress(f"population: {len(sim.labels):,} accounts; generating {hours} h of events")
+        run = evidence_of(sim, hours, partitions, progress=progress)
     if progress:
         progress(f"{run.requests:,} requests -> {run.evidence:,} evidence items in {len(run.messages):,} "
                  f"messages (generated in {run.generate_s:.0f} s CPU); replaying the cluster stage")
     res = {
-        "accounts": run.accounts, "hours": hours, "requests": run.requests, "observations": run.observations,
+        "accounts": run.accounts, "hours": run.hours, "requests": run.requests, "observations": run.observations,
         "evidence": run.evidence, "evidence_messages": len(run.messages),
         "evidence_per_request": round(run.evidence / max(1, run.requests), 4),
         "partners_per_evidence": round(run.partners / max(1, run.evidence), 2),
@@ -228,6 +232,22 @@ def measure(accounts: int, hours: float, partitions: int, shards: tuple[int, ...
     return res
 
 
+def save(run: EvidenceRun, path: str) -> None:
+    """The evidence of a population, to replay again (``--load``) without simulating it again."""
+    head = {k: v for k, v in vars(run).items() if k != "messages"}
+    with gzip.open(path, "wb") as f:
+        f.write(orjson.dumps(head) + b"\n")
+        for raw in run.messages:
+            f.write(raw + b"\n")
+
+
+def load(path: str) -> EvidenceRun:
+    with gzip.open(path, "rb") as f:
+        run = EvidenceRun(**orjson.loads(f.readline()))
+        run.messages = [line.rstrip(b"\n") for line in f]
+    return run
+
+
 def _decisions(out: ClusterOutput) -> tuple:
     return ([a.to_json() for a in out.alerts], [(m.cluster_id, m.account_id, m.updated_at, m.score) for m in out.members])
 
@@ -240,11 +260,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", default="1,4", help="pair shard counts to compare, comma-separated (default 1,4)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--save", metavar="FILE", help="also write the population's evidence here (gzip)")
+    p.add_argument("--load", metavar="FILE", help="replay evidence written by --save instead of simulating")
     a = p.parse_args(argv)
     tune_gc()   # the worker's collector settings (streams/settings.py), or the figures are not its own
     say = lambda msg: print(f"cluster-ceiling: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     shards = tuple(int(n) for n in a.shards.split(","))
-    res = measure(a.accounts, a.hours, a.partitions, shards, a.seed, progress=say)
+    evidence = None
+    if a.load or a.save:
+        evidence = load(a.load) if a.load else evidence_of(population(a.accounts, a.seed), a.hours, a.partitions,
+                                                           progress=say)
+        if a.save:
+            save(evidence, a.save)
+    res = measure(a.accounts, a.hours, a.partitions, shards, a.seed, progress=say, evidence=evidence)
     if a.json:
         print(orjson.dumps(res).decode())
     else:

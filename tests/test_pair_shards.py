@@ -79,6 +79,10 @@ def test_the_core_keeps_only_pairs_that_were_hot_and_no_other_pair_is_ever_stron
     assert all(p.potential() < CC.link_threshold and p.strength(p.first_ts, CC) < CC.link_threshold for p in cold)
     index = {(a, b) for a, others in engine.partners.items() for b in others if a < b}
     assert index == set(engine.pairs)
+    components: dict[str, set[str]] = {}
+    for a in engine.parent:
+        components.setdefault(engine.find(a), set()).add(a)
+    assert engine.component == components          # scoring reads members from it, not a scan
 
 
 def test_shard_of_is_symmetric_stable_and_spread():
