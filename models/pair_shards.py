@@ -65,6 +65,14 @@ class _Pair:
             miss *= 1.0 - _sync_weight(self.sync)
         return 1.0 - miss
 
+    def snapshot(self) -> _Pair:
+        """A copy of this state: what a shard in another process would send the core."""
+        copy = _Pair(self.first_ts)
+        copy.kinds = {k: list(v) for k, v in self.kinds.items()}
+        copy.sync = list(self.sync)
+        copy.last_ts = self.last_ts
+        return copy
+
     def potential(self) -> float:
         """The strength with nothing faded: no ``strength(now)`` of this state is higher."""
         miss = 1.0

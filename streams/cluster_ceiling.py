@@ -14,11 +14,19 @@ scaled to ``--accounts`` accounts, its first ``--hours`` of event time):
 2. its CPU per evidence item, shell included (``orjson`` + ``PairEvidence.from_wire``,
    as the cluster agent reads it, then ``ClusterStage.process``), in CPU seconds
    (``time.process_time``: the machine is shared, so wall time says little);
-3. the request rate at which that saturates one core: requests / CPU seconds.
+3. the request rate at which that saturates one core: requests / CPU seconds;
+4. the same with the pair state split over S ``PairShard``s (``--shards 1,4,8``), as
+   if each ran on its own core: the engine alone, fed each item's header (decoded
+   from JSON) and the shards' hot pairs as copies (``replay_core``), and each
+   shard's updates, sweeps and partner decoding; the busiest of them sets the
+   ceiling. Splitting partners by shard (``router``) is the link agents' work then,
+   reported, not counted. Every shard count must decide as one shard does, or the
+   run fails.
 
 Generating the population (simulator, feature extraction, observer, linkers) is not
 timed; only the cluster stage's replay of the evidence is. ``--json`` prints the
-figures as one JSON object (for ``make bench``).
+figures as one JSON object (for ``make bench``); ``--save``/``--load`` keep a
+population's evidence to replay it again.
 """
 from __future__ import annotations
 
@@ -113,9 +121,10 @@ def evidence_of(sim: sim_scenario.Simulation, hours: float, partitions: int, bat
 
 def replay(messages: list[bytes], shards: int = 1, config: DetectorConfig | None = None) -> dict:
     """Read the messages as the cluster agent does and run one ``ClusterStage`` with ``shards`` pair
-    shards, in one process; CPU seconds per part: ``decode`` (orjson + ``from_wire``), ``shards``
-    (each ``PairShard``'s updates and sweeps), ``router`` (splitting each item's partners by shard:
-    the link agents' work once shards are processes) and ``core`` (the rest: the engine itself)."""
+    shards, in one process; CPU seconds per part: ``total``, ``decode`` (orjson + ``from_wire``),
+    ``shards`` (each ``PairShard``'s updates and sweeps), ``router`` (splitting each item's partners
+    by shard: the link agents' work once shards are processes) and ``core`` (the rest; the timers
+    themselves land here too, so ``replay_core`` measures the engine alone)."""
     stage = ClusterStage(config, shards=shards)
     engine = stage.engine
     updates, sweeps, routed = [0.0] * shards, [0.0] * shards, [0.0]
@@ -140,6 +149,40 @@ def replay(messages: list[bytes], shards: int = 1, config: DetectorConfig | None
             "core": total - decode - routed[0] - sum(sweeps), "output": out, "stats": stage.stats()}
 
 
+def replay_core(messages: list[bytes], shards: int, config: DetectorConfig | None = None) -> dict:
+    """CPU seconds of the engine alone, as it would run with its pair shards in other processes:
+    it reads each evidence item's header (``PairEvidence`` without partners) and the hot pairs the
+    shards found, as copies of their state. The shards' output is computed first, untimed."""
+    stage = ClusterStage(config, shards=shards)
+    engine = stage.engine
+    found: list[list] = []
+    heads: list[bytes] = []
+    route = engine._hot_pairs
+
+    def record(msg):
+        hot = route(msg)
+        found.append([(b, sb, None if p is None else p.snapshot(), key) for b, sb, p, key in hot])
+        return hot
+    engine._hot_pairs = record
+    for raw in messages:
+        for item in _batch(raw):
+            stage.process(PairEvidence.from_wire(item))
+            heads.append(orjson.dumps({k: v for k, v in item.items() if k != "p"}))
+    stage.finish()
+    core = ClusterStage(config)
+    given = iter(found)
+    core.engine._hot_pairs = lambda msg: next(given)
+    out = ClusterOutput()
+    clock = time.process_time
+    t0 = clock()
+    for raw in heads:
+        head = orjson.loads(raw)
+        head["p"] = ()
+        out.extend(core.process(PairEvidence.from_wire(head)))
+    out.extend(core.finish())
+    return {"core": clock() - t0, "output": out, "hot_pairs": sum(len(h) for h in found)}
+
+
 def _time_calls(obj, name: str, into: list[float], slot: int) -> None:
     """Wrap ``obj``'s method ``name`` (as an instance attribute) to add its CPU time to ``into[slot]``."""
     clock = time.process_time
@@ -154,32 +197,25 @@ def _time_calls(obj, name: str, into: list[float], slot: int) -> None:
     setattr(obj, name, timed)
 
 
-def decode_split(messages: list[bytes], shards: int) -> tuple[float, list[float]]:
-    """CPU seconds to decode what the core and each shard would read if the link agents sent every
-    evidence item's header (everything but its partners) to the core and its partners to their
-    pairs' shards: (core, [shard...])."""
-    heads: list[bytes] = []
+def decode_split(messages: list[bytes], shards: int) -> list[float]:
+    """CPU seconds each shard would spend decoding its partners if the link agents sent every
+    evidence item's partners, grouped by ``shard_of``, to their pairs' shards."""
     pieces: list[list[bytes]] = [[] for _ in range(shards)]
     for raw in messages:
         for item in _batch(raw):
             routed: dict[int, list] = {}
             for partner in item["p"]:
                 routed.setdefault(shard_of(pair_key(item["a"], partner[0]), shards), []).append(partner)
-            heads.append(orjson.dumps({k: v for k, v in item.items() if k != "p"}))
             for i, partners in routed.items():
                 pieces[i].append(orjson.dumps(partners))
     clock = time.process_time
-    t = clock()
-    for raw in heads:
-        PairEvidence.from_wire({**orjson.loads(raw), "p": []})
-    core = clock() - t
     out = []
     for shard in pieces:
         t = clock()
         for raw in shard:
             [Partner(a, int(s), sb) for a, s, sb in orjson.loads(raw)]
         out.append(clock() - t)
-    return core, out
+    return out
 
 
 def measure(accounts: int, hours: float, partitions: int, shards: tuple[int, ...] = (1, 4), seed: int = 1,
@@ -215,15 +251,19 @@ def measure(accounts: int, hours: float, partitions: int, shards: tuple[int, ...
                         "single_cpu_us_per_evidence": round(r["total"] / max(1, run.evidence) * 1e6, 2),
                         "single_cpu_us_per_request": per_request(r["total"])})
         else:
-            core_decode, shard_decode = decode_split(run.messages, n)
-            core = r["core"] + core_decode
+            shard_decode = decode_split(run.messages, n)
+            alone = replay_core(run.messages, n)
+            if _decisions(alone["output"]) != _decisions(first):
+                raise AssertionError(f"the engine fed {n} shards' hot pairs decided differently")
+            core = alone["core"]
             per_shard = [c + d for c, d in zip(r["shards"], shard_decode)]
             busiest = max(core, *per_shard)
             res.update({f"shards{n}_core_cpu_us_per_request": per_request(core),
                         f"shards{n}_router_cpu_us_per_request": per_request(r["router"]),
                         f"shards{n}_core_cpu_us_per_evidence": round(core / max(1, run.evidence) * 1e6, 2),
                         f"shards{n}_busiest_shard_cpu_us_per_request": per_request(max(per_shard)),
-                        f"shards{n}_hot_pairs": r["stats"]["hot_pairs"]})
+                        f"shards{n}_hot_pairs": r["stats"]["hot_pairs"],
+                        f"shards{n}_hot_entries_per_evidence": round(alone["hot_pairs"] / max(1, run.evidence), 3)})
         res[f"shards{n}_saturation_requests_per_s"] = round(run.requests / busiest) if busiest else None
         if progress:
             progress(f"{n} shard(s): saturates one core at {res[f'shards{n}_saturation_requests_per_s']:,} requests/s")
