@@ -71,6 +71,14 @@ test-faults: $(STAMP)
 	trap '[ $$was_running = 1 ] || $(BROKER) stop' EXIT; \
 	DG_TEST_BROKER=1 DG_FAULTS_FULL=1 $(PY) -m pytest -q -s -m faults $(PYTEST_ARGS)
 
+# The cluster stage's ceiling (requests/s at which one core saturates), in process, no broker:
+# CLUSTER_ACCOUNTS simulated accounts, CLUSTER_HOURS of event time (README, "Cross-account detection").
+CLUSTER_ACCOUNTS ?= 100000
+CLUSTER_HOURS ?= 3
+.PHONY: bench-cluster
+bench-cluster: $(STAMP)
+	$(PY) -m distillguard.streams.cluster_ceiling --accounts $(CLUSTER_ACCOUNTS) --hours $(CLUSTER_HOURS) $(CLUSTER_ARGS)
+
 clean:
 	-$(BROKER) stop
 	rm -rf var

@@ -37,8 +37,13 @@ alerts: many honest people together cover many topics. Sybil farms that buy
 aged accounts still show synchrony and IP rotation, which carry the
 coordination factor on their own (0.5 and 0.4 of it).
 
-Bounds: ``MAX_PAIRS`` pairs (each ≤ 5 kinds + ``SYNC_KEEP`` sync minutes,
-indexed by both accounts), ``MAX_ACCOUNTS`` account summaries with ``TS_RING`` timestamps each,
+Pair state lives in ``models/pair_shards.py`` (``PairShard``, split by pair): the
+engine keeps only the pairs that can ever reach ``link_threshold`` (*hot*), so the
+shards take most of the work and the engine's decisions do not depend on how many
+there are.
+
+Bounds: ``MAX_PAIRS`` pairs per shard (each ≤ 5 kinds + ``SYNC_KEEP`` sync minutes;
+the hot ones indexed by both accounts), ``MAX_ACCOUNTS`` account summaries with ``TS_RING`` timestamps each,
 clusters of at most ``MAX_CLUSTER`` members; pairs idle for ``pair_ttl_ms``
 and accounts idle for ``account_ttl_ms`` of event time are evicted at each
 sweep (every ``sweep_ms``; tunables
@@ -59,6 +64,7 @@ from .config import ClusterConfig, DetectorConfig
 from .lifecycle import Lifecycle, OpenAlert, severity_of
 from .records import PairEvidence
 from .memo import Bounds
+from .pair_shards import MAX_PAIRS, HotPair, PairShard, _Pair, pair_key, shard_of
 from .rows import ClusterMemberRow
 from .scoring import ramp
 from .spread import area_spread
@@ -69,19 +75,9 @@ DETECTOR = "hydra_cluster"
 RETIRED_MAX = 10_000              # records of clusters that fell apart, kept to reuse their alert,
 RETIRED_TTL_MS = 24 * 3_600_000   # and once their alert is closed, for this long of event time
 MAX_CLUSTER = 2_000
-MAX_PAIRS = 500_000
 MAX_ACCOUNTS = 200_000
 TS_RING = 8                       # recent observation times per account (synchrony)
 MAX_SAMPLES = 5
-
-
-def _fade(age: int, cfg: ClusterConfig) -> float:
-    """Weight of evidence ``age`` ms old: held for pair_hold_ms, then fading out by pair_ttl_ms.
-    (A step-and-fade, not an exponential: links must not flicker between sweeps.)"""
-    hold = cfg.pair_hold_ms
-    if age <= hold:
-        return 1.0
-    return max(0.0, 1.0 - (age - hold) / (cfg.pair_ttl_ms - hold))
 
 
 class _Account:
@@ -92,26 +88,6 @@ class _Account:
         self.times: list[int] = []
         self.last_ts = 0
         self.samples: list[str] = []
-
-
-class _Pair:
-    __slots__ = ("kinds", "sync", "last_ts", "first_ts")
-
-    def __init__(self, ts: int) -> None:
-        self.kinds: dict[str, list] = {}    # kind -> [weight, ts]
-        self.sync: list[int] = []           # distinct minutes with synchronised observations
-        self.last_ts = ts
-        self.first_ts = ts
-
-    def strength(self, now: int, cfg: ClusterConfig) -> float:
-        miss = 1.0
-        hold = cfg.pair_hold_ms
-        for w, ts in self.kinds.values():
-            age = now - ts
-            miss *= 1.0 - (w if age <= hold else w * _fade(age, cfg))   # most evidence is held
-        if self.sync:
-            miss *= 1.0 - (0.5 if len(self.sync) >= 2 else 0.3)
-        return 1.0 - miss
 
 
 class _Cluster:
@@ -235,27 +211,32 @@ def score_cluster(members: Mapping[str, dict], times: Mapping[str, list[int]], k
 class ClusterEngine:
     """Stage 3: pair evidence → clusters, scores, alert events and ``cluster_members`` rows."""
 
-    def __init__(self, config: DetectorConfig | None = None, settle: int = 1):
+    def __init__(self, config: DetectorConfig | None = None, settle: int = 1, shards: int = 1):
         """Clusters touched by evidence of time t are scored (as of t: ``raised_at_ms`` = t) once
         the clock passes t + ``settle_ms``; the clock is the oldest event time among the last
         ``settle`` messages: 1 for an ordered replay, ``stream_settle`` in the stream, where the
         evidence of one instant arrives from partitions consumed at different speeds. Both then
         score a cluster with all its evidence up to t + settle_ms, so the stream's cluster ids
         and alert ids agree with a replay's. The price: alerts leave settle_ms of event time
-        after the evidence that raised them."""
+        after the evidence that raised them.
+
+        ``shards``: pair state is kept by this many ``PairShard``s (``models/pair_shards.py``);
+        the engine itself keeps only hot pairs. The decisions do not depend on the number."""
         self.config = config or DetectorConfig()
         self.cc = self.config.clusters
         self._pending: dict[str, int] = {}              # account -> evidence time awaiting scoring
         self._due: list[tuple[int, str]] = []           # heap of (time, account), also superseded ones
         self.lifecycle = Lifecycle(DETECTOR, self.config)
         self.accounts: dict[str, _Account] = {}
-        self.pairs: dict[tuple[str, str], _Pair] = {}
-        self.partners: dict[str, set[str]] = {}         # account -> the other accounts of its pairs
+        self.shards = [PairShard(self.cc) for _ in range(max(1, shards))]
+        self.pairs: dict[tuple[str, str], _Pair] = {}   # the hot pairs (``pair_shards``), the shards' own
+        self.partners: dict[str, set[str]] = {}         # account -> the other accounts of its hot pairs
         # a pair's strength only falls while no evidence arrives, so a sweep re-checks only the pairs
         # strong at the previous sweep and those with evidence since
         self._strong: set[tuple[str, str]] = set()
         self._changed: set[tuple[str, str]] = set()
         self.parent: dict[str, str] = {}
+        self.component: dict[str, set[str]] = {}       # root -> its accounts (scoring reads it, no scan)
         self.size: dict[str, int] = {}
         self.clusters: dict[str, _Cluster] = {}        # root -> cluster
         self.watermark = 0
@@ -276,7 +257,15 @@ class ClusterEngine:
         return root
 
     def _members(self, root: str) -> list[str]:
-        return sorted(a for a in self.parent if self.find(a) == root)
+        return sorted(self.component.get(root, ()))
+
+    def _attach(self, ra: str, rb: str) -> None:
+        """Root ``ra`` goes under root ``rb`` (the caller keeps the sizes)."""
+        self.parent.setdefault(ra, ra)
+        self.parent.setdefault(rb, rb)
+        self.parent[ra] = rb
+        into = self.component.setdefault(rb, {rb})
+        into |= self.component.pop(ra, {ra})
 
     def _union(self, a: str, b: str, ts: int) -> str | None:
         ra, rb = self.find(a), self.find(b)
@@ -288,9 +277,7 @@ class ClusterEngine:
         if (sa, rb) > (sb, ra):  # bigger root wins; ties by account id, so replay and stream agree
             ra, rb, sa, sb = rb, ra, sb, sa
         # ra: the smaller side is attached under rb
-        self.parent.setdefault(ra, ra)
-        self.parent.setdefault(rb, rb)
-        self.parent[ra] = rb
+        self._attach(ra, rb)
         self.size[rb] = sa + sb
         self.size.pop(ra, None)
         ca, cb = self.clusters.pop(ra, None), self.clusters.get(rb)
@@ -328,7 +315,7 @@ class ClusterEngine:
         (``cluster_members`` rows accumulate for ``drain_rows``)."""
         self._out: list[Alert] = []
         cc = self.cc
-        a, ts, kind, w = msg.account, msg.ts_ms, msg.kind, msg.weight
+        a, ts = msg.account, msg.ts_ms
         if ts > self.watermark:
             self.watermark = ts
         self._recent_ts.append(ts)
@@ -341,24 +328,14 @@ class ClusterEngine:
             acc.samples.append(msg.event_id)
             del acc.samples[:-2]
         touched: set[str] = set()
-        for b, sync, sb in msg.partners:
+        for b, sb, p, key in self._hot_pairs(msg):
             self._account(b, sb, 0)
-            key = (a, b) if a < b else (b, a)
-            p = self.pairs.get(key)
             if p is None:
-                if w < cc.pair_seed_weight or len(self.pairs) >= MAX_PAIRS:
-                    continue
-                p = self.pairs[key] = _Pair(ts)
-                self._partner(a, b)
-            old = p.kinds.get(kind)
-            if old is None or w >= old[0] * _fade(ts - old[1], cc):
-                p.kinds[kind] = [w, ts]
-            if sync:
-                minute = ts // 60_000
-                if minute not in p.sync:
-                    p.sync.append(minute)
-                    del p.sync[:-cc.sync_keep]
-            p.last_ts = max(p.last_ts, ts)
+                continue          # a linked account's newer summary, its pair with ``a`` is not hot
+            if self.pairs.get(key) is not p:
+                if key not in self.pairs:
+                    self._partner(a, b)
+                self.pairs[key] = p
             self._changed.add(key)
             if p.strength(ts, cc) >= cc.link_threshold:
                 root = self._union(a, b, ts)
@@ -379,6 +356,24 @@ class ClusterEngine:
             self.last_sweep = ts
             self._sweep(ts)
         return self._out
+
+    def _hot_pairs(self, msg: PairEvidence) -> list[HotPair]:
+        """Fold the message's partners into the shards' pairs; the hot and linked ones (``PairShard``),
+        in message order."""
+        shards = self.shards
+        if len(shards) == 1:
+            return shards[0].update(msg.account, msg.kind, msg.weight, msg.ts_ms, msg.partners, self.partners)
+        a, n = msg.account, len(shards)
+        routed: dict[int, list] = {}
+        for partner in msg.partners:
+            routed.setdefault(shard_of(pair_key(a, partner.account), n), []).append(partner)
+        hot: list[HotPair] = []
+        for i, partners in routed.items():
+            hot += shards[i].update(a, msg.kind, msg.weight, msg.ts_ms, partners, self.partners)
+        if len(hot) > 1:
+            order = {partner.account: i for i, partner in enumerate(msg.partners)}
+            hot.sort(key=lambda h: order[h[0]])
+        return hot
 
     def _flush_pending(self, clock: int) -> None:
         due = self._due   # a heap: most messages find nothing due without looking at every account
@@ -502,6 +497,8 @@ class ClusterEngine:
     def _sweep(self, now: int) -> None:
         """Evict idle pairs and accounts, then rebuild the union-find from the live strong pairs."""
         cc = self.cc
+        for shard in self.shards:
+            shard.sweep(now)
         for a, b in [k for k, p in self.pairs.items() if now - p.last_ts > cc.pair_ttl_ms]:
             del self.pairs[(a, b)]
             self._strong.discard((a, b))
@@ -517,7 +514,7 @@ class ClusterEngine:
             self.accounts = {a: self.accounts[a] for a in sorted(keep)}
         old_root = {a: self.find(a) for a in self.parent}
         old_clusters = self.clusters
-        self.parent, self.size, self.clusters = {}, {}, {}
+        self.parent, self.size, self.clusters, self.component = {}, {}, {}, {}
         self._strong = {k for k in self._strong | self._changed
                         if self.pairs[k].strength(now, cc) >= cc.link_threshold}
         self._changed = set()
@@ -527,9 +524,7 @@ class ClusterEngine:
                 continue
             if (self.size.get(ra, 1), rb) > (self.size.get(rb, 1), ra):
                 ra, rb = rb, ra
-            self.parent.setdefault(ra, ra)
-            self.parent.setdefault(rb, rb)
-            self.parent[ra] = rb
+            self._attach(ra, rb)
             self.size[rb] = self.size.pop(ra, 1) + self.size.get(rb, 1)
         # carry cluster records (ids, open alerts) over: each old record to the new component
         # holding most of its members; a component with several candidates keeps the oldest
@@ -597,7 +592,8 @@ class ClusterEngine:
         return rows
 
     def stats(self) -> dict:
-        return {"accounts": len(self.accounts), "pairs": len(self.pairs), "clusters": len(self.clusters),
+        return {"accounts": len(self.accounts), "pairs": sum(len(s.pairs) for s in self.shards),
+                "hot_pairs": len(self.pairs), "clusters": len(self.clusters),
                 "largest": max(self.size.values(), default=0)}
 
     def bounds(self) -> Bounds:
@@ -605,7 +601,8 @@ class ClusterEngine:
         union-find, clusters and scores hold only accounts of live pairs; ``max_scores`` only
         live and retired clusters."""
         in_pairs = 2 * MAX_PAIRS
-        return {"engine.accounts": (len(self.accounts), MAX_ACCOUNTS), "engine.pairs": (len(self.pairs), MAX_PAIRS),
+        return {"engine.accounts": (len(self.accounts), MAX_ACCOUNTS),
+                "engine.pairs": (sum(len(s.pairs) for s in self.shards), MAX_PAIRS * len(self.shards)),
                 "engine.partners": (len(self.partners), in_pairs), "engine.union_find": (len(self.parent), in_pairs),
                 "engine.clusters": (len(self.clusters), MAX_PAIRS), "engine.retired": (len(self.retired), RETIRED_MAX),
                 "engine.max_scores": (len(self.max_scores), MAX_PAIRS + RETIRED_MAX),

@@ -142,8 +142,9 @@ class ClusterStage:
     """Stage 3 (``ClusterEngine``) with its cadence: quiet clusters close at each minute
     boundary the engine's clock (``close_clock``) passes, checked after every evidence message."""
 
-    def __init__(self, config: DetectorConfig | None = None, settle: int = 1, feedback: FeedbackBook | None = None):
-        self.engine = ClusterEngine(config, settle=settle)
+    def __init__(self, config: DetectorConfig | None = None, settle: int = 1, feedback: FeedbackBook | None = None,
+                 shards: int = 1):
+        self.engine = ClusterEngine(config, settle=settle, shards=shards)
         self.engine.lifecycle.feedback = feedback
         self._ticked = 0
 
@@ -170,11 +171,11 @@ class CrossAccountPipeline:
     stage objects in three agents."""
 
     def __init__(self, config: DetectorConfig | None = None, key: bytes = DEV_KEY, settle: int = 1,
-                 feedback: FeedbackBook | None = None):
+                 feedback: FeedbackBook | None = None, shards: int = 1):
         config = config or DetectorConfig()
         self.observer = LinkObserver(key, config.clusters)
         self.linker = Linker(config.clusters)
-        self.clusters = ClusterStage(config, settle, feedback)
+        self.clusters = ClusterStage(config, settle, feedback, shards)
 
     def process(self, record: LinkRecord) -> ClusterOutput:
         out = ClusterOutput()

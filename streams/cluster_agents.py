@@ -25,11 +25,15 @@ message) that earlier versions wrote; the objects' wire form (``LinkObservation.
 ``PairEvidence.to_wire``) is the short-key JSON of earlier versions, so a rolling upgrade
 needs no care. Clusters span keys and partitions, so the cluster stage runs as a
 single instance cluster-wide: its topic has one partition, and Kafka gives
-that partition to exactly one worker of the group. That is acceptable
-because its input is small -- observations are deduplicated per account and
-key (at most one per key per 3 minutes, 30 for payment/system prompt/client),
-keys shared by too many accounts emit nothing, and each observation yields
-one evidence message.
+that partition to exactly one worker of the group. Its input is small --
+observations are deduplicated per account and key (at most one per key per 3
+minutes, 30 for payment/system prompt/client), keys shared by too many
+accounts emit nothing, and each observation yields at most one evidence
+message -- but not free: ``python -m distillguard.streams.cluster_ceiling``
+measures at what total request rate it fills one core (README,
+"Cross-account detection"). Most of its work, the pair state, is in
+``PairShard``s (``models/pair_shards.py``), split by pair, so it can move to
+other partitions without changing a decision; here the engine runs one.
 
 State. Linker sketches and cluster state live in memory, bounded (see the
 module docstrings). After a restart or rebalance they refill from new
