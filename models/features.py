@@ -32,7 +32,7 @@ from .capability_areas import OTHER as AREA_OTHER, area_of
 from .capability_space import OTHER as CAPABILITY_OTHER, capability_of
 from .elicitation import ElicitationModel, default_model
 from .memo import Memo
-from .text import analyze, clip, fingerprint, grader_cues
+from .text import analyze, clip, fingerprint, grader_cues, keyed_fingerprint, keyed_hasher
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
 LONG_ANSWER_TOKENS = 600   # an answer this long (output tokens actually returned) is worth distilling
@@ -129,9 +129,9 @@ def prompt_signals(prompt: str, key: bytes, model: ElicitationModel, memo: Memo 
             return found
     p = analyze(clipped)
     words = p.words
-    out = PromptSignals(fingerprint(key, p.skeleton), fingerprint(key, p.wrapper), area_of(words),
-                        capability_of(_payload_words(p)), _elicits(model, clipped, words),
-                        grader_cues(words) >= 2)
+    hasher = keyed_hasher(key)   # looked up once for both fingerprints
+    out = PromptSignals(keyed_fingerprint(hasher, p.skeleton), keyed_fingerprint(hasher, p.wrapper), area_of(words),
+                        capability_of(_payload_words(p)), _elicits(model, clipped, words), grader_cues(words) >= 2)
     if memo is not None:
         memo.put(clipped, out)
     return out
