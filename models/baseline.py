@@ -43,9 +43,9 @@ class CohortBaseline:
         st = self._stats.get(cohort, {}).get(name)
         return st[0] if st else None
 
-    def explain(self, cohort: str, x: dict[str, float]) -> list[dict]:
+    def explain(self, cohort: str, x: dict[str, float], limit: int | None = None) -> list[dict]:
         """Reasons ``{"feature", "value", "baseline"}``, largest standardised excess over the
-        cohort mean first (features without a baseline yet come last)."""
+        cohort mean first (features without a baseline yet come last); the first ``limit``."""
         stats = self._stats.get(cohort, {})
         rows = []
         for name, v in x.items():
@@ -57,4 +57,4 @@ class CohortBaseline:
             rows.append((z, name, v, st[0]))
         rows.sort(key=lambda r: (-r[0], r[1]))
         return [{"feature": name, "value": round(v, 4), "baseline": None if b is None else round(b, 4)}
-                for _z, name, v, b in rows]
+                for _z, name, v, b in rows[:limit]]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .text import fingerprint
+from .text import keyed_fingerprint, keyed_hasher
 
 WINDOW_MS = 15 * 60_000      # re-deliveries come within seconds to minutes
 MAX_IDS = 500_000            # ~50 MB at most; at 5k events/s the time bound (15 min = 4.5M) is the larger
@@ -29,7 +29,7 @@ MAX_IDS = 500_000            # ~50 MB at most; at 5k events/s the time bound (15
 class DedupeWindow:
     """``seen(event_id, ts_ms)`` → True if the id was seen within the window (then skip the event)."""
 
-    __slots__ = ("window_ms", "max_ids", "_ids", "_order", "_newest", "duplicates", "evicted_early", "_key")
+    __slots__ = ("window_ms", "max_ids", "_ids", "_order", "_newest", "duplicates", "evicted_early", "_hasher")
 
     def __init__(self, window_ms: int = WINDOW_MS, max_ids: int = MAX_IDS, key: bytes = b"dg-dedupe"):
         if window_ms <= 0 or max_ids <= 0:
@@ -41,10 +41,10 @@ class DedupeWindow:
         self._newest = 0
         self.duplicates = 0
         self.evicted_early = 0
-        self._key = key
+        self._hasher = keyed_hasher(key)   # looked up once, not per event
 
     def seen(self, event_id: str, ts_ms: int) -> bool:
-        h = fingerprint(self._key, event_id)
+        h = keyed_fingerprint(self._hasher, event_id)
         if h in self._ids:
             self.duplicates += 1
             return True

@@ -35,7 +35,7 @@ from distillguard.schemas import Alert, RequestEvent
 from .config import DetectorConfig
 from .dedupe import DedupeWindow
 from .elicitation import ElicitationModel
-from .features import EventFeatures, extract
+from .features import EventFeatures, PromptParts, extract
 from .lifecycle import Lifecycle
 from .memo import Bounds
 from .response import Context
@@ -87,12 +87,13 @@ class AccountDetector:
             return False
         return n == self.config.min_events or n % self.config.score_every == 0
 
-    def process(self, event: RequestEvent) -> AccountResult | None:
+    def process(self, event: RequestEvent, parts: PromptParts | None = None) -> AccountResult | None:
         """Learn one event; return its features, alert events and feature snapshot, or None for
-        an event id seen within the dedupe window (a re-delivery: counted once)."""
+        an event id seen within the dedupe window (a re-delivery: counted once). ``parts``: the
+        event's ``features.prompt_parts`` if the caller has them already."""
         if self.dedupe.seen(event.event_id, event.ts_ms):
             return None
-        return self.learn_features(event.account_id, extract(event, self.key, self.elicitation))
+        return self.learn_features(event.account_id, extract(event, self.key, self.elicitation, parts))
 
     def process_one(self, event: RequestEvent) -> list[Alert]:
         """The alert events of ``process`` (tests and notebooks)."""

@@ -32,7 +32,7 @@ from .capability_areas import OTHER as AREA_OTHER, area_of
 from .capability_space import OTHER as CAPABILITY_OTHER, capability_of
 from .elicitation import ElicitationModel, default_model
 from .memo import Memo
-from .text import analyze, clip, fingerprint, grader_cues
+from .text import analyze, clip, fingerprint, grader_cues, keyed_fingerprint, keyed_hasher
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
 LONG_ANSWER_TOKENS = 600   # an answer this long (output tokens actually returned) is worth distilling
@@ -94,6 +94,49 @@ def _elicits(model: ElicitationModel, text: str, words: frozenset) -> bool:
     return model.is_elicitation(text)
 
 
+class PromptSignals(NamedTuple):
+    """Everything ``extract`` derives from the last user turn's text: derived numbers only."""
+    skeleton_fp: int
+    wrapper_fp: int
+    area: int            # coarse area (capability_areas)
+    capability: int      # fine area (capability_space) of its payload words
+    elicits: bool        # the elicitation model's verdict on it
+    grader: bool         # grading vocabulary and a scale
+
+
+# Prompts repeat (templated jobs, retries, every turn of a chat resends history, eval harnesses):
+# ~36% of the default scenario's prompts were seen within the last 4096. Each (key, elicitation
+# model) has its own memo of signals by clipped text (the signals depend on both); the memo of
+# the latest pairs is kept (a process has one, evaluation a few).
+PROMPT_MEMO = 4096
+_SIGNALS = Memo("features.signal_memos", 4)
+
+
+def _signals_memo(key: bytes, model: ElicitationModel) -> Memo:
+    memo = _SIGNALS.get((key, model))
+    if memo is None:
+        memo = Memo("features.prompt_signals", PROMPT_MEMO)
+        _SIGNALS.put((key, model), memo)
+    return memo
+
+
+def prompt_signals(prompt: str, key: bytes, model: ElicitationModel, memo: Memo | None = None) -> PromptSignals:
+    """The text signals of ``prompt`` (all functions of its clipped text), memoised in ``memo``."""
+    clipped = clip(prompt)
+    if memo is not None:
+        found = memo.get(clipped)
+        if found is not None:
+            return found
+    p = analyze(clipped)
+    words = p.words
+    hasher = keyed_hasher(key)   # looked up once for both fingerprints
+    out = PromptSignals(keyed_fingerprint(hasher, p.skeleton), keyed_fingerprint(hasher, p.wrapper), area_of(words),
+                        capability_of(_payload_words(p)), _elicits(model, clipped, words), grader_cues(words) >= 2)
+    if memo is not None:
+        memo.put(clipped, out)
+    return out
+
+
 class PromptParts(NamedTuple):
     prompt: str      # the last user turn
     system: str      # the first system prompt
@@ -128,10 +171,13 @@ def prompt_parts(event: RequestEvent) -> PromptParts:
     return PromptParts(prompt, system, turns, question)
 
 
-def extract(event: RequestEvent, key: bytes, elicitation: ElicitationModel | None = None) -> EventFeatures:
+def extract(event: RequestEvent, key: bytes, elicitation: ElicitationModel | None = None,
+            parts: PromptParts | None = None) -> EventFeatures:
     """One request → :class:`EventFeatures` (reads the last and first user turns and the system
-    prompt; ``elicitation``: the reasoning-elicitation model, default :func:`default_model`)."""
-    parts = prompt_parts(event)
+    prompt; ``elicitation``: the reasoning-elicitation model, default :func:`default_model`;
+    ``parts``: the event's :func:`prompt_parts` if the caller has them already)."""
+    if parts is None:
+        parts = prompt_parts(event)
     if parts is _NO_PARTS:
         # Redacted or no-content producers: the metadata signals only. The fingerprint is the
         # event's own, so it neither repeats nor fills a template (a constant would read as one
@@ -152,20 +198,19 @@ def _features(event: RequestEvent, key: bytes, parts: PromptParts,
     bias = params.get("logit_bias")
     usage = event.usage
     model = elicitation or default_model()
-    p = analyze(prompt)
+    sig = prompt_signals(prompt, key, model, _signals_memo(key, model))
     # the area of a conversation is its opening question's, whatever the follow-ups ask
-    capability = capability_of(_payload_words(p)) if question is prompt else _opening_capability(question)
-    elicits = _elicits(model, prompt, p.words) or (bool(system) and model.is_elicitation_memo(system))
-    cue_words = p.words
+    capability = sig.capability if question is prompt else _opening_capability(question)
+    elicits = sig.elicits or (bool(system) and model.is_elicitation_memo(system))
     output_tokens = usage.get("output_tokens") or 0
     return EventFeatures(
         event.ts_ms,
         event.event_id,
-        fingerprint(key, p.skeleton),
-        fingerprint(key, p.wrapper),
-        area_of(p.words),
+        sig.skeleton_fp,
+        sig.wrapper_fp,
+        sig.area,
         elicits and not 0 < max_tokens < REASONING_MIN_TOKENS,
-        grader_cues(cue_words) >= 2,
+        sig.grader,
         bool(params.get("logprobs")) and (params.get("top_logprobs") or 0) >= 1 and 0 < max_tokens <= 5,
         len(bias) if bias else 0,
         max_tokens >= LONG_OUTPUT_TOKENS,

@@ -58,7 +58,7 @@ import math
 from collections import OrderedDict
 
 from .config import ClusterConfig
-from .features import prompt_parts
+from .features import PromptParts, prompt_parts
 from .records import AccountSummary, LinkFeatures, LinkObservation, LinkRecord, PairEvidence, Partner
 from .memo import Bounds, Memo
 from .text import fingerprint, words
@@ -124,15 +124,16 @@ def _key_shape(api_key: str | None) -> str:
     return str(len(api_key))
 
 
-def link_inputs(event) -> list[tuple[str, object]]:
+def link_inputs(event, parts: PromptParts | None = None) -> list[tuple[str, object]]:
     """(kind, raw input) pairs of one request: the fields a link value is derived from
-    (``link_value``); raw inputs never leave this module."""
+    (``link_value``); raw inputs never leave this module. ``parts``: the event's
+    ``prompt_parts`` if the caller has them already."""
     out: list[tuple[str, object]] = []
     if event.payment_fingerprint:
         out.append(("pay", event.payment_fingerprint))
     if event.client_ip:
         out.append(("net", event.client_ip))
-    prompt, system, _turns, _question = prompt_parts(event)
+    prompt, system, _turns, _question = prompt_parts(event) if parts is None else parts
     if len(prompt) >= _WRAP_MIN_CHARS:
         out.append(("wrap", prompt[-_WRAP_TAIL_CHARS:]))
     if system:
@@ -142,12 +143,12 @@ def link_inputs(event) -> list[tuple[str, object]]:
     return out
 
 
-def link_record(event, features=None) -> LinkRecord:
+def link_record(event, features=None, parts: PromptParts | None = None) -> LinkRecord:
     """All that stage 1 reads of one request and its ``EventFeatures``: plain values only, so a
     ``tuple()`` of it is cheap to hand to another process (``replay --jobs 2``)."""
     feats = None if features is None else (bool(features.reasoning), features.area, features.wrapper_fp)
     return LinkRecord(event.account_id, event.ts_ms, event.event_id, event.model, event.account_created_ms,
-                      event.access_tier, link_inputs(event), feats)
+                      event.access_tier, link_inputs(event, parts), feats)
 
 
 def _wrapper_of(tail: str) -> str | None:

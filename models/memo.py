@@ -49,11 +49,11 @@ class Memo:
     def get(self, key: Hashable, default=None):
         """The value memoised for ``key`` (now the most recently used), else ``default``."""
         data = self._data
-        try:
-            data.move_to_end(key)
-        except KeyError:
+        value = data.get(key, _MISSING)   # a miss costs one lookup, not a raised KeyError
+        if value is _MISSING:
             return default
-        return data[key]
+        data.move_to_end(key)
+        return value
 
     def put(self, key: Hashable, value) -> None:
         """Remember ``value`` for ``key``; the least recently used entry goes if over the bound."""

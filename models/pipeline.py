@@ -34,6 +34,7 @@ from .clusters import ClusterEngine
 from .config import DetectorConfig
 from .detector import DEV_KEY, AccountDetector
 from .elicitation import ElicitationModel
+from .features import prompt_parts
 from .feedback import FeedbackBook
 from .linking import Linker, LinkObserver, link_record
 from .records import LinkRecord, PairEvidence
@@ -111,13 +112,14 @@ class AccountStage:
 
     def process(self, event: RequestEvent) -> AccountOutput | None:
         """One request's per-account output; None for a re-delivered event id (counted once)."""
-        r = self.detector.process(event)
+        parts = prompt_parts(event)   # one scan of the messages for features and link inputs
+        r = self.detector.process(event, parts)
         if r is None:
             return None
         f = r.features
         self.aggregates.learn_one(event.account_id, event.ts_ms, f.input_tokens, f.output_tokens, f.error,
                                   f.skeleton_fp, f.area)
-        return AccountOutput(r.alerts, r.snapshot, link_record(event, f))
+        return AccountOutput(r.alerts, r.snapshot, link_record(event, f, parts))
 
     def end_batch(self, low_watermark: int) -> BatchOutput:
         """After a batch: the event time every source has reached is ``low_watermark``

@@ -195,7 +195,7 @@ class Scorer:
         score = round(1.0 - miss, 4)
         top = max(ev, key=lambda k: (ev[k], k != "anomaly"))  # ties: a named finding over "anomaly"
         reasons = [{"feature": top, "value": round(ev[top], 4), "baseline": 0.0}]
-        reasons += self.baseline.explain(cohort, x)[: cfg.max_reasons]
+        reasons += self.baseline.explain(cohort, x, cfg.max_reasons)
         return score, reasons, ev
 
     def learn_one(self, s: AccountState, score: float, x: dict[str, float] | None = None) -> None:

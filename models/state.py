@@ -142,46 +142,48 @@ class AccountState:
             self._kmv_add(sk)
         self._top_add(wr)
         new_model = self._model_is_new(f.model, ts)
-        values = [(C_REQUESTS, 1.0)]
-        add = values.append
+        # counters this event adds one to (token counts are added below with their values)
+        ones = [C_REQUESTS]
+        add = ones.append
         if f.reasoning:
-            add((C_REASONING, 1.0))
+            add(C_REASONING)
         if f.grader:
-            add((C_GRADER, 1.0))
+            add(C_GRADER)
         if f.logprob_probe:
-            add((C_LOGPROB, 1.0))
+            add(C_LOGPROB)
         if f.logit_bias_size:
-            add((C_BIAS, 1.0))
+            add(C_BIAS)
         if f.long_output:
-            add((C_LONG_OUT, 1.0))
+            add(C_LONG_OUT)
         if f.truncated:
-            add((C_TRUNCATED, 1.0))
+            add(C_TRUNCATED)
         if repeat_skeleton:
-            add((C_REPEAT_SKELETON, 1.0))
+            add(C_REPEAT_SKELETON)
         if template_fill:
-            add((C_TEMPLATE_FILL, 1.0))
-        if f.input_tokens:
-            add((C_IN_TOKENS, f.input_tokens))
-        if f.output_tokens:
-            add((C_OUT_TOKENS, f.output_tokens))
+            add(C_TEMPLATE_FILL)
         if f.error:
-            add((C_ERRORS, 1.0))
+            add(C_ERRORS)
         if f.fresh:
-            add((C_FRESH, 1.0))
+            add(C_FRESH)
         if burst:
-            add((C_BURST, 1.0))
+            add(C_BURST)
         if new_model:
-            add((C_NEW_MODEL, 1.0))
+            add(C_NEW_MODEL)
         if f.long_answer:
-            add((C_LONG_ANSWER, 1.0))
+            add(C_LONG_ANSWER)
         if f.short_answer:
-            add((C_SHORT_ANSWER, 1.0))
+            add(C_SHORT_ANSWER)
         dt = ts - self.base_ms
         w0, w1, w2 = math.exp(dt / _TAU_SHORT), math.exp(dt / _TAU_HOUR), math.exp(dt / _TAU_DAY)
-        for i, v in values:
-            c[i] += w0 * v
-            c[i + _HOUR0] += w1 * v
-            c[i + _DAY0] += w2 * v
+        for i in ones:
+            c[i] += w0
+            c[i + _HOUR0] += w1
+            c[i + _DAY0] += w2
+        for i, v in ((C_IN_TOKENS, f.input_tokens), (C_OUT_TOKENS, f.output_tokens)):
+            if v:
+                c[i] += w0 * v
+                c[i + _HOUR0] += w1 * v
+                c[i + _DAY0] += w2 * v
         c[CAP0 + f.capability] += w2
         if f.end_user is not None:
             if self.users is None:

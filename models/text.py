@@ -92,11 +92,21 @@ _KEYED = Memo("text.keyed_hashers", 16)  # key -> keyed hasher, copied per use (
 
 def fingerprint(key: bytes, text: str) -> int:
     """A keyed 63-bit fingerprint of ``text`` (keyed BLAKE2b, a MAC like HMAC but cheaper)."""
+    return keyed_fingerprint(keyed_hasher(key), text)
+
+
+def keyed_hasher(key: bytes):
+    """The keyed BLAKE2b state of ``key`` (memoised): :func:`keyed_fingerprint` copies it."""
     base = _KEYED.get(key)
     if base is None:
         base = hashlib.blake2b(key=key[:64], digest_size=8)
         _KEYED.put(key, base)
-    h = base.copy()
+    return base
+
+
+def keyed_fingerprint(hasher, text: str) -> int:
+    """``fingerprint`` with the key's hasher already at hand (several texts, one key)."""
+    h = hasher.copy()
     h.update(text.encode("utf-8", "surrogatepass"))
     return int.from_bytes(h.digest(), "big") >> 1
 

@@ -118,16 +118,25 @@ def _messages(raw: Any) -> list[Message]:
     if len(raw) > MAX_MESSAGES:
         raise BadEvent("bad_value", f"messages has {len(raw)} entries (max {MAX_MESSAGES})")
     out = []
-    for i, m in enumerate(raw):
-        if type(m) is not dict:
-            raise BadEvent("wrong_type", f"messages[{i}] must be an object")
-        role, content = m.get("role"), m.get("content")
-        if type(role) is not str or type(content) is not str:
-            raise BadEvent("wrong_type", f"messages[{i}] needs string role and content")
-        if role not in ROLES:
-            raise BadEvent("bad_value", f"messages[{i}].role {role[:40]!r} is not one of {sorted(ROLES)}")
-        out.append(Message(role, content))
+    add = out.append
+    for m in raw:
+        if type(m) is dict:
+            role, content = m.get("role"), m.get("content")
+            if type(role) is str and type(content) is str and role in ROLES:
+                add(Message(role, content))
+                continue
+        _bad_message(len(out), m)
     return out
+
+
+def _bad_message(i: int, m: Any) -> None:
+    """Raise the error of ``messages[i]`` (off the hot path: only a bad message gets here)."""
+    if type(m) is not dict:
+        raise BadEvent("wrong_type", f"messages[{i}] must be an object")
+    role, content = m.get("role"), m.get("content")
+    if type(role) is not str or type(content) is not str:
+        raise BadEvent("wrong_type", f"messages[{i}] needs string role and content")
+    raise BadEvent("bad_value", f"messages[{i}].role {role[:40]!r} is not one of {sorted(ROLES)}")
 
 
 def _params(raw: Any) -> dict[str, Any]:
@@ -177,12 +186,16 @@ def event_from_dict(doc: Any) -> RequestEvent:
         raise BadEvent("wrong_type", "ts_ms must be an integer")
     if not 0 <= ts < MAX_TS_MS:
         raise BadEvent("bad_value", "ts_ms out of range")
-    event_id = _text(doc, "event_id", True)
-    account_id = _text(doc, "account_id", True)
+    get = doc.get
+    event_id, account_id, model, operation = get("event_id"), get("account_id"), get("model"), get("operation")
+    if type(event_id) is not str or type(account_id) is not str:   # the error of the first bad one
+        _text(doc, "event_id", True)
+        _text(doc, "account_id", True)
     if not event_id or not account_id:
         raise BadEvent("bad_value", "event_id and account_id must not be empty")
-    model = _text(doc, "model", True)
-    operation = _text(doc, "operation", True)
+    if type(model) is not str or type(operation) is not str:
+        _text(doc, "model", True)
+        _text(doc, "operation", True)
     if operation not in OPERATIONS:
         raise BadEvent("bad_value", f"operation {operation[:40]!r} is not one of {sorted(OPERATIONS)}")
     if "messages" not in doc:
@@ -191,12 +204,26 @@ def event_from_dict(doc: Any) -> RequestEvent:
         raise BadEvent("missing_field", "params")
     messages = _messages(doc["messages"])
     params = _params(doc["params"])
-    get = doc.get
+    usage = _usage(get("usage"))
     ev = RequestEvent(event_id, ts, account_id, model, operation, messages, params,
-                      *[get(name) for name in OPTIONAL_STR[:6]], get("account_created_ms"),
-                      get("access_tier"), _usage(get("usage")), get("status"), get("latency_ms"),
-                      get("finish_reason"))
+                      get("api_key_id"), get("user_id"), get("client_ip"), get("user_agent"), get("session_id"),
+                      get("payment_fingerprint"), get("account_created_ms"), get("access_tier"), usage,
+                      get("status"), get("latency_ms"), get("finish_reason"))
     # one pass over the optional values, in field order; the message names the first bad one
+    for value in (ev.api_key_id, ev.user_id, ev.client_ip, ev.user_agent, ev.session_id, ev.payment_fingerprint,
+                  ev.access_tier, ev.finish_reason, ev.status):
+        if value is not None and type(value) is not str:
+            _check_optional(ev)
+    for value in (ev.account_created_ms, ev.latency_ms):
+        if value is not None and type(value) is not int:
+            _check_optional(ev)
+    if len(doc) > len(KNOWN) or not KNOWN.issuperset(doc):
+        ev.extra = {k: v for k, v in doc.items() if k not in KNOWN} or None
+    return ev
+
+
+def _check_optional(ev: RequestEvent) -> None:
+    """Raise the error of the first optional field of the wrong type (off the hot path)."""
     for name in OPTIONAL_STR:
         value = getattr(ev, name)
         if value is not None and type(value) is not str:
@@ -207,9 +234,6 @@ def event_from_dict(doc: Any) -> RequestEvent:
             raise BadEvent("wrong_type", f"{name} must be an integer")
     if ev.status is not None and type(ev.status) is not str:
         raise BadEvent("wrong_type", "status must be a string")
-    if len(doc) > len(KNOWN) or not KNOWN.issuperset(doc):
-        ev.extra = {k: v for k, v in doc.items() if k not in KNOWN} or None
-    return ev
 
 
 def parse_event(raw: bytes | str, max_bytes: int = 262144) -> RequestEvent:
