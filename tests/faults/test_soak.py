@@ -59,6 +59,13 @@ def memory_components(status: dict) -> dict[str, float]:
     return out
 
 
+def save_samples(n: int, samples: list) -> None:
+    """Every sample so far, for a second look at a curve (``soak_check``), also of a cut-short run."""
+    out = REPO / "var" / "faults"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "soak_samples.json").write_bytes(orjson.dumps({"events": n, "samples": samples}))
+
+
 def expected_bounds() -> set[str]:
     """The structures a worker's pipeline bounds: the status page must report each of them (a
     structure dropped from ``bounds`` would otherwise pass the soak unseen)."""
@@ -97,6 +104,7 @@ def test_soak_rss_flat(tmp_path, isolated_env, isolated_settings, report):
                     print(f"[soak] {st['events']:,} events, {time.monotonic() - t0:.0f} s: "
                           f"{orjson.dumps(samples[-1][2]).decode()}", flush=True)
                     tenth = st["events"] * 10 // n + 1
+                    save_samples(n, samples)
                 if st["events"] >= n:
                     break
             time.sleep(2 if FULL else 1)
@@ -125,9 +133,7 @@ def test_soak_rss_flat(tmp_path, isolated_env, isolated_settings, report):
                   over_bound=over, trending_up=trending, bounds_missing=missing,
                   rise_over_second_half={c: round(trend_rise(series[c], n), 1) for c in names},
                   components={c: [table[at].get(c) for at in table] for c in names})
-    out = REPO / "var" / "faults"      # every sample, for a second look at a curve (soak_check)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "soak_samples.json").write_bytes(orjson.dumps({"events": n, "samples": samples}))
+    save_samples(n, samples)
     print(f"\n[soak] component sizes at every 10% of {n:,} events:")
     print("  " + f"{'component':<32}" + "".join(f"{at // 1000:>9,}k" for at in table))
     for c in names:
