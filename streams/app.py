@@ -22,7 +22,7 @@ import math
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 
 import faust
@@ -61,12 +61,36 @@ class StateCache(MutableMapping):
     agent writes dirty states to the table once per batch.
     """
 
-    def __init__(self, table):
+    def __init__(self, table, owned: Callable[[], Iterable[int]] = tuple):
         self.table = table
+        self.owned = owned                         # the partitions this worker holds now
         self.local: dict[str, AccountState] = {}
         self.dirty: set[str] = set()
         self.partition: dict[str, int] = {}        # account -> changelog partition of its state
         self.to_delete: dict[str, int] = {}        # expired accounts whose tombstone is not written yet
+
+    def saw_changelog(self, key: str, partition: int, deleted: bool) -> None:
+        """A changelog record read while the table is restored: remember its partition, so a state
+        that is only in the table (its account not seen since a restart or a rebalance) is
+        iterated, expired when idle and its tombstone written like any other."""
+        if deleted:
+            self.partition.pop(key, None)
+        else:
+            self.partition[key] = partition
+
+    def keep_partitions(self, partitions: Iterable[int]) -> None:
+        """After an assignment: forget accounts of partitions another worker holds now (it
+        restores and expires them), so these maps stay bounded across rebalances."""
+        keep = set(partitions)
+        for mapping in (self.partition, self.to_delete):
+            for key in [k for k, p in mapping.items() if p not in keep]:
+                del mapping[key]
+
+    def _table_only(self) -> list[str]:
+        """Accounts whose state is in the table and not loaded yet, on partitions held now."""
+        owned = set(self.owned())
+        return [k for k, p in self.partition.items()
+                if p in owned and k not in self.local and k not in self.to_delete and k in self.table]
 
     def __getitem__(self, key: str) -> AccountState:
         s = self.local.get(key)
@@ -91,10 +115,11 @@ class StateCache(MutableMapping):
             self.to_delete[key] = partition
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.local)
+        # a snapshot: reading a table-only state loads it into ``local``
+        return iter([*self.local, *self._table_only()])
 
     def __len__(self) -> int:
-        return len(self.local)
+        return len(self.local) + len(self._table_only())
 
 
 class Counters:
@@ -203,9 +228,13 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
                        partitions=settings.alerts_partitions)
     sink_topic = app.topic(settings.topic_sink, key_serializer="raw", value_serializer="raw",
                            partitions=settings.partitions)
+    async def restored(event) -> None:   # each changelog record read while the table is restored
+        key = event.key.decode() if isinstance(event.key, bytes) else event.key
+        cache.saw_changelog(key, event.message.partition, event.message.value is None)
+
     table = app.Table("account-state", default=None, partitions=settings.partitions,
-                      key_type=str, value_type=bytes)
-    cache = StateCache(table)
+                      key_type=str, value_type=bytes, on_changelog_event=restored)
+    cache = StateCache(table, owned=lambda: assigned_request_partitions())
     key = settings.fingerprint_key.encode()
     feedback = FeedbackBook()   # analysts' decisions, filled from the feedback topic (issue #16)
     stage = AccountStage(load_config(settings.detector_config or None), key, states=cache, feedback=feedback)
@@ -232,6 +261,10 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
 
     cross = register_cluster_agents(app, settings, stage.config, key, emit_alert, sink_topic, feedback)  # issue #5
     feedback_reader = register_feedback_reader(app, settings, feedback)
+
+    @app.on_partitions_assigned.connect
+    async def _keep(app, assigned, **kwargs) -> None:
+        cache.keep_partitions(tp.partition for tp in assigned if tp.topic == settings.topic_requests)
 
     @app.on_partitions_revoked.connect
     async def _forget(app, revoked, **kwargs) -> None:

@@ -8,6 +8,9 @@ soak can tell a structure that fills from allocator fragmentation or from chDB:
 * ``malloc_in_use_mb`` / ``malloc_free_mb``: glibc ``mallinfo2`` -- bytes handed out
   by malloc (Python's large objects and arenas, chDB, librdkafka all allocate here) and
   bytes malloc holds free (fragmentation: RSS that no object uses);
+* ``malloc_trimmed_mb``: what :func:`trim_malloc` (every ``TRIM_EVERY_S`` in a worker) gave
+  back to the system so far: glibc returns freed memory in the middle of its heaps and in
+  its per-thread arenas (chDB's and librdkafka's threads each get one) only when asked;
 * ``python_blocks``: objects in Python's small-object allocator (``sys.getallocatedblocks``);
 * with ``DG_TRACEMALLOC=1`` (slow, diagnosis only): Python's traced heap in total and
   the largest source files (``python_top_files_mb``);
@@ -27,6 +30,7 @@ from pathlib import Path
 from .settings import load_memory_settings
 
 _MB = 1024 * 1024
+TRIM_EVERY_S = 60.0   # seconds between trim_malloc calls in a worker
 TRACE_TOP = 12     # source files listed under python_top_files_mb
 TRACE_EVERY_S = 30.0
 
@@ -49,6 +53,34 @@ def _mallinfo2():
 
 
 _MALLINFO2 = _mallinfo2()
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None on another libc."""
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+_MALLOC_TRIM = _malloc_trim()
+_TRIMMED = {"mb": 0.0}
+
+
+def trim_malloc() -> float:
+    """Give malloc's free pages back to the system (``malloc_trim(0)``: every arena, the
+    middle of the heaps too, by ``madvise``); the MB it gave back:
+    anonymous RSS before minus after (other threads allocate meanwhile: an estimate). Without
+    it freed memory stays resident and RSS creeps with fragmentation."""
+    if _MALLOC_TRIM is None:
+        return 0.0
+    before = _status_kb("RssAnon").get("RssAnon", 0)
+    _MALLOC_TRIM(0)
+    released = max(0, before - _status_kb("RssAnon").get("RssAnon", 0)) / 1024
+    _TRIMMED["mb"] += released
+    return released
 
 
 def start_tracing() -> bool:
@@ -81,6 +113,7 @@ def process_memory(clickhouse: dict | None = None) -> dict:
         m = _MALLINFO2()
         out["malloc_in_use_mb"] = round((m.uordblks + m.hblkhd) / _MB, 1)
         out["malloc_free_mb"] = round(m.fordblks / _MB, 1)
+        out["malloc_trimmed_mb"] = round(_TRIMMED["mb"], 1)
     out["python_blocks"] = sys.getallocatedblocks()
     if tracemalloc.is_tracing():
         out["python_traced_mb"] = round(tracemalloc.get_traced_memory()[0] / _MB, 1)

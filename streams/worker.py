@@ -23,7 +23,7 @@ from . import logs
 from .clickhouse import MIGRATIONS, Store
 from .health import Readiness, WaitingServer, register_health_pages
 from .kafka_io import check_topics, ensure_topics
-from .memory import start_tracing
+from .memory import TRIM_EVERY_S, start_tracing, trim_malloc
 from .settings import Settings, SettingsError, describe, load_settings
 from .sink import Sink
 from .startup import wait_for_dependencies
@@ -86,6 +86,10 @@ def run_worker(settings: Settings) -> int:
     # SIGTERM and rebalances wait for the batch in progress to be processed and acked
     app.conf.stream_wait_empty = True
     register_health_pages(app, Readiness(app, sink, clickhouse))
+
+    @app.timer(TRIM_EVERY_S)
+    async def _trim_malloc() -> None:   # issue #18: freed memory back to the system (memory.trim_malloc)
+        log.debug("malloc_trim gave back %.1f MB", trim_malloc())
     if sink is not None:
         @app.task
         async def _start_sink() -> None:

@@ -2,6 +2,7 @@
 with accounts, clusters and time -- by count and by event-time age."""
 from distillguard.models import Detector, DetectorConfig
 from distillguard.models.clusters import RETIRED_TTL_MS
+from distillguard.models.elicitation import default_model
 from distillguard.models.pipeline import CrossAccountPipeline
 from distillguard.models.memo import Memo, memo_bounds
 from distillguard.models.scoring import MAX_COHORTS, OTHER_COHORT
@@ -27,6 +28,7 @@ def test_memo_is_a_deterministic_lru_of_fixed_size():
 
 
 def test_module_memos_report_their_bounds():
+    default_model()   # the shipped elicitation model registers its memo when it is built
     bounds = memo_bounds()
     for name in ("text.keyed_hashers", "state.model_ids", "features.opening_capability", "elicitation.verdicts"):
         size, bound = bounds[name]

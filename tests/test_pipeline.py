@@ -99,22 +99,25 @@ def test_small_sim_file_is_gzip(small_sim):
     assert gzip.open(small_sim[0]).readline().startswith(b"{")
 
 
+def _ev(account, i, ts):
+    return {"schema_version": "1", "event_id": f"{account}-{i}", "ts_ms": ts, "account_id": account,
+            "model": "m", "operation": "chat", "messages": [{"role": "user", "content": "hello"}],
+            "params": {}}
+
+
+T0 = 1_793_613_600_000
+EARLY = [_ev(f"early-{a}", i, T0 + i * 1000) for a in range(20) for i in range(3)]
+# later traffic on every partition moves the low watermark 3 hours on
+LATE = [_ev(f"late-{a}", i, T0 + 3 * 3_600_000 + i * 1000) for a in range(40) for i in range(3)]
+
+
 def test_idle_accounts_expire_in_event_time(tmp_path, isolated_env, isolated_settings):
     """Accounts idle for longer than idle_expiry_ms of event time leave the worker's state."""
     config = tmp_path / "detector.toml"
     config.write_text("[detector]\nidle_expiry_ms = 3600000\n")
     settings = isolated_settings
     ensure_topics(settings)
-
-    def ev(account, i, ts):
-        return {"schema_version": "1", "event_id": f"{account}-{i}", "ts_ms": ts, "account_id": account,
-                "model": "m", "operation": "chat", "messages": [{"role": "user", "content": "hello"}],
-                "params": {}}
-
-    t0 = 1_793_613_600_000
-    early = [ev(f"early-{a}", i, t0 + i * 1000) for a in range(20) for i in range(3)]
-    # later traffic on every partition moves the low watermark 3 hours on
-    late = [ev(f"late-{a}", i, t0 + 3 * 3_600_000 + i * 1000) for a in range(40) for i in range(3)]
+    early, late = EARLY, LATE
     worker = WorkerProcess(isolated_env, tmp_path / "worker.log", DG_DETECTOR_CONFIG=str(config)).start()
     try:
         produce_events(settings, early, progress=False)
@@ -126,3 +129,37 @@ def test_idle_accounts_expire_in_event_time(tmp_path, isolated_env, isolated_set
         worker.stop()
     assert status["accounts_expired"] == 20
     assert status["accounts_cached"] == 40
+
+
+def test_states_restored_from_the_changelog_expire_too(tmp_path, isolated_env, isolated_settings):
+    """A restarted worker rebuilds its table from the changelog; accounts never seen again
+    after the restart (only in the table, not loaded) still expire when idle, and their
+    tombstones shrink the table (issue #18: they stayed for ever)."""
+    config = tmp_path / "detector.toml"
+    config.write_text("[detector]\nidle_expiry_ms = 3600000\n")
+    settings = isolated_settings
+    ensure_topics(settings)
+    env = dict(DG_DETECTOR_CONFIG=str(config))
+    worker = WorkerProcess(isolated_env, tmp_path / "worker1.log", **env).start()
+    try:
+        produce_events(settings, EARLY, progress=False)
+        first = worker.wait_for(lambda s: s and s["events"] >= len(EARLY), 120, "early events")
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    worker = WorkerProcess(isolated_env, tmp_path / "worker2.log", **env).start()
+    try:
+        produce_events(settings, LATE, progress=False)
+        worker.wait_for(lambda s: s and s["events"] >= len(LATE) and s["accounts_expired"] >= 20, 120,
+                        "restored accounts to expire")
+        # a tombstone is written in a batch with an event of its partition: one more round of the
+        # late accounts gives every partition one
+        again = [_ev(f"late-{a}", 3, T0 + 3 * 3_600_000 + 60_000) for a in range(40)]
+        produce_events(settings, again, progress=False)
+        status = worker.wait_for(lambda s: s and s["events"] >= len(LATE) + len(again)
+                                 and s["bounds"]["worker.table"][0] <= 40, 120, "tombstones")
+    finally:
+        worker.stop()
+    assert first["bounds"]["worker.table"][0] == 20
+    assert status["accounts_expired"] == 20
+    assert status["bounds"]["worker.table"][0] == 40
+    assert status["bounds"]["worker.partition_of"][0] == 40

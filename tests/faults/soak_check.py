@@ -1,0 +1,67 @@
+"""The soak's memory verdicts over sampled curves (issue #18), pure functions so that a unit
+test (tests/test_soak_check.py) can show them a synthetic leak and a flat noisy curve.
+
+A curve is ``[(events processed, value), ...]`` for a stream of ``n`` events. Single samples
+are noisy (chDB keeps merged-away parts for minutes, malloc holds freed pages, file-backed
+pages fault in late), so the verdicts compare medians of windows and a robust slope, never one
+sample against a maximum:
+
+* :func:`growth_after_warmup`: median of the last 10% of the stream over the median of the
+  window around 30% (25-35%), minus one;
+* :func:`trend_rise`: the Theil-Sen slope (median of pairwise slopes) over the second half of
+  the stream, times that half's length: how much the component rose over it, a lone spike or
+  dip moving it little, a steady climb all of it.
+"""
+from __future__ import annotations
+
+import statistics
+from itertools import combinations
+
+WARM_WINDOW = (0.25, 0.35)   # "at 30% of the stream"
+END_WINDOW = (0.90, 1.01)    # the last 10%
+TREND_FROM = 0.5             # the trend is fitted over the second half
+TREND_SLACK = 0.03           # a component may rise this fraction of its level over the second half
+TREND_ABS = 8.0              # ... plus this much in its own unit (MB or a count), for small counts
+MAX_PAIRS_POINTS = 200       # points the Theil-Sen fit uses at most (evenly thinned)
+
+Curve = list[tuple[int, float]]
+
+
+def window(curve: Curve, n: int, lo: float, hi: float) -> list[float]:
+    return [v for e, v in curve if lo * n <= e < hi * n]
+
+
+def growth_after_warmup(curve: Curve, n: int) -> float | None:
+    """Relative growth, median of the last 10% over the median around 30%; None if either
+    window has no sample."""
+    warm, end = window(curve, n, *WARM_WINDOW), window(curve, n, *END_WINDOW)
+    if not warm or not end:
+        return None
+    base = statistics.median(warm)
+    return statistics.median(end) / base - 1 if base else None
+
+
+def theil_sen_slope(points: Curve) -> float:
+    """Median of the slopes between every pair of points (x distinct); 0 for fewer than two."""
+    if len(points) > MAX_PAIRS_POINTS:
+        step = len(points) / MAX_PAIRS_POINTS
+        points = [points[int(i * step)] for i in range(MAX_PAIRS_POINTS)]
+    slopes = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in combinations(points, 2) if b[0] != a[0]]
+    return statistics.median(slopes) if slopes else 0.0
+
+
+def trend_rise(curve: Curve, n: int) -> float:
+    """How much the component rose over the second half of the stream (robust fit)."""
+    half = [(e, v) for e, v in curve if e >= TREND_FROM * n]
+    if len(half) < 3:
+        return 0.0
+    return theil_sen_slope(half) * (half[-1][0] - half[0][0])
+
+
+def trending_up(curve: Curve, n: int) -> bool:
+    """Still growing at the end: risen over the second half by more than TREND_SLACK of its
+    level there plus TREND_ABS."""
+    half = [v for e, v in curve if e >= TREND_FROM * n]
+    if len(half) < 3:
+        return False
+    return trend_rise(curve, n) > TREND_SLACK * statistics.median(half) + TREND_ABS
