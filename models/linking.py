@@ -179,6 +179,7 @@ def link_value(kind: str, raw) -> str | None:
 
 DAY_MS = 86_400_000
 _N_TOPICS = len(AREAS)
+_TOPIC_NAMES = tuple(str(i) for i in range(_N_TOPICS))   # summary keys, made once
 
 
 class _Profile:
@@ -253,7 +254,7 @@ class _Profile:
         req = self.req
         return {"n": self.n, "rd": round(req, 2), "r": round(self.reasoning / req, 3) if req else 0.0,
                 "tp": round(self.template / req, 3) if req else 0.0,
-                "t": {str(i): round(v, 2) for i, v in sorted(self.topics.items()) if v >= 0.01},
+                "t": {_TOPIC_NAMES[i]: round(v, 2) for i, v in sorted(self.topics.items()) if v >= 0.01},
                 "first": self.first, "created": created, "tier": tier,
                 "nets": sum(1 for t in self.nets.values() if ts - t <= net_window_ms)}
 
@@ -275,13 +276,23 @@ class LinkObserver:
         self.profiles: OrderedDict[str, _Profile] = OrderedDict()       # least recently seen first
         # kind -> raw input -> (link value, key), (None, None) if it has none
         self._links = {kind: Memo(f"observer.links.{kind}", LINK_MEMO, register=False) for kind in KINDS}
+        # kind -> link value -> key: a raw-input miss whose value was seen skips the keyed hash
+        self._keys = {kind: Memo(f"observer.keys.{kind}", LINK_MEMO, register=False) for kind in KINDS}
 
     def _link(self, kind: str, raw) -> tuple[str | None, str | None]:
         memo = self._links[kind]
         link = memo.get(raw)
         if link is None:
             value = link_value(kind, raw)
-            key = None if value is None else f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
+            if value is None:
+                key = None
+            else:   # distinct raw inputs often share a value (templated prompt tails, one /24)
+                keys = self._keys[kind]
+                key = keys.get(value)
+                if key is None:
+                    key = f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
+                    if len(value) <= LINK_MEMO_CHARS:
+                        keys.put(value, key)
             link = (value, key)
             if (len(raw) if type(raw) is str else len(raw[0]) + len(raw[1] or "")) <= LINK_MEMO_CHARS:
                 memo.put(raw, link)
@@ -336,8 +347,9 @@ class LinkObserver:
     def bounds(self) -> Bounds:
         out = {"observer.sent": (len(self.sent), OBSERVER_MAX),
                "observer.profiles": (len(self.profiles), OBSERVER_MAX_ACCOUNTS)}
-        for kind, memo in self._links.items():
-            out[memo.name] = (len(memo), memo.bound)
+        for memos in (self._links, self._keys):
+            for memo in memos.values():
+                out[memo.name] = (len(memo), memo.bound)
         return out
 
 
