@@ -39,8 +39,8 @@ Bounds (documented in README, "Cross-account detection"):
   ``slow_dedupe_ms``), ``OBSERVER_MAX_ACCOUNTS`` per-account profiles (none
   idle for ``profile_idle_ms``; ≤ 16 topic counts, a few counters,
   ``NET_RING`` networks, 8 wrapper fingerprints: ~1 KB each) and
-  the link keys of the latest ``LINK_MEMO`` raw inputs (each at most
-  ``LINK_MEMO_CHARS`` long) per kind;
+  the link keys of the latest ``LINK_MEMO`` raw inputs and of the latest
+  ``LINK_MEMO`` link values (each at most ``LINK_MEMO_CHARS`` long) per kind;
 * linker: ``MAX_KEYS`` keys, each with a bottom-``ANCHORS`` sketch of accounts
   (the anchors: the accounts with the smallest hashes, which doubles as a
   k-minimum-values distinct counter) and a ring of the ``RECENT`` latest
@@ -280,22 +280,22 @@ class LinkObserver:
         self._keys = {kind: Memo(f"observer.keys.{kind}", LINK_MEMO, register=False) for kind in KINDS}
 
     def _link(self, kind: str, raw) -> tuple[str | None, str | None]:
+        """(link value, key) of a raw input the memo missed (``observe`` looks the memo up itself:
+        most inputs hit, and a call per input costs more than the lookup)."""
         memo = self._links[kind]
-        link = memo.get(raw)
-        if link is None:
-            value = link_value(kind, raw)
-            if value is None:
-                key = None
-            else:   # distinct raw inputs often share a value (templated prompt tails, one /24)
-                keys = self._keys[kind]
-                key = keys.get(value)
-                if key is None:
-                    key = f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
-                    if len(value) <= LINK_MEMO_CHARS:
-                        keys.put(value, key)
-            link = (value, key)
-            if (len(raw) if type(raw) is str else len(raw[0]) + len(raw[1] or "")) <= LINK_MEMO_CHARS:
-                memo.put(raw, link)
+        value = link_value(kind, raw)
+        if value is None:
+            key = None
+        else:   # distinct raw inputs often share a value (templated prompt tails, one /24)
+            keys = self._keys[kind]
+            key = keys.get(value)
+            if key is None:
+                key = f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
+                if len(value) <= LINK_MEMO_CHARS:
+                    keys.put(value, key)
+        link = (value, key)
+        if (len(raw) if type(raw) is str else len(raw[0]) + len(raw[1] or "")) <= LINK_MEMO_CHARS:
+            memo.put(raw, link)
         return link
 
     def observe(self, record: LinkRecord) -> list[LinkObservation]:
@@ -310,9 +310,10 @@ class LinkObserver:
             self.profiles.move_to_end(account)
         prof.learn(feats, ts)
         out: list[LinkObservation] = []
-        sent = self.sent
+        sent, links = self.sent, self._links
         for kind, raw in inputs:
-            value, k = self._link(kind, raw)
+            link = links[kind].get(raw)
+            value, k = self._link(kind, raw) if link is None else link
             if k is None:
                 continue
             if kind == "net":
