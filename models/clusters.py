@@ -418,12 +418,17 @@ class ClusterEngine:
         return c.cluster_id
 
     def _partner(self, a: str, b: str) -> None:
-        for x, y in ((a, b), (b, a)):
-            others = self.partners.get(x)
-            if others is None:
-                self.partners[x] = {y}
-            else:
-                others.add(y)
+        partners = self.partners   # unrolled: no tuple of pairs built per new pair
+        others = partners.get(a)
+        if others is None:
+            partners[a] = {b}
+        else:
+            others.add(b)
+        others = partners.get(b)
+        if others is None:
+            partners[b] = {a}
+        else:
+            others.add(a)
 
     def _kinds(self, members: list[str], ts: int) -> dict[str, int]:
         """Link kind -> members with a live pair of that kind inside the cluster."""

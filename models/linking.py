@@ -39,8 +39,8 @@ Bounds (documented in README, "Cross-account detection"):
   ``slow_dedupe_ms``), ``OBSERVER_MAX_ACCOUNTS`` per-account profiles (none
   idle for ``profile_idle_ms``; ≤ 16 topic counts, a few counters,
   ``NET_RING`` networks, 8 wrapper fingerprints: ~1 KB each) and
-  the link keys of the latest ``LINK_MEMO`` raw inputs (each at most
-  ``LINK_MEMO_CHARS`` long) per kind;
+  the link keys of the latest ``LINK_MEMO`` raw inputs and of the latest
+  ``LINK_MEMO`` link values (each at most ``LINK_MEMO_CHARS`` long) per kind;
 * linker: ``MAX_KEYS`` keys, each with a bottom-``ANCHORS`` sketch of accounts
   (the anchors: the accounts with the smallest hashes, which doubles as a
   k-minimum-values distinct counter) and a ring of the ``RECENT`` latest
@@ -179,6 +179,7 @@ def link_value(kind: str, raw) -> str | None:
 
 DAY_MS = 86_400_000
 _N_TOPICS = len(AREAS)
+_TOPIC_NAMES = tuple(str(i) for i in range(_N_TOPICS))   # summary keys, made once
 
 
 class _Profile:
@@ -253,7 +254,7 @@ class _Profile:
         req = self.req
         return {"n": self.n, "rd": round(req, 2), "r": round(self.reasoning / req, 3) if req else 0.0,
                 "tp": round(self.template / req, 3) if req else 0.0,
-                "t": {str(i): round(v, 2) for i, v in sorted(self.topics.items()) if v >= 0.01},
+                "t": {_TOPIC_NAMES[i]: round(v, 2) for i, v in sorted(self.topics.items()) if v >= 0.01},
                 "first": self.first, "created": created, "tier": tier,
                 "nets": sum(1 for t in self.nets.values() if ts - t <= net_window_ms)}
 
@@ -275,16 +276,26 @@ class LinkObserver:
         self.profiles: OrderedDict[str, _Profile] = OrderedDict()       # least recently seen first
         # kind -> raw input -> (link value, key), (None, None) if it has none
         self._links = {kind: Memo(f"observer.links.{kind}", LINK_MEMO, register=False) for kind in KINDS}
+        # kind -> link value -> key: a raw-input miss whose value was seen skips the keyed hash
+        self._keys = {kind: Memo(f"observer.keys.{kind}", LINK_MEMO, register=False) for kind in KINDS}
 
     def _link(self, kind: str, raw) -> tuple[str | None, str | None]:
+        """(link value, key) of a raw input the memo missed (``observe`` looks the memo up itself:
+        most inputs hit, and a call per input costs more than the lookup)."""
         memo = self._links[kind]
-        link = memo.get(raw)
-        if link is None:
-            value = link_value(kind, raw)
-            key = None if value is None else f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
-            link = (value, key)
-            if (len(raw) if type(raw) is str else len(raw[0]) + len(raw[1] or "")) <= LINK_MEMO_CHARS:
-                memo.put(raw, link)
+        value = link_value(kind, raw)
+        if value is None:
+            key = None
+        else:   # distinct raw inputs often share a value (templated prompt tails, one /24)
+            keys = self._keys[kind]
+            key = keys.get(value)
+            if key is None:
+                key = f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
+                if len(value) <= LINK_MEMO_CHARS:
+                    keys.put(value, key)
+        link = (value, key)
+        if (len(raw) if type(raw) is str else len(raw[0]) + len(raw[1] or "")) <= LINK_MEMO_CHARS:
+            memo.put(raw, link)
         return link
 
     def observe(self, record: LinkRecord) -> list[LinkObservation]:
@@ -299,9 +310,10 @@ class LinkObserver:
             self.profiles.move_to_end(account)
         prof.learn(feats, ts)
         out: list[LinkObservation] = []
-        sent = self.sent
+        sent, links = self.sent, self._links
         for kind, raw in inputs:
-            value, k = self._link(kind, raw)
+            link = links[kind].get(raw)
+            value, k = self._link(kind, raw) if link is None else link
             if k is None:
                 continue
             if kind == "net":
@@ -336,8 +348,9 @@ class LinkObserver:
     def bounds(self) -> Bounds:
         out = {"observer.sent": (len(self.sent), OBSERVER_MAX),
                "observer.profiles": (len(self.profiles), OBSERVER_MAX_ACCOUNTS)}
-        for kind, memo in self._links.items():
-            out[memo.name] = (len(memo), memo.bound)
+        for memos in (self._links, self._keys):
+            for memo in memos.values():
+                out[memo.name] = (len(memo), memo.bound)
         return out
 
 
