@@ -74,6 +74,9 @@ def account_features(s: AccountState) -> dict[str, float]:
         # lives in a few
         "capability_breadth": breadth,
         "capability_unplaced": unplaced,
+        # ...and over tasks: areas are topics, and one task (science questions, news summaries) over
+        # diverse content spans many of them; a sweep asks many tasks
+        "task_breadth": s.task_breadth(),
         # reasoning elicitation: chain-of-thought traces are the most valuable thing to distil
         "reasoning_share": s.share(C_REASONING, H_DAY),
         # grader abuse: harvesting judgements / preference labels with rubric prompts
@@ -107,7 +110,8 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
     how a request is framed (system prompt, history, tools, language): breadth is over every
     request, elicitation is learned and read wherever it sits, harvest is measured on outputs."""
     volume = ramp(x["requests_day"], cfg.min_events, 4 * cfg.min_events)
-    breadth = ramp(x["capability_breadth"], cfg.broad_areas - 10, cfg.broad_areas)
+    breadth = ramp(x["capability_breadth"], cfg.broad_areas - 10, cfg.broad_areas) * \
+        ramp(x["task_breadth"], cfg.broad_tasks - 3, cfg.broad_tasks)
     reasoning = ramp(x["reasoning_share"], cfg.reasoning_share / 2, cfg.reasoning_share)
     long_answers = ramp(x["long_answer_share"], cfg.long_answer_share / 2, cfg.long_answer_share)
     bounded = 1.0 - ramp(x["short_answer_share"], 0.3, 0.7)   # judges and classifiers return verdicts
