@@ -130,3 +130,25 @@ LAUNCH_DAY_PROMPTS = [
     "{p}",
     "Compare your answer with what the previous version would say: {p}",
 ]
+
+# Look-alike variants (scenario ``variants``): products doing one or two tasks over topic-diverse
+# content, each with a system prompt that asks for reasoning. Written after the detector's
+# thresholds were set, to test whether they generalise; nothing was tuned on them.
+EXPLAINER_SYSTEMS = [
+    "You are Briefly, a news companion. Take the article or passage the reader pastes and explain "
+    "what happened and why it matters, reasoning through the background one point at a time.",
+    "You help busy readers understand long texts. Work through the passage carefully, lay out your "
+    "reasoning, then give a short plain-language explanation.",
+]
+EXPLAINER_FOLLOW_UPS = [
+    "who are the people involved?", "why does this matter", "shorter please", "what happens next?",
+    "can you explain the background more", "is this biased?",
+]
+HOMEWORK_SYSTEMS = [
+    "You are CodeCoach, helping students with programming and maths homework. Show your work: reason "
+    "through the problem in numbered steps before giving the answer.",
+]
+REVIEW_SYSTEMS = [
+    "You analyse customer and critic reviews for a brand-monitoring dashboard. Think through the tone "
+    "and the specific complaints step by step, then state the overall sentiment and the key issues.",
+]
