@@ -1,5 +1,5 @@
 """Distribution distance between an account's recent requests and its own earlier traffic, or its
-cohort: a streaming MMD over task groups, in a fixed 2 x 16 float32 sketch (136 bytes an account).
+cohort: a streaming MMD over task groups, in a fixed 2 x 16 float32 sketch (128 bytes of counts an account).
 
 The idea is the MMD two-sample test's (Gretton et al.): a product's requests are draws from one
 stable distribution; an account that starts extracting moves to a different one. With the kernel
