@@ -3,7 +3,7 @@ one or two tasks over diverse topics is not a sweep, whole account or end users;
 get an area; the distribution-distance sketch stays small and reads drift."""
 from distillguard.models.capability_space import N_CAPABILITIES, N_TASKS, OTHER, TASK_OF, capability_of
 from distillguard.models.config import DetectorConfig
-from distillguard.models.drift import Drift
+from distillguard.models.drift import CohortMix, Drift
 from distillguard.models.end_users import EndUsers
 from distillguard.models.features import EventFeatures, _payload_words
 from distillguard.models.scoring import account_features, evidence
@@ -74,3 +74,7 @@ def test_drift_sketch_is_small_and_reads_a_change_of_mix():
     assert d.distance() > 0.02 and len(d.counts) * d.counts.itemsize == 8 * N_TASKS
     d.learn(200 * 3_600_000, 0)                    # days later: rebased, still finite
     assert 0.0 <= d.distance() <= 2.0
+    tier = CohortMix()
+    for _ in range(500):
+        tier.learn(d.day())
+    assert d.distance(tier.mix) < d.distance([1.0 / N_TASKS] * N_TASKS)   # the tier's mix is the account's
