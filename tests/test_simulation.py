@@ -356,3 +356,23 @@ def test_evasions_knobs_narrow_areas_and_short_answers():
     assert short[len(short) // 2] < 600
     narrow = {ev["messages"][-1]["content"] for ev in by_cohort["narrow_harvest"]}
     assert narrow and len(narrow) == len(by_cohort["narrow_harvest"])
+
+
+def test_transformation_variants_have_their_shape():
+    """document_qa pastes long passages and gets bounded answers; padded_elicitation pastes long
+    passages above sweep questions and still gets long answers (or short ones, knob answer_tokens)."""
+    sim = simulate(load_scenario("variants"), seed=1)
+    shape = defaultdict(lambda: [0, 0, 0])
+    for ev in sim.events():
+        s = shape[sim.labels[ev["account_id"]]["cohort"]]
+        s[0] += 1
+        s[1] += ev["usage"]["input_tokens"]
+        s[2] += ev["usage"]["output_tokens"]
+    n, tin, tout = shape["document_qa"]
+    assert tin / n > 500 and tout / n < 400 and tout / tin < 0.6
+    assert sim.labels and {lab["label"] for lab in sim.labels.values() if lab["kind"] == "document_qa"} == {"benign"}
+    n, tin, tout = shape["padded_elicitation"]
+    assert tin / n > 500 and tout / n > 600
+    n, tin, tout = shape["padded_short_elicitation"]
+    assert tin / n > 500 and tout / n < 400
+    assert {lab["label"] for lab in sim.labels.values() if lab["kind"] == "padded_elicitation"} == {"attack"}

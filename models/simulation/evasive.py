@@ -12,12 +12,17 @@ Attack kinds (label ``attack``):
 * ``multi_turn_harvest`` - a question, then follow-up turns asking for the steps, the assumptions
   and harder variants;
 * ``agent_sweep`` - a tool-using agent whose system prompt makes it think out loud, over every area;
-* ``foreign_elicitation`` - reasoning elicitation written in other languages.
+* ``foreign_elicitation`` - reasoning elicitation written in other languages;
+* ``padded_elicitation`` - ``system_elicitation`` that pastes a long unrelated passage (corpus
+  articles, plots) above every question, so its requests look like a transformation product's
+  (long input, question about it); written before the shape tempering was tuned.
 
 Look-alike kinds (label ``benign``): ``llm_judge``, ``benchmark_lab``, ``tutoring_app``,
 ``agent_platform``, ``class_cluster``, ``launch_day``; and, written after the detector was tuned
 to test whether it generalises (scenario ``variants``), ``explainer_app``, ``homework_helper``,
-``review_analyst``: one or two tasks over topic-diverse content, reasoning asked in the system prompt.
+``review_analyst``: one or two tasks over topic-diverse content, reasoning asked in the system prompt;
+and ``document_qa`` (long reading passages, questions about them), written after those three were
+measured and before the shape tempering was tuned on them.
 
 Every knob has a default; ``scenarios/evasive.toml`` documents them.
 """
@@ -122,6 +127,23 @@ def build_foreign_elicitation(ctx, name, cfg):
         return ([{"role": "user", "content": _fill(_c(rng, st["bank"]), pick())}],
                 {"temperature": 0.3, "max_tokens": kr.choice([4096, 8192])}, {})
     return _attack_stream(ctx, name, "foreign_elicitation", cfg, body)
+
+
+def build_padded_elicitation(ctx, name, cfg):
+    pad_pool = cfg.get("padding_areas", ["nlp:cnn", "nlp:xsum", "nlp:duorc", "nlp:wiki"])
+    pads = [p for a in pad_pool for p in ctx.corpus.by_area.get(a, [])]
+    if not pads:
+        raise ValueError(f"cohort {name!r}: no corpus text in padding_areas {pad_pool}")
+    passages = _range(cfg, "padding_passages", (1, 2))
+
+    def body(rng, kr, pick, st):
+        if "sys" not in st:
+            st["sys"] = kr.choice(E.SYSTEM_ELICITORS)
+        pad = "\n\n".join(_c(rng, pads) for _ in range(_ri(rng, passages)))
+        content = _c(rng, E.PADDING_LEADS) + pad + "\n\nQuestion: " + pick()
+        params = {"temperature": kr.choice([0.0, 0.3, 0.7]), "max_tokens": kr.choice([4096, 8192])}
+        return [{"role": "system", "content": st["sys"]}, {"role": "user", "content": content}], params, {}
+    return _attack_stream(ctx, name, "padded_elicitation", cfg, body)
 
 
 def build_agent_sweep(ctx, name, cfg):
@@ -467,6 +489,17 @@ def build_review_analyst(ctx, name, cfg):
                          systems=E.REVIEW_SYSTEMS, follow_ups=T.FOLLOW_UPS, profile="office", max_tokens=2048)
 
 
+def build_document_qa(ctx, name, cfg):
+    """A document assistant: users paste long passages (plots, multi-paragraph texts) and ask about
+    them; the system prompt asks it to reason from the passage."""
+    pool = ["nlp:quoref", "nlp:duorc", "nlp:multi", "nlp:ropes", "nlp:cosmos"]
+    return _product_kind(ctx, name, cfg, "document_qa", tier=["enterprise", "startup"], age=(90, 1200),
+                         users=_range(cfg, "app_users", (20, 120)),
+                         areas_fn=lambda r: r.sample(pool, r.randint(2, 4)),
+                         systems=E.DOCUMENT_QA_SYSTEMS, follow_ups=E.DOCUMENT_QA_FOLLOW_UPS, profile="office",
+                         max_tokens=2048)
+
+
 EVASIVE_KINDS = {
     "system_elicitation": build_system_elicitation,
     "end_user_rotation": build_end_user_rotation,
@@ -474,6 +507,7 @@ EVASIVE_KINDS = {
     "multi_turn_harvest": build_multi_turn_harvest,
     "agent_sweep": build_agent_sweep,
     "foreign_elicitation": build_foreign_elicitation,
+    "padded_elicitation": build_padded_elicitation,
 }
 LOOKALIKE_KINDS = {
     "llm_judge": build_llm_judge,
@@ -486,8 +520,9 @@ LOOKALIKE_KINDS = {
     "explainer_app": build_explainer_app,
     "homework_helper": build_homework_helper,
     "review_analyst": build_review_analyst,
+    "document_qa": build_document_qa,
 }
-VARIANT_KINDS = ("explainer_app", "homework_helper", "review_analyst")   # in scenario `variants` only
+VARIANT_KINDS = ("explainer_app", "homework_helper", "review_analyst", "document_qa", "padded_elicitation")   # in scenario `variants` only
 
 
 def expected_events(kind: str, cfg: dict) -> float:
@@ -506,5 +541,5 @@ def expected_events(kind: str, cfg: dict) -> float:
         return n * (mean("prelude", (40, 150)) + mean("volume", (60, 250)))
     defaults = {"breadth_sweep": (300, 700), "llm_judge": (2000, 5000), "tutoring_app": (1500, 3000),
                 "explainer_app": (1500, 3000), "homework_helper": (1500, 3000), "review_analyst": (1500, 3000),
-                "agent_platform": (1500, 3000)}
+                "document_qa": (1500, 3000), "agent_platform": (1500, 3000)}
     return n * mean("volume", defaults.get(kind, (600, 1500)))

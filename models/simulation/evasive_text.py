@@ -152,3 +152,22 @@ REVIEW_SYSTEMS = [
     "You analyse customer and critic reviews for a brand-monitoring dashboard. Think through the tone "
     "and the specific complaints step by step, then state the overall sentiment and the key issues.",
 ]
+
+# Written after the explainer/review measurements, before any tuning on them (untuned checks of the
+# transformation-shape tempering): a document Q&A product over long reading passages, and the
+# preambles an extractor pastes above each question to look like one.
+DOCUMENT_QA_SYSTEMS = [
+    "You are Lexa, a document assistant for legal and research teams. Answer questions about the "
+    "document the user pastes. Quote the relevant lines, reason through them step by step, and say "
+    "when the document does not settle the question.",
+    "Answer only from the supplied passage. Think carefully through what the passage says, explain your "
+    "reasoning briefly, then give the answer.",
+]
+DOCUMENT_QA_FOLLOW_UPS = [
+    "where does it say that?", "and the second paragraph?", "is that consistent with the rest?",
+    "summarise the obligations", "who is responsible here", "any dates I should know?",
+]
+PADDING_LEADS = [
+    "Background document:\n", "Context (pasted from our notes):\n", "Reference material:\n",
+    "Here is some text for context.\n",
+]
