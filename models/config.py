@@ -72,6 +72,8 @@ class DetectorConfig:
                                              # starts 3 below (a product over two tasks stays at 0)
     reasoning_share: float = 0.4
     long_answer_share: float = 0.35          # share of answers >= 600 tokens of a full-strength harvest
+    transformation_relief: float = 0.6       # breadth findings x (1 - this) at a full transformation shape
+                                             # (long pasted input, bounded answers: models/workload_shape.py)
     template_share: float = 0.5              # unused (sweeps need no template since #12); configs still load
     logprob_share: float = 0.5
     grader_share: float = 0.5

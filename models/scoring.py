@@ -22,6 +22,7 @@ from .anomaly import CohortAnomaly, scale
 from .baseline import CohortBaseline
 from .config import DetectorConfig
 from .memo import Bounds
+from .workload_shape import DEFAULT_SHAPE
 from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_ANSWER,
                     C_LONG_OUT, C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS,
                     C_SHORT_ANSWER, C_TEMPLATE_FILL, C_TRUNCATED, H_DAY, H_HOUR, H_SHORT, HORIZONS_MS,
@@ -86,6 +87,8 @@ def account_features(s: AccountState) -> dict[str, float]:
         # output harvesting without cue words: long answers actually returned, per request
         "long_answer_share": s.share(C_LONG_ANSWER, H_DAY) * n_day / (n_day + PRIOR_REQUESTS),
         "output_tokens_per_request": s.ratio(C_OUT_TOKENS, C_REQUESTS, H_DAY),
+        # transformation products paste long input and get bounded answers (workload_shape)
+        "input_tokens_per_request": s.ratio(C_IN_TOKENS, C_REQUESTS, H_DAY),
         # bounded outputs (short verdicts / labels): judges and classifiers, not harvesters
         "short_answer_share": s.share(C_SHORT_ANSWER, H_DAY),
         "out_in_ratio": s.ratio(C_OUT_TOKENS, C_IN_TOKENS, H_HOUR),
@@ -115,11 +118,14 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
     reasoning = ramp(x["reasoning_share"], cfg.reasoning_share / 2, cfg.reasoning_share)
     long_answers = ramp(x["long_answer_share"], cfg.long_answer_share / 2, cfg.long_answer_share)
     bounded = 1.0 - ramp(x["short_answer_share"], 0.3, 0.7)   # judges and classifiers return verdicts
+    # long pasted input, bounded answers: pasted content spans topics, breadth means less there
+    transform = DEFAULT_SHAPE.transformation(x["input_tokens_per_request"], x["output_tokens_per_request"])
+    shape = DEFAULT_SHAPE.relief(transform, cfg.transformation_relief)
     ev = {
         # a sweep elicits reasoning across many capability areas (eval harnesses, tutors: one or two)
-        "capability_sweep": breadth * reasoning * volume,
+        "capability_sweep": breadth * reasoning * volume * shape,
         # long answers harvested across many areas, no cue word needed (judges return short verdicts)
-        "output_harvest": breadth * long_answers * bounded * volume,
+        "output_harvest": breadth * long_answers * bounded * volume * shape,
         # reasoning traces harvested at volume with long answers, whatever the areas
         "reasoning_harvest": ramp(x["reasoning_share"], 0.5, 0.7) * long_answers
                              * ramp(x["requests_day"], 60, 160),
