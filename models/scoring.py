@@ -135,8 +135,9 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
         "grader_abuse": ramp(x["grader_share"], cfg.grader_share / 2, cfg.grader_share) * volume
                         * ramp(x["output_tokens_per_request"], 150, 350),
     }
-    # some end users of a product sweep and harvest while the product's own traffic dilutes the account
-    ev["end_user_extraction"] = x["end_user_extraction"]
+    # some end users of a product sweep and harvest while the product's own traffic dilutes the account;
+    # in a transformation product each user's "areas" are what they paste, as for the account's breadth
+    ev["end_user_extraction"] = x["end_user_extraction"] * shape
     # moving to a new model is what every developer does on launch day: it only strengthens
     # extraction evidence that is already there, never stands alone
     extraction = max(ev.values())

@@ -30,6 +30,8 @@ def test_transformation_shape_tempers_breadth_findings_only():
     assert sweep["capability_sweep"] == 1.0
     assert product["capability_sweep"] == round(1.0 - cfg.transformation_relief, 6) < cfg.medium
     x = _sweep_features(800.0, 260.0)
+    x.update(end_user_extraction=1.0)                    # users' "areas" are what they paste, too
+    assert evidence(x, cfg)["end_user_extraction"] == product["capability_sweep"]
     x.update(logprob_share=1.0)
     assert evidence(x, cfg)["logprob_probing"] == 1.0    # crisp findings keep their strength
 
