@@ -117,6 +117,11 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
         ramp(x["task_breadth"], cfg.broad_tasks - 3, cfg.broad_tasks)
     reasoning = ramp(x["reasoning_share"], cfg.reasoning_share / 2, cfg.reasoning_share)
     long_answers = ramp(x["long_answer_share"], cfg.long_answer_share / 2, cfg.long_answer_share)
+    # ...or answers under the long-answer line at several times the question's length (output volume)
+    answer_volume = DEFAULT_SHAPE.harvest(x["input_tokens_per_request"], x["output_tokens_per_request"])
+    # ...over a sweep's full breadth (a launch day's tries over a dozen areas have the same shape)
+    full_breadth = ramp(x["capability_breadth"], cfg.broad_areas + 2, cfg.broad_areas + 5) * \
+        ramp(x["task_breadth"], cfg.broad_tasks + 1, cfg.broad_tasks + 2)
     bounded = 1.0 - ramp(x["short_answer_share"], 0.3, 0.7)   # judges and classifiers return verdicts
     # long pasted input, bounded answers: pasted content spans topics, breadth means less there
     transform = DEFAULT_SHAPE.transformation(x["input_tokens_per_request"], x["output_tokens_per_request"])
@@ -125,7 +130,7 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
         # a sweep elicits reasoning across many capability areas (eval harnesses, tutors: one or two)
         "capability_sweep": breadth * reasoning * volume * shape,
         # long answers harvested across many areas, no cue word needed (judges return short verdicts)
-        "output_harvest": breadth * long_answers * bounded * volume * shape,
+        "output_harvest": max(breadth * long_answers, full_breadth * answer_volume) * bounded * volume * shape,
         # reasoning traces harvested at volume with long answers, whatever the areas
         "reasoning_harvest": ramp(x["reasoning_share"], 0.5, 0.7) * long_answers
                              * ramp(x["requests_day"], 60, 160),

@@ -12,7 +12,9 @@ the price of paying for that input, and only while the answers stay short (an an
 Scoring (``scoring.evidence``) uses :meth:`WorkloadShape.relief` to temper the breadth findings
 (capability sweep, output harvest) of transformation-shaped accounts: content that users paste
 covers many topics, and a system prompt that asks for reasoning is how such products are built.
-Crisp findings (logprob probing, grader abuse, reasoning harvest with long answers) and end-user
+:meth:`WorkloadShape.harvest` is the other end (short questions, answers at several times their
+length): it stands in for long answers in the output-harvest finding when answers stay under the
+long-answer line. Crisp findings (logprob probing, grader abuse, reasoning harvest with long answers) and end-user
 findings are not tempered.
 
 >>> shape = WorkloadShape()
@@ -23,6 +25,10 @@ findings are not tempered.
 >>> shape.transformation(input_per_request=820.0, output_per_request=840.0)   # padded, long answers
 0.0
 >>> shape.transformation(input_per_request=0.0, output_per_request=200.0)     # input not reported
+0.0
+>>> round(shape.harvest(input_per_request=110.0, output_per_request=374.0), 2)   # ~350-token answers
+0.83
+>>> shape.harvest(input_per_request=220.0, output_per_request=260.0)   # chat
 0.0
 >>> round(shape.relief(1.0, relief=0.6), 2)
 0.4
@@ -48,6 +54,9 @@ class WorkloadShape:
                                                          # a harvest's 2-8x well above 1.2
     bounded_answer: tuple[float, float] = (350.0, 600.0)  # output tokens per request: a few hundred is an
                                                            # answer about the input; 600 (LONG_ANSWER) is a harvest
+    harvest_ratio: tuple[float, float] = (2.0, 3.0)      # output/input of a harvest: people and products
+                                                         # run at 0.3-1.9 (a launch day's tries ~2.4)
+    harvest_answer: tuple[float, float] = (250.0, 400.0)  # output tokens per request: a chat answer is ~260
 
     def transformation(self, input_per_request: float, output_per_request: float) -> float:
         """0..1: how much the account's traffic has the transformation shape (long input, bounded
@@ -56,6 +65,16 @@ class WorkloadShape:
             return 0.0
         ratio = output_per_request / input_per_request
         return _falling(ratio, *self.bounded_ratio) * _falling(output_per_request, *self.bounded_answer)
+
+    def harvest(self, input_per_request: float, output_per_request: float) -> float:
+        """0..1: the extractor's shape at moderate answer lengths: output at 2-3x the input and
+        several hundred tokens per request (answers under the 600-token long-answer line, asked for
+        with short questions). 0 when input tokens are not reported."""
+        if input_per_request <= 0.0:
+            return 0.0
+        ratio = output_per_request / input_per_request
+        return (1.0 - _falling(ratio, *self.harvest_ratio)) * (1.0 - _falling(output_per_request,
+                                                                                *self.harvest_answer))
 
     @staticmethod
     def relief(transformation: float, relief: float) -> float:

@@ -38,3 +38,17 @@ def test_transformation_shape_tempers_breadth_findings_only():
 
 def test_features_carry_input_tokens_per_request():
     assert account_features(AccountState())["input_tokens_per_request"] == 0.0
+
+
+def test_answers_at_several_times_the_question_harvest_without_long_answers():
+    shape = WorkloadShape()
+    assert shape.harvest(110.0, 374.0) > 0.8          # every area, ~350-token answers, no reasoning asked
+    assert shape.harvest(220.0, 260.0) == 0.0         # chat: answers about as long as the turn
+    assert shape.harvest(89.0, 229.0) == 0.0          # an eval harness: short graded answers
+    assert shape.harvest(0.0, 400.0) == 0.0           # usage not reported
+    cfg = DetectorConfig()
+    x = _sweep_features(110.0, 374.0)
+    x.update(reasoning_share=0.0, long_answer_share=0.0)
+    assert evidence(x, cfg)["output_harvest"] > cfg.high
+    x.update(capability_breadth=18.0, task_breadth=6.0)  # the same shape over a launch day's tries
+    assert evidence(x, cfg)["output_harvest"] == 0.0
