@@ -9,7 +9,15 @@ heaviest words. A prompt goes to the area whose words it shares most (weighted),
 Elicitation words (those the elicitation classifier weighs as positive) and words in more than 20%
 of prompts are left out, so a wrapper does not move a question to another area.
 
-Build (deterministic; numpy, offline): ``python -m distillguard.models.capability_space build``.
+Areas are topics, not tasks: one task over topic-diverse content (science questions, news
+summaries) spans many of them (the corpus's sciq questions fall into 14 effective areas, gsm8k-style
+maths into 7), so a tutoring product over maths and science looked as broad as a sweep (17 effective
+areas). ``TASK_OF`` groups the areas into ``N_TASKS`` task groups: areas are alike when the same
+corpus datasets (one task each) land in them; average-linkage clustering of the areas' dataset
+profiles. A sweep asks many tasks; that product asks two.
+
+Build (deterministic; numpy, offline): ``python -m distillguard.models.capability_space build``
+(areas, then task groups) or ``... groups`` (task groups of the shipped areas only).
 
 >>> from .text import analyze
 >>> a = capability_of(analyze("Natalia sold clips to 48 of her friends in April, and then she sold half "
@@ -33,9 +41,10 @@ MAX_DF = 0.2
 MIN_DF = 3
 SEED = 7
 AREAS_PER_WORD = 3
+TASK_GROUPS = 16
 
 
-def _load() -> tuple[int, dict[str, tuple[tuple[int, float], ...]]]:
+def _load() -> tuple[int, dict[str, tuple[tuple[int, float], ...]], tuple[int, ...]]:
     doc = orjson.loads(DATA.read_bytes())
     index: dict[str, list[tuple[int, float]]] = {}
     for area, words in enumerate(doc["areas"]):
@@ -43,13 +52,18 @@ def _load() -> tuple[int, dict[str, tuple[tuple[int, float], ...]]]:
             index.setdefault(w, []).append((area, weight))
     # a word votes for its AREAS_PER_WORD strongest areas only: bounded work per word, same answers
     # area as all its areas for 91% of the corpus prompts
-    return len(doc["areas"]), {w: tuple(sorted(v, key=lambda aw: (-aw[1], aw[0]))[:AREAS_PER_WORD])
-                               for w, v in index.items()}
+    n = len(doc["areas"])
+    tasks = tuple(doc.get("tasks") or range(n))   # without groups each area is its own task
+    if len(tasks) != n:
+        raise ValueError(f"{DATA}: {len(tasks)} task groups for {n} areas; rebuild with `... groups`")
+    return n, {w: tuple(sorted(v, key=lambda aw: (-aw[1], aw[0]))[:AREAS_PER_WORD])
+               for w, v in index.items()}, tasks
 
 
-N_CAPABILITIES, _INDEX = _load()
+N_CAPABILITIES, _INDEX, TASK_OF = _load()
 OTHER = N_CAPABILITIES          # index of "no area matched"
 N_SLOTS = N_CAPABILITIES + 1
+N_TASKS = max(TASK_OF) + 1
 _VOCAB = frozenset(_INDEX)
 
 
@@ -69,8 +83,49 @@ def capability_of(words: frozenset) -> int:
 
 # ------------------------------------------------------------------ offline build
 
+def build_tasks(out: Path = DATA, groups: int = TASK_GROUPS) -> dict:
+    """Group the shipped areas into task groups and write them beside the areas (offline; numpy).
+    An area's profile is the share of each corpus dataset (``apps:*`` counted as one) among the
+    corpus prompts it receives; areas are merged by average-linkage on the cosine of their
+    profiles until ``groups`` remain; group numbers follow their lowest area."""
+    import numpy as np
+
+    from .simulation.corpus import load_corpus
+    from .text import analyze
+    doc = orjson.loads(out.read_bytes())
+    n = len(doc["areas"])
+    rows = load_corpus().rows
+    names = sorted({r["area"].split(":")[0] if r["area"].startswith("apps:") else r["area"] for r in rows})
+    col = {d: j for j, d in enumerate(names)}
+    m = np.zeros((n, len(names)))
+    for r in rows:
+        words = analyze(r["text"])
+        area = capability_of(words.words.difference(words.wrapper.split()))   # as features.py reads it
+        if area < n:
+            m[area, col[r["area"].split(":")[0] if r["area"].startswith("apps:") else r["area"]]] += 1
+    prof = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    sim = prof @ prof.T
+    clusters = [[a] for a in range(n)]
+    while len(clusters) > groups:
+        _, x, y = max((float(sim[np.ix_(clusters[x], clusters[y])].mean()), x, y)
+                      for x in range(len(clusters)) for y in range(x + 1, len(clusters)))
+        clusters[x] += clusters.pop(y)
+    clusters.sort(key=min)
+    task = [0] * n
+    for g, members in enumerate(clusters):
+        for a in members:
+            task[a] = g
+    doc["tasks"] = task
+    doc["about_tasks"] = ("Task group of each area: average-linkage (%d groups) on the cosine of the areas' "
+                          "corpus-dataset profiles. Built by `python -m distillguard.models.capability_space "
+                          "groups`." % groups)
+    out.write_bytes(orjson.dumps(doc))
+    return doc
+
+
 def build(out: Path = DATA) -> dict:
-    """Cluster the corpus and write the word table (run offline; needs numpy)."""
+    """Cluster the corpus and write the word table (run offline; needs numpy); task groups are
+    built after the process reloads the new areas (``groups``)."""
     import numpy as np
 
     from .elicitation import default_model
@@ -126,7 +181,10 @@ def build(out: Path = DATA) -> dict:
 if __name__ == "__main__":
     if sys.argv[1:] == ["build"]:
         d = build()
-        print(f"wrote {DATA} ({len(d['areas'])} areas)")
+        print(f"wrote {DATA} ({len(d['areas'])} areas); now run `... groups` for the task groups")
+    elif sys.argv[1:] == ["groups"]:
+        d = build_tasks()
+        print(f"wrote {DATA} ({len(d['areas'])} areas in {max(d['tasks']) + 1} task groups)")
     else:
-        print("usage: python -m distillguard.models.capability_space build", file=sys.stderr)
+        print("usage: python -m distillguard.models.capability_space build|groups", file=sys.stderr)
         sys.exit(2)

@@ -68,8 +68,12 @@ class DetectorConfig:
     min_events: int = 20                     # below this an account is never scored (hydra is #5's job)
     broad_areas: int = 22                    # effective capability areas (of 64) of a full-strength sweep;
                                              # breadth starts 10 areas below
+    broad_tasks: float = 7.0                 # effective task groups (of 16) of a full-strength sweep;
+                                             # starts 3 below (a product over two tasks stays at 0)
     reasoning_share: float = 0.4
     long_answer_share: float = 0.35          # share of answers >= 600 tokens of a full-strength harvest
+    transformation_relief: float = 0.6       # breadth findings x (1 - this) at a full transformation shape
+                                             # (long pasted input, bounded answers: models/workload_shape.py)
     template_share: float = 0.5              # unused (sweeps need no template since #12); configs still load
     logprob_share: float = 0.5
     grader_share: float = 0.5

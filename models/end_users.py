@@ -24,10 +24,14 @@ from __future__ import annotations
 
 from array import array
 
+from .capability_space import N_CAPABILITIES, TASK_OF
+
 MAX_USERS = 64                # per account
 MIN_REQUESTS = 6              # a user is judged after this many requests
 NOVELTY = 0.5                 # distinct areas per request of an extracting user (honest users repeat areas)
 HARVEST = 0.3                 # share of reasoned or long answers of an extracting user
+REQ_SPAN = 30                 # flagged requests above 15 to full strength
+TASK_SPAN = 6                 # task groups above 6 to full strength (a sweep covers 15 of 16)
 MAX_NAMED = 20                # end users named in an alert
 # row layout: requests, reasoned, long answers, last seen ms, area bits (64 areas; OTHER not counted)
 R_N, R_REASON, R_LONG, R_LAST, R_BITS = range(5)
@@ -101,7 +105,11 @@ class EndUsers:
         for j in hits:
             bits |= r[j * ROW + R_BITS]
         areas = _popcount(bits)
-        strength = min(1.0, max(0.0, (requests - 15) / 45)) * min(1.0, max(0.0, (areas - 10) / 12))
+        # areas are topics: students of one tutoring product, each asking a few science questions,
+        # cover many areas but two or three tasks (capability_space.TASK_OF); a sweep covers many
+        tasks = len({TASK_OF[a] for a in range(N_CAPABILITIES) if bits >> a & 1})
+        strength = min(1.0, max(0.0, (requests - 15) / REQ_SPAN)) * min(1.0, max(0.0, (areas - 10) / 12)) * \
+            min(1.0, max(0.0, (tasks - 6) / TASK_SPAN))
         return strength, self.flagged()
 
     def __eq__(self, other: object) -> bool:

@@ -84,7 +84,11 @@ def _opening_capability(question: str) -> int:
 
 def _payload_words(p) -> frozenset:
     """A prompt's words without its wrapper (first and last few tokens): a template's fixed words,
-    repeated in every request, would otherwise pull every payload into the template's area."""
+    repeated in every request, would otherwise pull every payload into the template's area. A
+    prompt no longer than a wrapper has no payload between: it is all question, so all its words
+    count (else every short question fell into no area)."""
+    if " … " not in p.wrapper:
+        return p.words
     return p.words.difference(p.wrapper.split())
 
 

@@ -22,6 +22,7 @@ from .anomaly import CohortAnomaly, scale
 from .baseline import CohortBaseline
 from .config import DetectorConfig
 from .memo import Bounds
+from .workload_shape import DEFAULT_SHAPE
 from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_ANSWER,
                     C_LONG_OUT, C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS,
                     C_SHORT_ANSWER, C_TEMPLATE_FILL, C_TRUNCATED, H_DAY, H_HOUR, H_SHORT, HORIZONS_MS,
@@ -74,6 +75,9 @@ def account_features(s: AccountState) -> dict[str, float]:
         # lives in a few
         "capability_breadth": breadth,
         "capability_unplaced": unplaced,
+        # ...and over tasks: areas are topics, and one task (science questions, news summaries) over
+        # diverse content spans many of them; a sweep asks many tasks
+        "task_breadth": s.task_breadth(),
         # reasoning elicitation: chain-of-thought traces are the most valuable thing to distil
         "reasoning_share": s.share(C_REASONING, H_DAY),
         # grader abuse: harvesting judgements / preference labels with rubric prompts
@@ -83,6 +87,8 @@ def account_features(s: AccountState) -> dict[str, float]:
         # output harvesting without cue words: long answers actually returned, per request
         "long_answer_share": s.share(C_LONG_ANSWER, H_DAY) * n_day / (n_day + PRIOR_REQUESTS),
         "output_tokens_per_request": s.ratio(C_OUT_TOKENS, C_REQUESTS, H_DAY),
+        # transformation products paste long input and get bounded answers (workload_shape)
+        "input_tokens_per_request": s.ratio(C_IN_TOKENS, C_REQUESTS, H_DAY),
         # bounded outputs (short verdicts / labels): judges and classifiers, not harvesters
         "short_answer_share": s.share(C_SHORT_ANSWER, H_DAY),
         "out_in_ratio": s.ratio(C_OUT_TOKENS, C_IN_TOKENS, H_HOUR),
@@ -107,15 +113,24 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
     how a request is framed (system prompt, history, tools, language): breadth is over every
     request, elicitation is learned and read wherever it sits, harvest is measured on outputs."""
     volume = ramp(x["requests_day"], cfg.min_events, 4 * cfg.min_events)
-    breadth = ramp(x["capability_breadth"], cfg.broad_areas - 10, cfg.broad_areas)
+    breadth = ramp(x["capability_breadth"], cfg.broad_areas - 10, cfg.broad_areas) * \
+        ramp(x["task_breadth"], cfg.broad_tasks - 3, cfg.broad_tasks)
     reasoning = ramp(x["reasoning_share"], cfg.reasoning_share / 2, cfg.reasoning_share)
     long_answers = ramp(x["long_answer_share"], cfg.long_answer_share / 2, cfg.long_answer_share)
+    # ...or answers under the long-answer line at several times the question's length (output volume)
+    answer_volume = DEFAULT_SHAPE.harvest(x["input_tokens_per_request"], x["output_tokens_per_request"])
+    # ...over a sweep's full breadth (a launch day's tries over a dozen areas have the same shape)
+    full_breadth = ramp(x["capability_breadth"], cfg.broad_areas + 2, cfg.broad_areas + 5) * \
+        ramp(x["task_breadth"], cfg.broad_tasks + 1, cfg.broad_tasks + 2)
     bounded = 1.0 - ramp(x["short_answer_share"], 0.3, 0.7)   # judges and classifiers return verdicts
+    # long pasted input, bounded answers: pasted content spans topics, breadth means less there
+    transform = DEFAULT_SHAPE.transformation(x["input_tokens_per_request"], x["output_tokens_per_request"])
+    shape = DEFAULT_SHAPE.relief(transform, cfg.transformation_relief)
     ev = {
         # a sweep elicits reasoning across many capability areas (eval harnesses, tutors: one or two)
-        "capability_sweep": breadth * reasoning * volume,
+        "capability_sweep": breadth * reasoning * volume * shape,
         # long answers harvested across many areas, no cue word needed (judges return short verdicts)
-        "output_harvest": breadth * long_answers * bounded * volume,
+        "output_harvest": max(breadth * long_answers, full_breadth * answer_volume) * bounded * volume * shape,
         # reasoning traces harvested at volume with long answers, whatever the areas
         "reasoning_harvest": ramp(x["reasoning_share"], 0.5, 0.7) * long_answers
                              * ramp(x["requests_day"], 60, 160),
@@ -125,8 +140,9 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
         "grader_abuse": ramp(x["grader_share"], cfg.grader_share / 2, cfg.grader_share) * volume
                         * ramp(x["output_tokens_per_request"], 150, 350),
     }
-    # some end users of a product sweep and harvest while the product's own traffic dilutes the account
-    ev["end_user_extraction"] = x["end_user_extraction"]
+    # some end users of a product sweep and harvest while the product's own traffic dilutes the account;
+    # in a transformation product each user's "areas" are what they paste, as for the account's breadth
+    ev["end_user_extraction"] = x["end_user_extraction"] * shape
     # moving to a new model is what every developer does on launch day: it only strengthens
     # extraction evidence that is already there, never stands alone
     extraction = max(ev.values())

@@ -34,7 +34,7 @@ import orjson
 
 from .end_users import EndUsers
 from .features import EventFeatures
-from .capability_space import N_SLOTS as N_CAPS, OTHER as CAP_OTHER
+from .capability_space import N_SLOTS as N_CAPS, N_TASKS, OTHER as CAP_OTHER, TASK_OF
 from .lifecycle import OpenAlert
 from .memo import Memo
 
@@ -278,6 +278,18 @@ class AccountState:
                     p = v / named
                     entropy -= p * math.log(p)
         return math.exp(entropy) if named > 0 else 0.0, caps[CAP_OTHER] / total
+
+    def task_breadth(self) -> float:
+        """Effective number of task groups (``capability_space.TASK_OF``) of the day's traffic: a
+        product doing one or two tasks over diverse topics spans many areas but few tasks."""
+        caps = self.num
+        mass = [0.0] * N_TASKS
+        for i, g in enumerate(TASK_OF):
+            mass[g] += caps[CAP0 + i]
+        total = sum(mass)
+        if total <= 0:
+            return 0.0
+        return math.exp(-sum(v / total * math.log(v / total) for v in mass if v > 0))
 
     def models_used(self) -> int:
         """Distinct models used (up to MAX_MODELS)."""

@@ -15,6 +15,7 @@ from distillguard.models.simulation import (
     ATTACK_KINDS, BENIGN_KINDS, CLASSIC_KINDS, KINDS, ScenarioError, available_scenarios, load_scenario,
     simulate, write_jsonl, write_labels,
 )
+from distillguard.models.simulation.evasive import VARIANT_KINDS
 
 DAY = 86_400_000
 ALL_KINDS = set(BENIGN_KINDS) | set(ATTACK_KINDS)
@@ -43,6 +44,8 @@ def _by_kind(sim, events):
 
 # ------------------------------------------------------------- scenarios
 
+EVASIVE_SCENARIO_KINDS = ALL_KINDS - set(CLASSIC_KINDS) - set(VARIANT_KINDS) | {"casual", "developer"}
+
 def test_bundled_scenarios_load():
     names = available_scenarios()
     for n in ("default", "small", "alt-mix"):
@@ -54,7 +57,8 @@ def test_every_kind_in_default_and_small():
     assert set(KINDS) == ALL_KINDS
     for n in ("default", "small", "alt-mix"):
         assert load_scenario(n).kinds() == set(CLASSIC_KINDS), n
-    assert load_scenario("evasive").kinds() == ALL_KINDS - set(CLASSIC_KINDS) | {"casual", "developer"}
+    assert load_scenario("evasive").kinds() == EVASIVE_SCENARIO_KINDS
+    assert load_scenario("variants").kinds() >= set(VARIANT_KINDS)
 
 
 def test_default_size_and_span():
@@ -183,7 +187,7 @@ def test_evasive_scenario_kinds_and_shapes():
     by_kind = defaultdict(list)
     for ev in events:
         by_kind[sim.labels[ev["account_id"]]["kind"]].append(ev)
-    assert set(by_kind) == ALL_KINDS - set(CLASSIC_KINDS) | {"casual", "developer"}
+    assert set(by_kind) == EVASIVE_SCENARIO_KINDS
     rot = [lab for lab in sim.labels.values() if lab["kind"] == "end_user_rotation"][0]
     users = {ev["user_id"] for ev in by_kind["end_user_rotation"]}
     assert set(rot["end_user_ids"]) & users and users - set(rot["end_user_ids"])   # extractors among real users
@@ -335,3 +339,40 @@ def test_cli(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("distillguard simulate:") == 2
+
+
+def test_evasions_knobs_narrow_areas_and_short_answers():
+    """The evasions scenario's knobs: ``areas`` narrows a sweep, ``answer_tokens`` shortens answers."""
+    from distillguard.models.simulation.scenario import Simulation
+    scn = load_scenario("evasions")
+    for cfg in scn.cohorts.values():
+        cfg["accounts"] = 1
+        cfg["volume"] = [60, 80]
+    sim = Simulation(scn, 1)
+    by_cohort = defaultdict(list)
+    for ev in sim.events():
+        by_cohort[sim.labels[ev["account_id"]]["cohort"]].append(ev)
+    short = sorted(ev["usage"]["output_tokens"] for ev in by_cohort["short_answer_sweep"])
+    assert short[len(short) // 2] < 600
+    narrow = {ev["messages"][-1]["content"] for ev in by_cohort["narrow_harvest"]}
+    assert narrow and len(narrow) == len(by_cohort["narrow_harvest"])
+
+
+def test_transformation_variants_have_their_shape():
+    """document_qa pastes long passages and gets bounded answers; padded_elicitation pastes long
+    passages above sweep questions and still gets long answers (or short ones, knob answer_tokens)."""
+    sim = simulate(load_scenario("variants"), seed=1)
+    shape = defaultdict(lambda: [0, 0, 0])
+    for ev in sim.events():
+        s = shape[sim.labels[ev["account_id"]]["cohort"]]
+        s[0] += 1
+        s[1] += ev["usage"]["input_tokens"]
+        s[2] += ev["usage"]["output_tokens"]
+    n, tin, tout = shape["document_qa"]
+    assert tin / n > 500 and tout / n < 400 and tout / tin < 0.6
+    assert sim.labels and {lab["label"] for lab in sim.labels.values() if lab["kind"] == "document_qa"} == {"benign"}
+    n, tin, tout = shape["padded_elicitation"]
+    assert tin / n > 500 and tout / n > 600
+    n, tin, tout = shape["padded_short_elicitation"]
+    assert tin / n > 500 and tout / n < 400
+    assert {lab["label"] for lab in sim.labels.values() if lab["kind"] == "padded_elicitation"} == {"attack"}

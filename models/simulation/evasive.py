@@ -12,16 +12,24 @@ Attack kinds (label ``attack``):
 * ``multi_turn_harvest`` - a question, then follow-up turns asking for the steps, the assumptions
   and harder variants;
 * ``agent_sweep`` - a tool-using agent whose system prompt makes it think out loud, over every area;
-* ``foreign_elicitation`` - reasoning elicitation written in other languages.
+* ``foreign_elicitation`` - reasoning elicitation written in other languages;
+* ``padded_elicitation`` - ``system_elicitation`` that pastes a long unrelated passage (corpus
+  articles, plots) above every question, so its requests look like a transformation product's
+  (long input, question about it); written before the shape tempering was tuned.
 
 Look-alike kinds (label ``benign``): ``llm_judge``, ``benchmark_lab``, ``tutoring_app``,
-``agent_platform``, ``class_cluster``, ``launch_day``.
+``agent_platform``, ``class_cluster``, ``launch_day``; and, written after the detector was tuned
+to test whether it generalises (scenario ``variants``), ``explainer_app``, ``homework_helper``,
+``review_analyst``: one or two tasks over topic-diverse content, reasoning asked in the system prompt;
+and ``document_qa`` (long reading passages, questions about them), written after those three were
+measured and before the shape tempering was tuned on them.
 
 Every knob has a default; ``scenarios/evasive.toml`` documents them.
 """
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from typing import Iterator
 
@@ -35,8 +43,9 @@ from .timing import DAY, HOUR, human_sessions, lognorm, steady
 _TS = (lambda ev: ev["ts_ms"])
 
 
-def _long_out(rng: random.Random) -> int:
-    return int(lognorm(rng, 6.6, 0.5))
+def _long_out(rng: random.Random, median: float | None = None) -> int:
+    """Output tokens of an attack answer: median ~735 (lognormal), or ``median`` (knob answer_tokens)."""
+    return int(lognorm(rng, 6.6 if median is None else math.log(median), 0.5))
 
 
 def _spread_interval(ctx: Ctx, t0: int, n: int) -> float:
@@ -49,6 +58,7 @@ def _attack_stream(ctx: Ctx, name: str, kind: str, cfg: dict, body_fn, *, tier=(
                    ip_kind="cloud") -> list[Stream]:
     """Single-account attack: ``body_fn(rng, kr, pick, knobs) -> (messages, params)`` per request."""
     srng = ctx.rng(name, "setup")
+    answer = cfg.get("answer_tokens")     # knob: median answer length (default ~735 tokens)
     out = []
     for i in range(int(cfg.get("accounts", 1))):
         acc, t0, pre_n, attack_t = _attack_accounts(ctx, name, kind, cfg, srng, tier=list(tier), age=age,
@@ -66,11 +76,12 @@ def _attack_stream(ctx: Ctx, name: str, kind: str, cfg: dict, body_fn, *, tier=(
             state: dict = {}
 
             def attack():
-                pick = SweepPicker(ctx.corpus, rng)
+                # knob areas: a narrow extraction (corpus areas) instead of a sweep over everything
+                pick = TopicPicker(ctx.corpus, cfg["areas"], rng) if cfg.get("areas") else SweepPicker(ctx.corpus, rng)
                 for ts in steady(rng, attack_t, ctx.end_ms, n, interval_s=knobs["iv"],
                                  jitter=float(cfg.get("jitter", 0.5))):
                     msgs, params, extra = body_fn(rng, kr, pick, state)
-                    yield em.event(ts, knobs["model"], msgs, params, out_tokens=_long_out(rng), **extra)
+                    yield em.event(ts, knobs["model"], msgs, params, out_tokens=_long_out(rng, answer), **extra)
             return _with_prelude(ctx, em, rng, cfg, t0, pre_n, attack_t, attack())
         out.append(Stream([acc], factory))
     return out
@@ -116,6 +127,23 @@ def build_foreign_elicitation(ctx, name, cfg):
         return ([{"role": "user", "content": _fill(_c(rng, st["bank"]), pick())}],
                 {"temperature": 0.3, "max_tokens": kr.choice([4096, 8192])}, {})
     return _attack_stream(ctx, name, "foreign_elicitation", cfg, body)
+
+
+def build_padded_elicitation(ctx, name, cfg):
+    pad_pool = cfg.get("padding_areas", ["nlp:cnn", "nlp:xsum", "nlp:duorc", "nlp:wiki"])
+    pads = [p for a in pad_pool for p in ctx.corpus.by_area.get(a, [])]
+    if not pads:
+        raise ValueError(f"cohort {name!r}: no corpus text in padding_areas {pad_pool}")
+    passages = _range(cfg, "padding_passages", (1, 2))
+
+    def body(rng, kr, pick, st):
+        if "sys" not in st:
+            st["sys"] = kr.choice(E.SYSTEM_ELICITORS)
+        pad = "\n\n".join(_c(rng, pads) for _ in range(_ri(rng, passages)))
+        content = _c(rng, E.PADDING_LEADS) + pad + "\n\nQuestion: " + pick()
+        params = {"temperature": kr.choice([0.0, 0.3, 0.7]), "max_tokens": kr.choice([4096, 8192])}
+        return [{"role": "system", "content": st["sys"]}, {"role": "user", "content": content}], params, {}
+    return _attack_stream(ctx, name, "padded_elicitation", cfg, body)
 
 
 def build_agent_sweep(ctx, name, cfg):
@@ -433,6 +461,45 @@ def build_launch_day(ctx, name, cfg):
     return out
 
 
+def build_explainer_app(ctx, name, cfg):
+    """A reading product: users paste articles, dialogues or passages (topic-diverse) and get a
+    reasoned explanation back. One or two tasks; many topics."""
+    pool = ["nlp:xsum", "nlp:cnn", "nlp:gigaword", "nlp:wiki", "nlp:dream", "nlp:samsum"]
+    return _product_kind(ctx, name, cfg, "explainer_app", tier=["startup", "pro", "enterprise"], age=(60, 900),
+                         users=_range(cfg, "app_users", (100, 400)),
+                         areas_fn=lambda r: r.sample(pool, r.randint(2, 3)),
+                         systems=E.EXPLAINER_SYSTEMS, follow_ups=E.EXPLAINER_FOLLOW_UPS, profile="office",
+                         max_tokens=2048)
+
+
+def build_homework_helper(ctx, name, cfg):
+    """A programming-and-maths homework product whose system prompt asks for worked steps."""
+    return _product_kind(ctx, name, cfg, "homework_helper", tier=["education", "startup"], age=(60, 900),
+                         users=_range(cfg, "app_users", (100, 400)), areas_fn=lambda r: ["code", "math"],
+                         systems=E.HOMEWORK_SYSTEMS, follow_ups=E.STUDENT_FOLLOW_UPS, profile="home",
+                         max_tokens=2048)
+
+
+def build_review_analyst(ctx, name, cfg):
+    """A brand-monitoring product that reasons about reviews from many sites (topic-diverse)."""
+    pool = ["nlp:yelp", "nlp:amazon", "nlp:imdb", "nlp:rotten"]
+    return _product_kind(ctx, name, cfg, "review_analyst", tier=["enterprise", "pro"], age=(100, 1500),
+                         users=_range(cfg, "app_users", (5, 20)),
+                         areas_fn=lambda r: r.sample(pool, r.randint(2, 4)),
+                         systems=E.REVIEW_SYSTEMS, follow_ups=T.FOLLOW_UPS, profile="office", max_tokens=2048)
+
+
+def build_document_qa(ctx, name, cfg):
+    """A document assistant: users paste long passages (plots, multi-paragraph texts) and ask about
+    them; the system prompt asks it to reason from the passage."""
+    pool = ["nlp:quoref", "nlp:duorc", "nlp:multi", "nlp:ropes", "nlp:cosmos"]
+    return _product_kind(ctx, name, cfg, "document_qa", tier=["enterprise", "startup"], age=(90, 1200),
+                         users=_range(cfg, "app_users", (20, 120)),
+                         areas_fn=lambda r: r.sample(pool, r.randint(2, 4)),
+                         systems=E.DOCUMENT_QA_SYSTEMS, follow_ups=E.DOCUMENT_QA_FOLLOW_UPS, profile="office",
+                         max_tokens=2048)
+
+
 EVASIVE_KINDS = {
     "system_elicitation": build_system_elicitation,
     "end_user_rotation": build_end_user_rotation,
@@ -440,6 +507,7 @@ EVASIVE_KINDS = {
     "multi_turn_harvest": build_multi_turn_harvest,
     "agent_sweep": build_agent_sweep,
     "foreign_elicitation": build_foreign_elicitation,
+    "padded_elicitation": build_padded_elicitation,
 }
 LOOKALIKE_KINDS = {
     "llm_judge": build_llm_judge,
@@ -448,7 +516,13 @@ LOOKALIKE_KINDS = {
     "agent_platform": build_agent_platform,
     "class_cluster": build_class_cluster,
     "launch_day": build_launch_day,
+    # variants written after tuning (scenario ``variants``): do the look-alike rules generalise?
+    "explainer_app": build_explainer_app,
+    "homework_helper": build_homework_helper,
+    "review_analyst": build_review_analyst,
+    "document_qa": build_document_qa,
 }
+VARIANT_KINDS = ("explainer_app", "homework_helper", "review_analyst", "document_qa", "padded_elicitation")   # in scenario `variants` only
 
 
 def expected_events(kind: str, cfg: dict) -> float:
@@ -466,5 +540,6 @@ def expected_events(kind: str, cfg: dict) -> float:
     if kind == "launch_day":
         return n * (mean("prelude", (40, 150)) + mean("volume", (60, 250)))
     defaults = {"breadth_sweep": (300, 700), "llm_judge": (2000, 5000), "tutoring_app": (1500, 3000),
-                "agent_platform": (1500, 3000)}
+                "explainer_app": (1500, 3000), "homework_helper": (1500, 3000), "review_analyst": (1500, 3000),
+                "document_qa": (1500, 3000), "agent_platform": (1500, 3000)}
     return n * mean("volume", defaults.get(kind, (600, 1500)))

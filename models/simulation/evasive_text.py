@@ -130,3 +130,44 @@ LAUNCH_DAY_PROMPTS = [
     "{p}",
     "Compare your answer with what the previous version would say: {p}",
 ]
+
+# Look-alike variants (scenario ``variants``): products doing one or two tasks over topic-diverse
+# content, each with a system prompt that asks for reasoning. Written after the detector's
+# thresholds were set, to test whether they generalise; nothing was tuned on them.
+EXPLAINER_SYSTEMS = [
+    "You are Briefly, a news companion. Take the article or passage the reader pastes and explain "
+    "what happened and why it matters, reasoning through the background one point at a time.",
+    "You help busy readers understand long texts. Work through the passage carefully, lay out your "
+    "reasoning, then give a short plain-language explanation.",
+]
+EXPLAINER_FOLLOW_UPS = [
+    "who are the people involved?", "why does this matter", "shorter please", "what happens next?",
+    "can you explain the background more", "is this biased?",
+]
+HOMEWORK_SYSTEMS = [
+    "You are CodeCoach, helping students with programming and maths homework. Show your work: reason "
+    "through the problem in numbered steps before giving the answer.",
+]
+REVIEW_SYSTEMS = [
+    "You analyse customer and critic reviews for a brand-monitoring dashboard. Think through the tone "
+    "and the specific complaints step by step, then state the overall sentiment and the key issues.",
+]
+
+# Written after the explainer/review measurements, before any tuning on them (untuned checks of the
+# transformation-shape tempering): a document Q&A product over long reading passages, and the
+# preambles an extractor pastes above each question to look like one.
+DOCUMENT_QA_SYSTEMS = [
+    "You are Lexa, a document assistant for legal and research teams. Answer questions about the "
+    "document the user pastes. Quote the relevant lines, reason through them step by step, and say "
+    "when the document does not settle the question.",
+    "Answer only from the supplied passage. Think carefully through what the passage says, explain your "
+    "reasoning briefly, then give the answer.",
+]
+DOCUMENT_QA_FOLLOW_UPS = [
+    "where does it say that?", "and the second paragraph?", "is that consistent with the rest?",
+    "summarise the obligations", "who is responsible here", "any dates I should know?",
+]
+PADDING_LEADS = [
+    "Background document:\n", "Context (pasted from our notes):\n", "Reference material:\n",
+    "Here is some text for context.\n",
+]
