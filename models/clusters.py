@@ -66,7 +66,7 @@ from .records import PairEvidence
 from .memo import Bounds
 from .pair_shards import MAX_PAIRS, HotPair, PairShard, _Pair, pair_key, shard_of
 from .rows import ClusterMemberRow
-from .scoring import ramp
+from .ramps import ramp
 from .spread import area_spread
 
 DETECTOR = "hydra_cluster"

@@ -22,6 +22,7 @@ from .anomaly import CohortAnomaly, scale
 from .baseline import CohortBaseline
 from .config import DetectorConfig
 from .memo import Bounds
+from .ramps import ramp
 from .workload_shape import DEFAULT_SHAPE
 from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_ANSWER,
                     C_LONG_OUT, C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS,
@@ -33,15 +34,6 @@ MAX_COHORTS = 32       # anomaly models and baselines (one per tier, ~1 MB each)
 OTHER_COHORT = "other"
 PRIOR_REQUESTS = 10.0  # shares shrink towards 0 by this many pseudo-requests: a quiet hour of 3 requests
                        # on a new model is not a "100% pivot"
-
-
-def ramp(x: float, lo: float, hi: float) -> float:
-    """0 below lo, 1 above hi, linear between."""
-    if x <= lo:
-        return 0.0
-    if x >= hi:
-        return 1.0
-    return (x - lo) / (hi - lo)
 
 
 def account_features(s: AccountState) -> dict[str, float]:

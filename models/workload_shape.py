@@ -37,14 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-def _falling(x: float, lo: float, hi: float) -> float:
-    """1 at or below lo, 0 at or above hi, linear between."""
-    if x <= lo:
-        return 1.0
-    if x >= hi:
-        return 0.0
-    return (hi - x) / (hi - lo)
+from .ramps import falling
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +57,7 @@ class WorkloadShape:
         if input_per_request <= 0.0:
             return 0.0
         ratio = output_per_request / input_per_request
-        return _falling(ratio, *self.bounded_ratio) * _falling(output_per_request, *self.bounded_answer)
+        return falling(ratio, *self.bounded_ratio) * falling(output_per_request, *self.bounded_answer)
 
     def harvest(self, input_per_request: float, output_per_request: float) -> float:
         """0..1: the extractor's shape at moderate answer lengths: output at 2-3x the input and
@@ -73,7 +66,7 @@ class WorkloadShape:
         if input_per_request <= 0.0:
             return 0.0
         ratio = output_per_request / input_per_request
-        return (1.0 - _falling(ratio, *self.harvest_ratio)) * (1.0 - _falling(output_per_request,
+        return (1.0 - falling(ratio, *self.harvest_ratio)) * (1.0 - falling(output_per_request,
                                                                                 *self.harvest_answer))
 
     @staticmethod
