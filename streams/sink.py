@@ -1,8 +1,9 @@
 """The ClickHouse sink: rows from the internal sink topic into ClickHouse.
 
 Detection agents never talk to ClickHouse: they publish batches of rows to
-``DG_TOPIC_SINK``. This sink (a thread in the worker that owns the store, or
-``distillguard sink``) reads them with its own consumer group, inserts in
+``DG_TOPIC_SINK``. This sink (a thread of ``distillguard sink``, the child process a worker
+with the embedded store runs by default, streams/sink_process.py; or, with a ClickHouse
+server or ``DG_SINK_PROCESS=0``, a thread in the worker) reads them with its own consumer group, inserts in
 batches (``DG_SINK_BATCH_ROWS`` rows or every ``DG_SINK_FLUSH_S`` seconds),
 and commits its Kafka offsets only after ClickHouse accepted the rows.
 
@@ -38,7 +39,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from distillguard.models.rows import Row
 
-from .clickhouse import COLUMNS, Store
+from .clickhouse import COLUMNS, MIGRATIONS, Store
 from .kafka_config import client_config
 from .memory import clickhouse_memory
 from .settings import Settings
@@ -64,6 +65,23 @@ def dead_letter_topic(settings: Settings) -> str:
     return f"{settings.topic_sink}.dlq"
 
 
+def open_sink(settings: Settings) -> Sink:
+    """A sink (not started) on the store, opened -- an embedded one locked: ``StoreBusy`` if another
+    process holds it -- and migrated."""
+    store = Store(settings)
+    try:
+        applied = store.migrate()
+        if applied:
+            log.info("applied ClickHouse migrations %s", applied)
+        sink = Sink(settings, store)
+        sink.store_info = {"store": store.describe(), "schema_version": store.schema_version(),
+                           "expected_schema_version": MIGRATIONS[-1][0]}
+    except BaseException:
+        store.close()
+        raise
+    return sink
+
+
 class Sink(threading.Thread):
     """Consumes the sink topic and inserts into ClickHouse until ``stop()``."""
 
@@ -83,6 +101,8 @@ class Sink(threading.Thread):
         self._fault_down_s = float(os.environ.get("DG_FAULT_CLICKHOUSE_DOWN_S") or 0)  # tests only
         self._fault_until: float | None = None
         self.clickhouse_memory: dict | None = None   # latest memory.clickhouse_memory sample
+        self.store_info: dict = {}   # store, schema versions: /readyz's "clickhouse" (set by the owner)
+        self.child_memory: dict | None = None   # a thread has no process of its own (cf. SinkProcess)
         self.consumer = Consumer(client_config(settings, **{
             "group.id": f"{settings.app_id}-sink",
             "auto.offset.reset": "earliest",
@@ -93,6 +113,15 @@ class Sink(threading.Thread):
         return {"inserted": dict(self.inserted), "pending_rows": self.pending_rows, "retries": self.retries,
                 "skipped_messages": self.skipped_messages, "dead_letter_rows": dict(self.dead_letter_rows),
                 "last_error": self.last_error}
+
+    def state(self) -> str:
+        """For ``/readyz``: ``starting``, ``connected``, ``spooling`` (ClickHouse away, rows held in
+        Kafka) or ``stopped``."""
+        if self.ident is None:
+            return "starting"         # the thread starts with the app's tasks
+        if not self.is_alive():
+            return "stopped"
+        return "spooling" if self.pending_rows and self.last_error else "connected"
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
