@@ -117,7 +117,10 @@ class SinkProcess:
         backoff = BACKOFF_S[0]
         while not self._stopping.is_set():
             started = time.monotonic()
-            code = self._run_child()
+            try:
+                code = self._run_child()
+            except OSError as err:   # could not start one (no memory, no processes left): try again
+                code = f"not started: {err}"
             if self._stopping.is_set():
                 return
             self._fold_counts()
@@ -137,9 +140,14 @@ class SinkProcess:
             # its own session: a terminal's Ctrl-C reaches the worker, which stops the child in order
             self._proc = subprocess.Popen([sys.executable, *SINK_ARGV, "--status-fd", str(write_fd)],
                                           pass_fds=(write_fd,), start_new_session=True)
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
         proc = self._proc
+        if self._stopping.is_set():   # stop() came while it was being started: it may not have seen it
+            proc.send_signal(signal.SIGTERM)
         try:
             self._read_status(read_fd, proc)
         finally:
