@@ -41,7 +41,7 @@ from distillguard.models.rows import Row
 
 from .clickhouse import COLUMNS, MIGRATIONS, Store
 from .kafka_config import client_config
-from .memory import clickhouse_memory
+from .memory import TRIM_EVERY_S, clickhouse_memory, purge_clickhouse
 from .settings import Settings
 
 log = logging.getLogger("distillguard.sink")
@@ -101,6 +101,7 @@ class Sink(threading.Thread):
         self._fault_down_s = float(os.environ.get("DG_FAULT_CLICKHOUSE_DOWN_S") or 0)  # tests only
         self._fault_until: float | None = None
         self.clickhouse_memory: dict | None = None   # latest memory.clickhouse_memory sample
+        self.jemalloc_purged_mb = 0.0   # what purge_clickhouse gave back so far
         self.store_info: dict = {}   # store, schema versions: /readyz's "clickhouse" (set by the owner)
         self.child_memory: dict | None = None   # a thread has no process of its own (cf. SinkProcess)
         self.consumer = Consumer(client_config(settings, **{
@@ -133,6 +134,7 @@ class Sink(threading.Thread):
         buffer: dict[str, list[list]] = defaultdict(list)
         last_flush = time.monotonic()
         last_sample = 0.0
+        last_purge = time.monotonic()
         try:
             while not self._stopping.is_set():
                 for msg in c.consume(num_messages=500, timeout=0.2):
@@ -148,6 +150,9 @@ class Sink(threading.Thread):
                 if time.monotonic() - last_sample >= MEMORY_SAMPLE_S:
                     self._sample_memory()
                     last_sample = time.monotonic()
+                if self.settings.embedded_clickhouse and time.monotonic() - last_purge >= TRIM_EVERY_S:
+                    self._purge()
+                    last_purge = time.monotonic()
             if self.pending_rows:
                 self._flush(buffer)
         finally:
@@ -156,9 +161,17 @@ class Sink(threading.Thread):
     def _sample_memory(self) -> None:
         """The store's own memory figures, for the status page (this thread owns the store)."""
         try:
-            self.clickhouse_memory = clickhouse_memory(self.store)
+            self.clickhouse_memory = {**clickhouse_memory(self.store),
+                                      "jemalloc_purged_mb": round(self.jemalloc_purged_mb, 1)}
         except Exception as err:  # noqa: BLE001 - a store that is down has no figures; inserts report it
             self.clickhouse_memory = {"error": str(err)[:200]}
+
+    def _purge(self) -> None:
+        """The embedded engine's free pages back to the system (memory.purge_clickhouse)."""
+        try:
+            self.jemalloc_purged_mb += purge_clickhouse(self.store)
+        except Exception as err:  # noqa: BLE001 - not worth more than a line: memory, not data
+            log.warning("sink: SYSTEM JEMALLOC PURGE failed (%s)", str(err)[:200])
 
     def _add(self, raw: bytes, buffer: dict[str, list[list]]) -> None:
         try:

@@ -35,7 +35,7 @@ from .soak_check import growth_after_warmup, trend_rise, trending_up
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 CHURN = 4               # a quarter of the accounts are new in each copy of the scenario
 RSS_GROWTH = 0.05       # RSS after warm-up (30% of the stream) may grow this much by the end
-CUMULATIVE = {"malloc_trimmed_mb"}   # totals since the start, not sizes: shown, never trend-checked
+CUMULATIVE = {"malloc_trimmed_mb", "sink.malloc_trimmed_mb", "clickhouse.jemalloc_purged_mb"}   # totals since the start, not sizes: shown, never trend-checked
 MAX_LAG = 50_000        # events produced ahead of the worker at most (see ``paced``)
 
 
