@@ -60,7 +60,7 @@ from collections import OrderedDict
 from .config import ClusterConfig
 from .features import PromptParts, prompt_parts
 from .records import AccountSummary, LinkFeatures, LinkObservation, LinkRecord, PairEvidence, Partner
-from .memo import Bounds, Memo
+from .memo import AgedMemo, Bounds, Memo
 from .text import fingerprint, words
 from .capability_areas import AREAS
 
@@ -84,17 +84,21 @@ _WRAP_MIN_CHARS = 60         # shorter prompts are all payload, no wrapper
 _HASH_SPACE = float(2**64)
 
 
-# an account is looked up once per key it observes; the recently active ones are enough (with
-# accounts arriving and going idle, a larger memo only fills with idle ids)
-_ACCOUNT_HASHES = Memo("linking.account_hash", 4096)
+# an account is looked up once per key it observes; the recently active ones are enough: an
+# account unused for ACCOUNT_HASH_AGE_MS of event time (ClusterConfig's default key_ttl_ms: by
+# then its keys are forgotten too) goes, so with accounts arriving and going idle the memo holds
+# the active population instead of filling to its count bound with idle ids (issue #18 soak)
+ACCOUNT_HASH_AGE_MS = 6 * 3_600_000
+_ACCOUNT_HASHES = AgedMemo("linking.account_hash", 4096, ACCOUNT_HASH_AGE_MS)
 
 
-def account_hash(account: str) -> int:
-    """A stable 64-bit hash of an account id (the per-key sketches order accounts by it)."""
-    h = _ACCOUNT_HASHES.get(account)
+def account_hash(account: str, now: int) -> int:
+    """A stable 64-bit hash of an account id (the per-key sketches order accounts by it);
+    ``now``, the event time, ages the memo."""
+    h = _ACCOUNT_HASHES.get(account, now)
     if h is None:
         h = int.from_bytes(hashlib.blake2b(account.encode(), digest_size=8).digest(), "big")
-        _ACCOUNT_HASHES.put(account, h)
+        _ACCOUNT_HASHES.put(account, h, now)
     return h
 
 
@@ -425,7 +429,7 @@ class Linker:
             own[2] = max(own[2], ts)
             own[3] = summary
         else:
-            h = account_hash(account)
+            h = account_hash(account, ts)
             if len(st.anchors) < ANCHORS or h < st.anchors[-1][0]:
                 st.anchors.append([h, account, ts, summary])
                 st.anchors.sort(key=lambda e: (e[0], e[1]))

@@ -27,10 +27,26 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 Bounds = dict[str, tuple[int, int]]   # structure name -> (current size, bound)
-_MEMOS: dict[str, Memo] = {}         # name -> the latest memo of that name (a few, module-level)
+_MEMOS: dict[str, Memo | AgedMemo] = {}         # name -> the latest memo of that name (a few, module-level)
 _MISSING = object()
 
-class Memo:
+class _Keys:
+    """What both memos answer about their keys (``_data``: an OrderedDict, least recently used first)."""
+
+    __slots__ = ()
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._data
+
+    def __iter__(self):
+        """Keys, least recently used first."""
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class Memo(_Keys):
     """A least-recently-used memo of at most ``bound`` entries. A module-level memo registers
     under ``name`` (``memo_bounds``); one owned by an object is reported by its owner's
     ``bounds()`` instead (``register=False``)."""
@@ -72,16 +88,56 @@ class Memo:
             self.put(key, value)
         return value
 
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._data
 
-    def __iter__(self):
-        """Keys, least recently used first."""
-        return iter(self._data)
+class AgedMemo(_Keys):
+    """A ``Memo`` whose entries also go once unused for ``max_age`` of event time: a memo of
+    derived values about *active* things (accounts) keeps the active ones only, instead of
+    filling to its count bound with the ids of things gone idle. The clock is the highest event
+    time seen (``now`` arguments; never the wall clock), so it stays deterministic; LRU order is
+    then the order of last use, and the expired entries are all at its front.
 
-    def __len__(self) -> int:
-        return len(self._data)
+    >>> m = AgedMemo("doc.aged", 100, max_age=10)
+    >>> m.put("a", 1, now=0); m.put("b", 2, now=5); m.get("a", now=6)
+    1
+    >>> m.put("c", 3, now=16); sorted(m)      # b last used at 5 < 16 - 10; a (6) stays
+    ['a', 'c']
+    """
 
+    __slots__ = ("name", "bound", "max_age", "_data", "_now")
+
+    def __init__(self, name: str, bound: int, max_age: int, register: bool = True):
+        if bound < 1 or max_age < 0:
+            raise ValueError(f"memo {name}: bound must be >= 1 and max_age >= 0, got {bound}, {max_age}")
+        self.name, self.bound, self.max_age = name, bound, max_age
+        self._data: OrderedDict = OrderedDict()   # key -> (value, last use)
+        self._now = 0
+        if register:
+            _MEMOS[name] = self
+
+    def get(self, key: Hashable, now: int, default=None):
+        """The value for ``key`` (its last use now ``now``), else ``default``."""
+        entry = self._data.get(key)
+        if entry is None:
+            return default
+        if now > self._now:
+            self._now = now
+        self._data[key] = (entry[0], self._now)
+        self._data.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: Hashable, value, now: int) -> None:
+        """Remember ``value``; entries unused for more than ``max_age``, and the least recently
+        used beyond the bound, go."""
+        if now > self._now:
+            self._now = now
+        data = self._data
+        data[key] = (value, self._now)
+        data.move_to_end(key)
+        if len(data) > self.bound:
+            data.popitem(last=False)
+        oldest = self._now - self.max_age
+        while data[next(iter(data))][1] < oldest:
+            data.popitem(last=False)
 
 
 def memo_bounds() -> Bounds:

@@ -49,6 +49,7 @@ from .metrics import faust_lag, render as render_metrics
 from .ocsf import to_ocsf
 from .settings import Settings, tune_gc
 from .sink import Sink, sink_messages
+from .sink_process import SinkProcess
 
 log = logging.getLogger("distillguard.worker")
 
@@ -212,7 +213,7 @@ def run_faust_worker(app: faust.App, loglevel: str, logging_config: dict | None 
     worker.execute_from_commandline()
 
 
-def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
+def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> faust.App:
     """The worker's Faust app; ``sink`` (if this worker runs one) is shown on its status pages."""
     app = faust.App(
         settings.app_id,
@@ -342,6 +343,8 @@ def create_app(settings: Settings, sink: Sink | None = None) -> faust.App:
             body["sink"] = sink.stats()
         # issue #18: memory by component, and every bounded structure's (size, bound)
         body["memory"] = process_memory(sink.clickhouse_memory if sink is not None else None)
+        if sink is not None and sink.child_memory is not None:   # the sink's own process (DG_SINK_PROCESS=1)
+            body["memory"]["sink_process"] = sink.child_memory
         max_accounts = stage.config.max_accounts
         body["bounds"] = {**stage.detector.bounds(), **cross.bounds(), **memo_bounds(),
                           "worker.table": (len(table), max_accounts),

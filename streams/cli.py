@@ -17,6 +17,7 @@ from .errors import UserError
 # command -> (module in this package, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("worker", "run a stream worker (Faust) against Kafka"),
+    "sink": ("sink_cli", "run the ClickHouse sink alone: rows from the sink topic into ClickHouse"),
     "replay": ("replay_cli", "run the detector over a JSONL(.gz) file of request events"),
     "simulate": ("simulate_cli", "generate labelled request traffic to a file or to Kafka"),
     "eval": ("eval_cli", "measure detection on labelled traffic, with literature baselines"),

@@ -1,7 +1,8 @@
 """Liveness and readiness of a worker, on its web port (``DG_WORKER_WEB_PORT``).
 
 ``/livez``: 200 while the process serves requests and its sink thread (if any)
-runs; 503 once something that never recovers by itself has died (restart me).
+runs; 503 once something that never recovers by itself has died (restart me). A sink
+child process that died is restarted by the worker (``restarting``: not ready, still alive).
 ``/readyz``: 200 once the worker can do its job: the consumer group assigned it
 its partitions (no rebalance under way), table state is restored from the
 changelogs, and the sink (when ``DG_SINK=1``) is connected to ClickHouse or
@@ -24,10 +25,9 @@ PROBE_PATHS = (LIVE_PATH, READY_PATH)
 class Readiness:
     """What ``/readyz`` and ``/livez`` report for a running Faust worker."""
 
-    def __init__(self, app, sink=None, clickhouse: dict | None = None):
+    def __init__(self, app, sink=None):
         self.app = app
-        self.sink = sink
-        self.clickhouse = clickhouse or {}
+        self.sink = sink                    # a Sink thread, a SinkProcess, or None
         self.assigned: int | None = None    # partitions in the last assignment; None before the first
 
         @app.on_partitions_assigned.connect
@@ -39,14 +39,7 @@ class Readiness:
             self.assigned = None
 
     def sink_state(self) -> str:
-        if self.sink is None:
-            return "off"
-        if self.sink.ident is None:
-            return "starting"         # the thread starts with the app's tasks
-        if not self.sink.is_alive():
-            return "stopped"
-        stats = self.sink.stats()
-        return "spooling" if stats["pending_rows"] and stats["last_error"] else "connected"
+        return "off" if self.sink is None else self.sink.state()
 
     def checks(self) -> dict[str, bool]:
         app = self.app
@@ -59,7 +52,7 @@ class Readiness:
     def ready(self) -> tuple[bool, dict]:
         checks = self.checks()
         body = {"ready": all(checks.values()), "checks": checks, "partitions": self.assigned,
-                "sink": self.sink_state(), "clickhouse": self.clickhouse}
+                "sink": self.sink_state(), "clickhouse": self.sink.store_info if self.sink else {}}
         return body["ready"], body
 
     def live(self) -> tuple[bool, dict]:

@@ -61,11 +61,15 @@ class WorkerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, *self.argv], stdout=log, stderr=subprocess.STDOUT,
                                          env=self.env, start_new_session=True)
-        if ready_timeout is not None:
-            if wait == "ready":
-                self.wait_ready(ready_timeout)
-            else:
-                self.wait_for(lambda s: s is not None, ready_timeout, "worker start")
+        try:
+            if ready_timeout is not None:
+                if wait == "ready":
+                    self.wait_ready(ready_timeout)
+                else:
+                    self.wait_for(lambda s: s is not None, ready_timeout, "worker start")
+        except BaseException:
+            self.stop(timeout=30)   # a child that never came up is not left running (nor its sink child)
+            raise
         return self
 
     def status(self) -> dict | None:

@@ -108,6 +108,10 @@ class Settings:
     clickhouse_database: str = setting("DG_CLICKHOUSE_DATABASE", "distillguard", "database of all tables")
     sink: bool = setting("DG_SINK", "1", "1: this worker also runs the ClickHouse sink; 0: not",
                          parse=_bool, kind="1 or 0")
+    sink_process: bool = setting(
+        "DG_SINK_PROCESS", "1", "with the embedded store, 1: the worker runs the sink as a supervised child process "
+        "(`distillguard sink`; chDB's memory apart from the worker's, restarted with backoff if it dies); 0: a "
+        "thread in the worker. With a ClickHouse server the sink is always a thread", parse=_bool, kind="1 or 0")
     sink_batch_rows: int = setting("DG_SINK_BATCH_ROWS", "5000", "rows per insert at most",
                                    parse=int, kind="whole number", minimum=1)
     sink_flush_s: float = setting("DG_SINK_FLUSH_S", "1.0", "seconds between inserts at most",

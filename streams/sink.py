@@ -1,8 +1,9 @@
 """The ClickHouse sink: rows from the internal sink topic into ClickHouse.
 
 Detection agents never talk to ClickHouse: they publish batches of rows to
-``DG_TOPIC_SINK``. This sink (a thread in the worker that owns the store, or
-``distillguard sink``) reads them with its own consumer group, inserts in
+``DG_TOPIC_SINK``. This sink (a thread of ``distillguard sink``, the child process a worker
+with the embedded store runs by default, streams/sink_process.py; or, with a ClickHouse
+server or ``DG_SINK_PROCESS=0``, a thread in the worker) reads them with its own consumer group, inserts in
 batches (``DG_SINK_BATCH_ROWS`` rows or every ``DG_SINK_FLUSH_S`` seconds),
 and commits its Kafka offsets only after ClickHouse accepted the rows.
 
@@ -38,9 +39,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from distillguard.models.rows import Row
 
-from .clickhouse import COLUMNS, Store
+from .clickhouse import COLUMNS, MIGRATIONS, Store
 from .kafka_config import client_config
-from .memory import clickhouse_memory
+from .memory import TRIM_EVERY_S, clickhouse_memory, purge_clickhouse
 from .settings import Settings
 
 log = logging.getLogger("distillguard.sink")
@@ -64,6 +65,23 @@ def dead_letter_topic(settings: Settings) -> str:
     return f"{settings.topic_sink}.dlq"
 
 
+def open_sink(settings: Settings) -> Sink:
+    """A sink (not started) on the store, opened -- an embedded one locked: ``StoreBusy`` if another
+    process holds it -- and migrated."""
+    store = Store(settings)
+    try:
+        applied = store.migrate()
+        if applied:
+            log.info("applied ClickHouse migrations %s", applied)
+        sink = Sink(settings, store)
+        sink.store_info = {"store": store.describe(), "schema_version": store.schema_version(),
+                           "expected_schema_version": MIGRATIONS[-1][0]}
+    except BaseException:
+        store.close()
+        raise
+    return sink
+
+
 class Sink(threading.Thread):
     """Consumes the sink topic and inserts into ClickHouse until ``stop()``."""
 
@@ -83,6 +101,9 @@ class Sink(threading.Thread):
         self._fault_down_s = float(os.environ.get("DG_FAULT_CLICKHOUSE_DOWN_S") or 0)  # tests only
         self._fault_until: float | None = None
         self.clickhouse_memory: dict | None = None   # latest memory.clickhouse_memory sample
+        self.jemalloc_purged_mb = 0.0   # what purge_clickhouse gave back so far
+        self.store_info: dict = {}   # store, schema versions: /readyz's "clickhouse" (set by the owner)
+        self.child_memory: dict | None = None   # a thread has no process of its own (cf. SinkProcess)
         self.consumer = Consumer(client_config(settings, **{
             "group.id": f"{settings.app_id}-sink",
             "auto.offset.reset": "earliest",
@@ -94,6 +115,15 @@ class Sink(threading.Thread):
                 "skipped_messages": self.skipped_messages, "dead_letter_rows": dict(self.dead_letter_rows),
                 "last_error": self.last_error}
 
+    def state(self) -> str:
+        """For ``/readyz``: ``starting``, ``connected``, ``spooling`` (ClickHouse away, rows held in
+        Kafka) or ``stopped``."""
+        if self.ident is None:
+            return "starting"         # the thread starts with the app's tasks
+        if not self.is_alive():
+            return "stopped"
+        return "spooling" if self.pending_rows and self.last_error else "connected"
+
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
         self.join(timeout)
@@ -104,6 +134,7 @@ class Sink(threading.Thread):
         buffer: dict[str, list[list]] = defaultdict(list)
         last_flush = time.monotonic()
         last_sample = 0.0
+        last_purge = time.monotonic()
         try:
             while not self._stopping.is_set():
                 for msg in c.consume(num_messages=500, timeout=0.2):
@@ -119,6 +150,9 @@ class Sink(threading.Thread):
                 if time.monotonic() - last_sample >= MEMORY_SAMPLE_S:
                     self._sample_memory()
                     last_sample = time.monotonic()
+                if self.settings.embedded_clickhouse and time.monotonic() - last_purge >= TRIM_EVERY_S:
+                    self._purge()
+                    last_purge = time.monotonic()
             if self.pending_rows:
                 self._flush(buffer)
         finally:
@@ -127,9 +161,17 @@ class Sink(threading.Thread):
     def _sample_memory(self) -> None:
         """The store's own memory figures, for the status page (this thread owns the store)."""
         try:
-            self.clickhouse_memory = clickhouse_memory(self.store)
+            self.clickhouse_memory = {**clickhouse_memory(self.store),
+                                      "jemalloc_purged_mb": round(self.jemalloc_purged_mb, 1)}
         except Exception as err:  # noqa: BLE001 - a store that is down has no figures; inserts report it
             self.clickhouse_memory = {"error": str(err)[:200]}
+
+    def _purge(self) -> None:
+        """The embedded engine's free pages back to the system (memory.purge_clickhouse)."""
+        try:
+            self.jemalloc_purged_mb += purge_clickhouse(self.store)
+        except Exception as err:  # noqa: BLE001 - not worth more than a line: memory, not data
+            log.warning("sink: SYSTEM JEMALLOC PURGE failed (%s)", str(err)[:200])
 
     def _add(self, raw: bytes, buffer: dict[str, list[list]]) -> None:
         try:

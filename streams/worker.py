@@ -1,4 +1,5 @@
-"""``distillguard worker``: the Faust worker, plus the ClickHouse sink thread when ``DG_SINK=1``.
+"""``distillguard worker``: the Faust worker, plus the ClickHouse sink when ``DG_SINK=1`` (with the
+embedded store a supervised child process, ``DG_SINK_PROCESS=1``, streams/sink_process.py; else a thread).
 
 Its life: log the settings (secrets masked); wait for the broker (and a
 ClickHouse server) with backoff, answering ``/livez`` and ``/readyz`` (not
@@ -20,12 +21,12 @@ import threading
 import faust
 
 from . import logs
-from .clickhouse import MIGRATIONS, Store
 from .health import Readiness, WaitingServer, register_health_pages
 from .kafka_io import check_topics, ensure_topics
 from .memory import TRIM_EVERY_S, start_tracing, trim_malloc
 from .settings import Settings, SettingsError, describe, load_settings
-from .sink import Sink
+from .sink import Sink, open_sink
+from .sink_process import SinkProcess
 from .startup import wait_for_dependencies
 
 log = logging.getLogger("distillguard.worker")
@@ -69,28 +70,26 @@ def run_worker(settings: Settings) -> int:
         for line in check_topics(settings):   # a fatal difference raises TopicMismatch (one line)
             log.warning("%s", line)
         sink = None
-        clickhouse: dict = {}
-        if settings.sink:
+        if settings.sink and settings.embedded_clickhouse and settings.sink_process:
+            # the child opens (locks) and migrates the store itself; started now, it does so
+            # while Faust starts (/readyz waits for its first report)
+            sink = SinkProcess(settings)
+            sink.start()
+        elif settings.sink:
             waiting.waiting_for = "ClickHouse migrations"
-            store = Store(settings)           # fails fast, with a clear message, if the store is busy
-            applied = store.migrate()
-            if applied:
-                log.info("applied ClickHouse migrations %s", applied)
-            clickhouse = {"store": store.describe(), "schema_version": store.schema_version(),
-                          "expected_schema_version": MIGRATIONS[-1][0]}
-            sink = Sink(settings, store)
+            sink = open_sink(settings)        # fails fast, with a clear message, if the store is busy
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here, sink or not
     if start_tracing():
         log.info("DG_TRACEMALLOC=1: tracing Python allocations (slow; for diagnosis)")
     app = create_app(settings, sink)
     # SIGTERM and rebalances wait for the batch in progress to be processed and acked
     app.conf.stream_wait_empty = True
-    register_health_pages(app, Readiness(app, sink, clickhouse))
+    register_health_pages(app, Readiness(app, sink))
 
     @app.timer(TRIM_EVERY_S)
     async def _trim_malloc() -> None:   # issue #18: freed memory back to the system (memory.trim_malloc)
         log.debug("malloc_trim gave back %.1f MB", trim_malloc())
-    if sink is not None:
+    if isinstance(sink, Sink):
         @app.task
         async def _start_sink() -> None:
             sink.start()
@@ -100,6 +99,11 @@ def run_worker(settings: Settings) -> int:
             sink.stop()
             sink.store.close()
             log.info("sink stopped, store closed", extra={"counts": {"inserted": sum(sink.inserted.values())}})
+    elif sink is not None:
+        @app.on_before_shutdown.connect
+        async def _stop_sink_process(app, **kwargs) -> None:
+            # within the worker's own bound (the watchdog), leaving time for Faust's stop
+            sink.stop(timeout=max(1.0, settings.shutdown_timeout_s * 2 / 3))
     logging.getLogger("distillguard").setLevel(settings.log_level.upper().replace("WARN", "WARNING"))
     run_faust_worker(app, _FAUST_LEVELS[settings.log_level], logging_config=log_config,
                      worker_class=graceful_worker_class(settings.shutdown_timeout_s))

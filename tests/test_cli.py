@@ -8,7 +8,7 @@ from distillguard.streams.settings import ENV_VARS, SettingsError, describe, loa
 
 CLI = [sys.executable, "-m", "distillguard.streams.cli"]
 COMMANDS = ["worker", "replay", "simulate", "demo", "sql", "migrate", "topics", "eval", "export-ocsf", "ingest",
-            "report", "doctor", "otlp-receiver", "console"]
+            "report", "doctor", "otlp-receiver", "console", "sink"]
 HEAVY = ("river", "faust", "mode", "aiokafka", "confluent_kafka", "clickhouse_connect", "chdb", "numpy")
 
 

@@ -1,10 +1,12 @@
 """Bounded memory (issue #18): the one memo class, and the bounds of the structures that grow
 with accounts, clusters and time -- by count and by event-time age."""
+import pytest
+
 from distillguard.models import Detector, DetectorConfig
 from distillguard.models.clusters import RETIRED_TTL_MS
 from distillguard.models.elicitation import default_model
 from distillguard.models.pipeline import CrossAccountPipeline
-from distillguard.models.memo import Memo, memo_bounds
+from distillguard.models.memo import AgedMemo, Memo, memo_bounds
 from distillguard.models.scoring import MAX_COHORTS, OTHER_COHORT
 from distillguard.models.state import AccountState
 
@@ -82,3 +84,22 @@ def test_pipeline_bounds_cover_every_stage():
     h = CrossAccountPipeline(key=b"k")
     names = {**h.observer.bounds(), **h.linker.bounds(), **h.clusters.engine.bounds()}
     assert {"observer.sent", "observer.profiles", "linker.keys", "engine.pairs", "engine.max_scores"} <= set(names)
+
+
+def test_aged_memo_holds_the_active_keys_not_its_count_bound():
+    """Accounts arriving and going idle (a new set of 50 every hour of event time): an LRU memo
+    bounded by count only fills to its bound with idle ids; the aged one holds the last 6 h."""
+    hour = 3_600_000
+    lru, aged = Memo("test.lru", 4096, register=False), AgedMemo("test.aged", 4096, 6 * hour, register=False)
+    sizes = []
+    for h in range(100):
+        for i in range(50):
+            account = f"a{h}-{i}"
+            lru.put(account, 1)
+            aged.put(account, 1, now=h * hour)
+            assert aged.get(account, h * hour) == 1
+        sizes.append(len(aged))
+    assert len(lru) == 4096
+    assert max(sizes[10:]) == min(sizes[10:]) == 7 * 50    # the current hour and the 6 before it
+    with pytest.raises(ValueError):
+        AgedMemo("test.bad", 0, 1)

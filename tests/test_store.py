@@ -63,3 +63,13 @@ def test_sql_error_is_reported_plainly(tmp_path):
                           timeout=120, env={"DG_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert "error" in proc.stderr.lower() and "Traceback" not in proc.stderr
+
+
+def test_the_embedded_engines_allocator_gives_free_pages_back(tmp_path):
+    """chDB allocates with jemalloc (out of mallinfo's and malloc_trim's reach): the sink asks it
+    to purge its free pages (memory.purge_clickhouse), and the store's memory figures are read."""
+    from distillguard.streams.memory import clickhouse_memory, purge_clickhouse
+    with Store(load_settings({"DG_DATA_DIR": str(tmp_path)})) as store:
+        assert store.query("SELECT value FROM system.build_options WHERE name = 'USE_JEMALLOC'").result_rows == [("1",)]
+        assert purge_clickhouse(store) >= 0.0
+        assert "MemoryTracking" in clickhouse_memory(store)

@@ -7,12 +7,14 @@ copy renames a quarter of the accounts (``bench_events(churn=4)``), so new accou
 arrive and old ones go idle past the detector's expiry, as in production.
 
 The worker's status page reports its memory by component (``memory``: RSS, malloc,
-Python, the embedded ClickHouse) and every bounded structure's (size, bound)
+Python, the embedded ClickHouse, and the sink's own process, ``sink.*``: with the embedded
+store the sink and chDB run in a child of the worker by default, ``DG_SINK_PROCESS=1``) and every bounded structure's (size, bound)
 (``bounds``); the test samples both and prints the curve at every 10% of the stream.
 Checked, short and full form: the status page reports every structure the pipeline bounds,
 and none is over its bound at any sample. Full form (``soak_check``, medians of windows and a
-robust slope, not single samples): RSS grows by at most 5% between 30% and 100% of the stream
-(median of the last 10% over the median at 25-35%), and no component rose by more than 5% of
+robust slope, not single samples): the worker's RSS grows by at most 5% between 30% and 100% of
+the stream (median of the last 10% over the median at 25-35%; the sink process's and the sum's
+growth are reported beside it), and no component -- the sink process's included -- rose by more than 5% of
 its level (+8) over the second half. Every sample goes to ``var/faults/soak_samples.json``.
 ``DG_SOAK_EVENTS=N`` sets the length (diagnosis runs).
 """
@@ -33,7 +35,7 @@ from .soak_check import growth_after_warmup, trend_rise, trending_up
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 CHURN = 4               # a quarter of the accounts are new in each copy of the scenario
 RSS_GROWTH = 0.05       # RSS after warm-up (30% of the stream) may grow this much by the end
-CUMULATIVE = {"malloc_trimmed_mb"}   # totals since the start, not sizes: shown, never trend-checked
+CUMULATIVE = {"malloc_trimmed_mb", "sink.malloc_trimmed_mb", "clickhouse.jemalloc_purged_mb"}   # totals since the start, not sizes: shown, never trend-checked
 MAX_LAG = 50_000        # events produced ahead of the worker at most (see ``paced``)
 
 
@@ -55,6 +57,8 @@ def memory_components(status: dict) -> dict[str, float]:
     mem = status.get("memory", {})
     out = {k: v for k, v in mem.items() if isinstance(v, (int, float))}
     out.update({f"clickhouse.{k}": v for k, v in mem.get("clickhouse", {}).items() if isinstance(v, (int, float))})
+    # the sink's own process (DG_SINK_PROCESS=1, the default): chDB lives there
+    out.update({f"sink.{k}": v for k, v in mem.get("sink_process", {}).items() if isinstance(v, (int, float))})
     out.update({f"traced.{k}": v for k, v in mem.get("python_top_files_mb", {}).items()})   # DG_TRACEMALLOC=1
     out.update({k: size for k, (size, _) in status.get("bounds", {}).items()})
     return out
@@ -65,6 +69,10 @@ def save_samples(n: int, samples: list) -> None:
     out = REPO / "var" / "faults"
     out.mkdir(parents=True, exist_ok=True)
     (out / "soak_samples.json").write_bytes(orjson.dumps({"events": n, "samples": samples}))
+
+
+def _pct(growth: float | None) -> float | None:
+    return None if growth is None else round(100 * growth, 2)
 
 
 def expected_bounds() -> set[str]:
@@ -125,12 +133,19 @@ def test_soak_rss_flat(tmp_path, isolated_env, isolated_settings, report):
         table[at] = comp
     rss = [(e, r) for e, r, _ in samples]
     growth = growth_after_warmup(rss, n)
+    # the sink child's RSS (its own report) and the two together: what the machine pays
+    sink_rss = [(e, comp["sink.rss_mb"]) for e, _, comp in samples if "sink.rss_mb" in comp]
+    both = [(e, r + comp["sink.rss_mb"]) for e, r, comp in samples if "sink.rss_mb" in comp]
+    sink_curve = [[at, table[at].get("sink.rss_mb")] for at in table]
+    sink_growth, both_growth = growth_after_warmup(sink_rss, n), growth_after_warmup(both, n)
     names = sorted({c for _, _, comp in samples for c in comp})
     series = {c: [(e, comp[c]) for e, _, comp in samples if c in comp] for c in names}
     trending = sorted(c for c in names if c not in CUMULATIVE and trending_up(series[c], n))
     missing = sorted(expected_bounds() - set(samples[-1][2]))
     report.update(events=n, seconds=round(elapsed, 1), events_per_s=round(n / elapsed), rss_curve_mb=curve,
                   growth_after_warmup_pct=None if growth is None else round(100 * growth, 2),
+                  sink_rss_curve_mb=sink_curve, sink_growth_after_warmup_pct=_pct(sink_growth),
+                  worker_plus_sink_growth_after_warmup_pct=_pct(both_growth),
                   over_bound=over, trending_up=trending, bounds_missing=missing,
                   rise_over_second_half={c: round(trend_rise(series[c], n), 1) for c in names},
                   components={c: [table[at].get(c) for at in table] for c in names})
@@ -139,7 +154,10 @@ def test_soak_rss_flat(tmp_path, isolated_env, isolated_settings, report):
     print("  " + f"{'component':<32}" + "".join(f"{at // 1000:>9,}k" for at in table))
     for c in names:
         print("  " + f"{c:<32}" + "".join(f"{table[at].get(c, ''):>10}" for at in table))
-    print(f"[soak] RSS growth, median of the last 10% over the median at 25-35%: {report['growth_after_warmup_pct']}%")
+    print(f"[soak] RSS growth, median of the last 10% over the median at 25-35%: worker "
+          f"{report['growth_after_warmup_pct']}%, sink process {report['sink_growth_after_warmup_pct']}%, "
+          f"both {report['worker_plus_sink_growth_after_warmup_pct']}%")
+    print(f"[soak] RSS MB at every 10%: worker {[r for _, r in curve]}, sink process {[r for _, r in sink_curve]}")
     assert not missing, f"the status page does not report these bounded structures: {missing}"
     assert not over, f"structures over their bound: {over}"
     if FULL:
