@@ -25,7 +25,7 @@ from .memo import Bounds
 from .ramps import ramp
 from .workload_shape import DEFAULT_SHAPE
 from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_ANSWER,
-                    C_LONG_OUT, C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS,
+                    C_LONG_OUT, C_NEW_MODEL, C_OUT_TOKENS, C_PADDED, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS,
                     C_SHORT_ANSWER, C_TEMPLATE_FILL, C_TRUNCATED, H_DAY, H_HOUR, H_SHORT, HORIZONS_MS,
                     AccountState)
 
@@ -84,6 +84,8 @@ def account_features(s: AccountState) -> dict[str, float]:
         # bounded outputs (short verdicts / labels): judges and classifiers, not harvesters
         "short_answer_share": s.share(C_SHORT_ANSWER, H_DAY),
         "out_in_ratio": s.ratio(C_OUT_TOKENS, C_IN_TOKENS, H_HOUR),
+        # ...unless the pasted text is padding: questions unrelated to the text beside them, new each time
+        "padded_share": s.share(C_PADDED, H_DAY),
         "truncated_share": hour_share(C_TRUNCATED),
         # distribution probing: logprobs with one-token outputs, logit-bias sweeps
         "logprob_share": hour_share(C_LOGPROB),
@@ -117,6 +119,8 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
     bounded = 1.0 - ramp(x["short_answer_share"], 0.3, 0.7)   # judges and classifiers return verdicts
     # long pasted input, bounded answers: pasted content spans topics, breadth means less there
     transform = DEFAULT_SHAPE.transformation(x["input_tokens_per_request"], x["output_tokens_per_request"])
+    # padding earns no relief: the shape comes from pasted text the questions are not about
+    transform *= 1.0 - ramp(x["padded_share"], cfg.padded_share / 2, cfg.padded_share)
     shape = DEFAULT_SHAPE.relief(transform, cfg.transformation_relief)
     ev = {
         # a sweep elicits reasoning across many capability areas (eval harnesses, tutors: one or two)
