@@ -102,6 +102,15 @@ def account_features(s: AccountState) -> dict[str, float]:
     }
 
 
+def shape_relief(x: dict[str, float], cfg: DetectorConfig) -> float:
+    """Factor on the findings that breadth explains (1: none; 1 - ``transformation_relief`` at a full
+    transformation shape): long pasted input with bounded answers spans topics, breadth means less
+    there; padding earns no relief (the shape comes from pasted text the questions are not about)."""
+    transform = DEFAULT_SHAPE.transformation(x["input_tokens_per_request"], x["output_tokens_per_request"])
+    transform *= 1.0 - ramp(x["padded_share"], cfg.padded_share / 2, cfg.padded_share)
+    return DEFAULT_SHAPE.relief(transform, cfg.transformation_relief)
+
+
 def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
     """Strength in 0..1 of each extraction finding, from the named features. None of them looks at
     how a request is framed (system prompt, history, tools, language): breadth is over every
@@ -117,11 +126,7 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
     full_breadth = ramp(x["capability_breadth"], cfg.broad_areas + 2, cfg.broad_areas + 5) * \
         ramp(x["task_breadth"], cfg.broad_tasks + 1, cfg.broad_tasks + 2)
     bounded = 1.0 - ramp(x["short_answer_share"], 0.3, 0.7)   # judges and classifiers return verdicts
-    # long pasted input, bounded answers: pasted content spans topics, breadth means less there
-    transform = DEFAULT_SHAPE.transformation(x["input_tokens_per_request"], x["output_tokens_per_request"])
-    # padding earns no relief: the shape comes from pasted text the questions are not about
-    transform *= 1.0 - ramp(x["padded_share"], cfg.padded_share / 2, cfg.padded_share)
-    shape = DEFAULT_SHAPE.relief(transform, cfg.transformation_relief)
+    shape = shape_relief(x, cfg)
     ev = {
         # a sweep elicits reasoning across many capability areas (eval harnesses, tutors: one or two)
         "capability_sweep": breadth * reasoning * volume * shape,
@@ -200,7 +205,9 @@ class Scorer:
         ev = evidence(x, cfg)
         cohort = self.cohort(s)
         hst = self.anomaly.score_one(cohort, self.anomaly_vector(x))
-        ev["anomaly"] = cfg.anomaly_weight * ramp(hst, cfg.anomaly_lo, cfg.anomaly_hi)
+        # the anomaly term reads the same breadth, reasoning share and token ratio that the shape
+        # explains: tempered as the breadth findings are (else it re-adds what the relief took off)
+        ev["anomaly"] = cfg.anomaly_weight * ramp(hst, cfg.anomaly_lo, cfg.anomaly_hi) * shape_relief(x, cfg)
         miss = 1.0
         for v in ev.values():
             miss *= 1.0 - v
