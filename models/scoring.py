@@ -132,6 +132,11 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
         "capability_sweep": breadth * reasoning * volume * shape,
         # long answers harvested across many areas, no cue word needed (judges return short verdicts)
         "output_harvest": max(breadth * long_answers, full_breadth * answer_volume) * bounded * volume * shape,
+        # long answers to short questions at volume in one or two areas, no cue word: a narrow harvest,
+        # or a content-generation product; capped at narrow_harvest_cap (review, not block)
+        "narrow_harvest": cfg.narrow_harvest_cap * ramp(x["long_answer_share"], 0.35, 0.5)
+                          * ramp(x["output_tokens_per_request"] / max(x["input_tokens_per_request"], 1.0), 3.0, 5.0)
+                          * ramp(x["requests_day"], 60, 160),
         # reasoning traces harvested at volume with long answers, whatever the areas
         "reasoning_harvest": ramp(x["reasoning_share"], 0.5, 0.7) * long_answers
                              * ramp(x["requests_day"], 60, 160),
