@@ -74,6 +74,12 @@ class DetectorConfig:
     long_answer_share: float = 0.35          # share of answers >= 600 tokens of a full-strength harvest
     transformation_relief: float = 0.6       # breadth findings x (1 - this) at a full transformation shape
                                              # (long pasted input, bounded answers: models/workload_shape.py)
+    padded_share: float = 0.22               # share of requests asking a new question unrelated to the text
+                                             # pasted beside it (models/paste.py) at which that relief is gone
+                                             # (starts at half); products <= 0.05, padded sweeps ~0.3
+    narrow_harvest_cap: float = 0.6          # strength of long answers (share >= 0.5) at >= 5x the question's
+                                             # tokens, >= 160 a day, whatever the areas: medium at most (a
+                                             # content-generation product looks the same); 0 turns it off
     template_share: float = 0.5              # unused (sweeps need no template since #12); configs still load
     logprob_share: float = 0.5
     grader_share: float = 0.5

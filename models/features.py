@@ -32,6 +32,7 @@ from .capability_areas import OTHER as AREA_OTHER, area_of
 from .capability_space import OTHER as CAPABILITY_OTHER, capability_of
 from .elicitation import ElicitationModel, default_model
 from .memo import Memo
+from .paste import unrelated_ask
 from .text import analyze, clip, fingerprint, grader_cues, keyed_fingerprint, keyed_hasher
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
@@ -65,6 +66,8 @@ class EventFeatures:
     short_answer: bool = False  # bounded request (max_tokens <= 256) answered in < SHORT_ANSWER_TOKENS
     end_user: str | None = None  # the gateway's user_id (an id, not text)
     content_less: bool = False  # no prompt text to read (redacted or not sent): content signals left out
+    unrelated_ask: int = 0      # keyed fingerprint of a question beside pasted text it is unrelated to
+                                # (paste.py: padding), 0 if none
 
 
 # capability areas of recent opening questions (each turn of a chat resends its question);
@@ -207,6 +210,7 @@ def _features(event: RequestEvent, key: bytes, parts: PromptParts,
     capability = sig.capability if question is prompt else _opening_capability(question)
     elicits = sig.elicits or (bool(system) and model.is_elicitation_memo(system))
     output_tokens = usage.get("output_tokens") or 0
+    ask = unrelated_ask(prompt)
     return EventFeatures(
         event.ts_ms,
         event.event_id,
@@ -230,4 +234,5 @@ def _features(event: RequestEvent, key: bytes, parts: PromptParts,
         output_tokens >= LONG_ANSWER_TOKENS,
         0 < max_tokens <= 256 and output_tokens < SHORT_ANSWER_TOKENS,
         event.user_id,
+        unrelated_ask=(fingerprint(key, ask) or 1) if ask is not None else 0,
     )

@@ -34,6 +34,7 @@ PROTECTIONS = {
     "capability_sweep": ("summarize_reasoning",),
     "reasoning_harvest": ("summarize_reasoning", "cap_output_tokens"),
     "output_harvest": ("cap_output_tokens",),
+    "narrow_harvest": ("cap_output_tokens",),
     "grader_abuse": ("cap_output_tokens",),
     "logprob_probing": ("disable_logprobs",),
     "end_user_extraction": ("per_end_user", "summarize_reasoning", "cap_output_tokens"),

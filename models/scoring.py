@@ -25,7 +25,7 @@ from .memo import Bounds
 from .ramps import ramp
 from .workload_shape import DEFAULT_SHAPE
 from .state import (C_BIAS, C_BURST, C_ERRORS, C_FRESH, C_GRADER, C_IN_TOKENS, C_LOGPROB, C_LONG_ANSWER,
-                    C_LONG_OUT, C_NEW_MODEL, C_OUT_TOKENS, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS,
+                    C_LONG_OUT, C_NEW_MODEL, C_OUT_TOKENS, C_PADDED, C_REASONING, C_REPEAT_SKELETON, C_REQUESTS,
                     C_SHORT_ANSWER, C_TEMPLATE_FILL, C_TRUNCATED, H_DAY, H_HOUR, H_SHORT, HORIZONS_MS,
                     AccountState)
 
@@ -84,6 +84,8 @@ def account_features(s: AccountState) -> dict[str, float]:
         # bounded outputs (short verdicts / labels): judges and classifiers, not harvesters
         "short_answer_share": s.share(C_SHORT_ANSWER, H_DAY),
         "out_in_ratio": s.ratio(C_OUT_TOKENS, C_IN_TOKENS, H_HOUR),
+        # ...unless the pasted text is padding: questions unrelated to the text beside them, new each time
+        "padded_share": s.share(C_PADDED, H_DAY),
         "truncated_share": hour_share(C_TRUNCATED),
         # distribution probing: logprobs with one-token outputs, logit-bias sweeps
         "logprob_share": hour_share(C_LOGPROB),
@@ -98,6 +100,15 @@ def account_features(s: AccountState) -> dict[str, float]:
         "models_used": float(s.models_used()),
         "new_model_share": hour_share(C_NEW_MODEL),
     }
+
+
+def shape_relief(x: dict[str, float], cfg: DetectorConfig) -> float:
+    """Factor on the findings that breadth explains (1: none; 1 - ``transformation_relief`` at a full
+    transformation shape): long pasted input with bounded answers spans topics, breadth means less
+    there; padding earns no relief (the shape comes from pasted text the questions are not about)."""
+    transform = DEFAULT_SHAPE.transformation(x["input_tokens_per_request"], x["output_tokens_per_request"])
+    transform *= 1.0 - ramp(x["padded_share"], cfg.padded_share / 2, cfg.padded_share)
+    return DEFAULT_SHAPE.relief(transform, cfg.transformation_relief)
 
 
 def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
@@ -115,14 +126,17 @@ def evidence(x: dict[str, float], cfg: DetectorConfig) -> dict[str, float]:
     full_breadth = ramp(x["capability_breadth"], cfg.broad_areas + 2, cfg.broad_areas + 5) * \
         ramp(x["task_breadth"], cfg.broad_tasks + 1, cfg.broad_tasks + 2)
     bounded = 1.0 - ramp(x["short_answer_share"], 0.3, 0.7)   # judges and classifiers return verdicts
-    # long pasted input, bounded answers: pasted content spans topics, breadth means less there
-    transform = DEFAULT_SHAPE.transformation(x["input_tokens_per_request"], x["output_tokens_per_request"])
-    shape = DEFAULT_SHAPE.relief(transform, cfg.transformation_relief)
+    shape = shape_relief(x, cfg)
     ev = {
         # a sweep elicits reasoning across many capability areas (eval harnesses, tutors: one or two)
         "capability_sweep": breadth * reasoning * volume * shape,
         # long answers harvested across many areas, no cue word needed (judges return short verdicts)
         "output_harvest": max(breadth * long_answers, full_breadth * answer_volume) * bounded * volume * shape,
+        # long answers to short questions at volume in one or two areas, no cue word: a narrow harvest,
+        # or a content-generation product; capped at narrow_harvest_cap (review, not block)
+        "narrow_harvest": cfg.narrow_harvest_cap * ramp(x["long_answer_share"], 0.35, 0.5)
+                          * ramp(x["output_tokens_per_request"] / max(x["input_tokens_per_request"], 1.0), 3.0, 5.0)
+                          * ramp(x["requests_day"], 60, 160),
         # reasoning traces harvested at volume with long answers, whatever the areas
         "reasoning_harvest": ramp(x["reasoning_share"], 0.5, 0.7) * long_answers
                              * ramp(x["requests_day"], 60, 160),
@@ -196,7 +210,9 @@ class Scorer:
         ev = evidence(x, cfg)
         cohort = self.cohort(s)
         hst = self.anomaly.score_one(cohort, self.anomaly_vector(x))
-        ev["anomaly"] = cfg.anomaly_weight * ramp(hst, cfg.anomaly_lo, cfg.anomaly_hi)
+        # the anomaly term reads the same breadth, reasoning share and token ratio that the shape
+        # explains: tempered as the breadth findings are (else it re-adds what the relief took off)
+        ev["anomaly"] = cfg.anomaly_weight * ramp(hst, cfg.anomaly_lo, cfg.anomaly_hi) * shape_relief(x, cfg)
         miss = 1.0
         for v in ev.values():
             miss *= 1.0 - v

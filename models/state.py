@@ -42,9 +42,10 @@ HORIZONS_MS = (5 * 60_000, 60 * 60_000, 24 * 3_600_000)
 H_SHORT, H_HOUR, H_DAY = range(3)
 (C_REQUESTS, C_REASONING, C_GRADER, C_LOGPROB, C_BIAS, C_LONG_OUT, C_TRUNCATED, C_REPEAT_SKELETON,
  C_TEMPLATE_FILL, C_IN_TOKENS, C_OUT_TOKENS, C_ERRORS, C_FRESH, C_BURST, C_NEW_MODEL, C_LONG_ANSWER,
- C_SHORT_ANSWER) = range(17)
-N_COUNTERS = 17
+ C_SHORT_ANSWER, C_PADDED) = range(18)
+N_COUNTERS = 18
 RING = 16           # recent skeleton / wrapper fingerprints kept for repeat detection
+ASK_RING = 16       # recent unrelated asks (paste.py): one that repeats is a product's fixed instruction
 KMV_K = 16          # k of the k-minimum-values distinct-skeleton sketch
 TOP_K = 4           # heavy-hitter template slots
 MAX_MODELS = 4
@@ -52,7 +53,7 @@ MAX_SAMPLES = 3
 BURST_GAP_MS = 1000                 # a request within 1 s of the previous one is part of a burst
 PIVOT_HISTORY_MS = 6 * 3_600_000    # a model adopted after this much history on others is "new"...
 PIVOT_RECENT_MS = 24 * 3_600_000    # ...for this long after its first use
-FORMAT = 3
+FORMAT = 4
 # Layout of the two packed arrays (one array object each: ~64 bytes of overhead per array saved).
 # ``num`` (float32; shares need no more precision): counters per horizon, day-decayed capability
 # mix, gap EWMA.
@@ -61,10 +62,11 @@ GAP_MEAN = CAP0 + N_CAPS
 GAP_VAR = GAP_MEAN + 1
 N_NUM = GAP_VAR + 1
 # ``sketch`` (int64): skeleton ring, wrapper ring, Space-Saving fps and counts, KMV, then
-# (model id, first use ms) pairs; 0 marks an empty slot.
+# (model id, first use ms) pairs, then the ring of unrelated asks; 0 marks an empty slot.
 SKEL0, WRAP0, TOPFP0, TOPN0, KMV0 = 0, RING, 2 * RING, 2 * RING + TOP_K, 2 * RING + 2 * TOP_K
 MODEL0 = KMV0 + KMV_K
-N_SKETCH = MODEL0 + 2 * MAX_MODELS
+ASK0 = MODEL0 + 2 * MAX_MODELS
+N_SKETCH = ASK0 + ASK_RING
 _HASH_SPACE = float(2**63)
 _REBASE_AFTER_MS = 20 * HORIZONS_MS[H_SHORT]  # keeps exp() of the scaled counters below e^20
 _TAUS = tuple(enumerate(HORIZONS_MS))
@@ -142,6 +144,7 @@ class AccountState:
             self._kmv_add(sk)
         self._top_add(wr)
         new_model = self._model_is_new(f.model, ts)
+        padded = f.unrelated_ask != 0 and self._ask_is_new(f.unrelated_ask)
         # counters this event adds one to (token counts are added below with their values)
         ones = [C_REQUESTS]
         add = ones.append
@@ -173,6 +176,8 @@ class AccountState:
             add(C_LONG_ANSWER)
         if f.short_answer:
             add(C_SHORT_ANSWER)
+        if padded:
+            add(C_PADDED)
         dt = ts - self.base_ms
         w0, w1, w2 = math.exp(dt / _TAU_SHORT), math.exp(dt / _TAU_HOUR), math.exp(dt / _TAU_DAY)
         for i in ones:
@@ -206,6 +211,17 @@ class AccountState:
                 sketch[i], sketch[i + 1] = mid, ts
                 break
         return first_use - self.first_ms >= PIVOT_HISTORY_MS and ts - first_use <= PIVOT_RECENT_MS
+
+    def _ask_is_new(self, fp: int) -> bool:
+        """Remember an unrelated ask (``paste.py``); True if it is not among the last ``ASK_RING``:
+        a product's fixed instruction beside pasted text repeats, a padded sweep's questions do not."""
+        sketch = self.sketch
+        if fp in sketch[ASK0:ASK0 + ASK_RING]:
+            return False
+        # the slots shift by one (oldest out): asks are a minority of requests, so no cursor is kept
+        sketch[ASK0:ASK0 + ASK_RING - 1] = sketch[ASK0 + 1:ASK0 + ASK_RING]
+        sketch[ASK0 + ASK_RING - 1] = fp
+        return True
 
     def _kmv_add(self, h: int) -> None:
         """Keep the KMV_K smallest distinct hashes, sorted, empty (0) slots last; once full, almost

@@ -15,7 +15,7 @@ from distillguard.models.simulation import (
     ATTACK_KINDS, BENIGN_KINDS, CLASSIC_KINDS, KINDS, ScenarioError, available_scenarios, load_scenario,
     simulate, write_jsonl, write_labels,
 )
-from distillguard.models.simulation.evasive import VARIANT_KINDS
+from distillguard.models.simulation.evasive import HELDOUT_KINDS, VARIANT_KINDS
 
 DAY = 86_400_000
 ALL_KINDS = set(BENIGN_KINDS) | set(ATTACK_KINDS)
@@ -44,7 +44,7 @@ def _by_kind(sim, events):
 
 # ------------------------------------------------------------- scenarios
 
-EVASIVE_SCENARIO_KINDS = ALL_KINDS - set(CLASSIC_KINDS) - set(VARIANT_KINDS) | {"casual", "developer"}
+EVASIVE_SCENARIO_KINDS = ALL_KINDS - set(CLASSIC_KINDS) - set(VARIANT_KINDS) - set(HELDOUT_KINDS) | {"casual", "developer"}
 
 def test_bundled_scenarios_load():
     names = available_scenarios()
@@ -59,6 +59,7 @@ def test_every_kind_in_default_and_small():
         assert load_scenario(n).kinds() == set(CLASSIC_KINDS), n
     assert load_scenario("evasive").kinds() == EVASIVE_SCENARIO_KINDS
     assert load_scenario("variants").kinds() >= set(VARIANT_KINDS)
+    assert load_scenario("heldout").kinds() >= set(HELDOUT_KINDS)
 
 
 def test_default_size_and_span():

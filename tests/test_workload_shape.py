@@ -52,3 +52,19 @@ def test_answers_at_several_times_the_question_harvest_without_long_answers():
     assert evidence(x, cfg)["output_harvest"] > cfg.high
     x.update(capability_breadth=18.0, task_breadth=6.0)  # the same shape over a launch day's tries
     assert evidence(x, cfg)["output_harvest"] == 0.0
+
+
+def test_narrow_harvest_is_medium_at_most_and_needs_long_answers_to_short_questions():
+    cfg = DetectorConfig()
+    x = _sweep_features(110.0, 820.0)
+    x.update(capability_breadth=10.0, task_breadth=3.8, reasoning_share=0.0, long_answer_share=0.65,
+             requests_day=200.0)                      # long answers over two areas, no cue word
+    ev = evidence(x, cfg)
+    assert ev["capability_sweep"] == ev["output_harvest"] == 0.0
+    assert cfg.medium <= ev["narrow_harvest"] == cfg.narrow_harvest_cap < cfg.high
+    x.update(long_answer_share=0.2)                   # a busy user's share of long answers
+    assert evidence(x, cfg)["narrow_harvest"] == 0.0
+    x.update(long_answer_share=0.65, input_tokens_per_request=400.0)   # answers ~2x a long prompt
+    assert evidence(x, cfg)["narrow_harvest"] == 0.0
+    x.update(input_tokens_per_request=110.0, requests_day=40.0)        # a person's day
+    assert evidence(x, cfg)["narrow_harvest"] == 0.0

@@ -135,12 +135,16 @@ def build_padded_elicitation(ctx, name, cfg):
     if not pads:
         raise ValueError(f"cohort {name!r}: no corpus text in padding_areas {pad_pool}")
     passages = _range(cfg, "padding_passages", (1, 2))
+    question_first = bool(cfg.get("question_first", False))   # knob: the question above the padding
 
     def body(rng, kr, pick, st):
         if "sys" not in st:
             st["sys"] = kr.choice(E.SYSTEM_ELICITORS)
         pad = "\n\n".join(_c(rng, pads) for _ in range(_ri(rng, passages)))
-        content = _c(rng, E.PADDING_LEADS) + pad + "\n\nQuestion: " + pick()
+        if question_first:
+            content = pick().strip() + "\n\n" + _c(rng, E.PADDING_LEADS) + pad
+        else:
+            content = _c(rng, E.PADDING_LEADS) + pad + "\n\nQuestion: " + pick()
         params = {"temperature": kr.choice([0.0, 0.3, 0.7]), "max_tokens": kr.choice([4096, 8192])}
         return [{"role": "system", "content": st["sys"]}, {"role": "user", "content": content}], params, {}
     return _attack_stream(ctx, name, "padded_elicitation", cfg, body)
@@ -348,7 +352,7 @@ def _product_sessions(ctx, em, rng, t0, n, *, users, pick, systems, model, follo
 
 
 def _product_kind(ctx, name, cfg, kind, *, tier, age, users, areas_fn, systems, follow_ups, tools=None,
-                  profile="home", max_tokens=1024):
+                  profile="home", max_tokens=1024, content_fn=None):
     srng = ctx.rng(name, "setup")
     out = []
     for i in range(int(cfg.get("accounts", 1))):
@@ -362,6 +366,8 @@ def _product_kind(ctx, name, cfg, kind, *, tier, age, users, areas_fn, systems, 
             rng = ctx.rng(name, i, "events")
             em = Emitter(ctx, acc, rng)
             pick = TopicPicker(ctx.corpus, areas, rng)
+            if content_fn is not None:
+                pick = (lambda base=pick: content_fn(rng, base()))
             return _product_sessions(ctx, em, rng, t0, n, users=acc.users, pick=pick, systems=systems,
                                      model=model, follow_ups=follow_ups, tools=tools, profile=profile,
                                      max_tokens=max_tokens)
@@ -500,6 +506,17 @@ def build_document_qa(ctx, name, cfg):
                          max_tokens=2048)
 
 
+def build_paste_action_app(ctx, name, cfg):
+    """Held out (scenario ``heldout``): a writing tool; users paste text from anywhere (topic-diverse)
+    and pick one of a few actions, whose fixed instruction goes after the paste."""
+    pool = ["nlp:cnn", "nlp:xsum", "nlp:wiki", "nlp:duorc", "nlp:quoref", "nlp:amazon", "nlp:imdb"]
+    return _product_kind(ctx, name, cfg, "paste_action_app", tier=["startup", "pro", "enterprise"],
+                         age=(60, 900), users=_range(cfg, "app_users", (50, 300)),
+                         areas_fn=lambda r: r.sample(pool, r.randint(3, 5)),
+                         systems=E.PASTE_ACTION_SYSTEMS, follow_ups=T.FOLLOW_UPS, profile="office",
+                         max_tokens=2048, content_fn=lambda rng, text: text.strip() + "\n\n" + _c(rng, E.PASTE_ACTIONS))
+
+
 EVASIVE_KINDS = {
     "system_elicitation": build_system_elicitation,
     "end_user_rotation": build_end_user_rotation,
@@ -521,8 +538,10 @@ LOOKALIKE_KINDS = {
     "homework_helper": build_homework_helper,
     "review_analyst": build_review_analyst,
     "document_qa": build_document_qa,
+    "paste_action_app": build_paste_action_app,
 }
 VARIANT_KINDS = ("explainer_app", "homework_helper", "review_analyst", "document_qa", "padded_elicitation")   # in scenario `variants` only
+HELDOUT_KINDS = ("paste_action_app",)   # in scenario `heldout` only (written after paste.py, not tuned on)
 
 
 def expected_events(kind: str, cfg: dict) -> float:
@@ -541,5 +560,5 @@ def expected_events(kind: str, cfg: dict) -> float:
         return n * (mean("prelude", (40, 150)) + mean("volume", (60, 250)))
     defaults = {"breadth_sweep": (300, 700), "llm_judge": (2000, 5000), "tutoring_app": (1500, 3000),
                 "explainer_app": (1500, 3000), "homework_helper": (1500, 3000), "review_analyst": (1500, 3000),
-                "document_qa": (1500, 3000), "agent_platform": (1500, 3000)}
+                "document_qa": (1500, 3000), "paste_action_app": (1500, 3000), "agent_platform": (1500, 3000)}
     return n * mean("volume", defaults.get(kind, (600, 1500)))

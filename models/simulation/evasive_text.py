@@ -171,3 +171,18 @@ PADDING_LEADS = [
     "Background document:\n", "Context (pasted from our notes):\n", "Reference material:\n",
     "Here is some text for context.\n",
 ]
+
+# Held-out checks of paste.py (scenario `heldout`), written after it and not tuned on: a writing tool
+# whose fixed action instructions follow the pasted text (so the ask is unrelated to the paste, but
+# one of a few, repeated), and the padding extractor with its question above the padding.
+PASTE_ACTION_SYSTEMS = [
+    "You are Quill, a writing assistant. Carry out the action the user picked on the text they pasted. "
+    "Think it through carefully before you answer, and keep the answer focused.",
+]
+PASTE_ACTIONS = [
+    "Action: rewrite the text above for a twelve-year-old reader.",
+    "Action: translate everything above into plain Spanish.",
+    "Action: list each factual claim made above and flag any that look doubtful.",
+    "Action: draft a polite two-paragraph reply to the author of the text above.",
+    "Action: turn the text above into five quiz questions with answers.",
+]
