@@ -49,3 +49,23 @@ def test_a_structure_that_fills_to_its_bound_then_stays_is_not_trending():
 def test_windows_without_samples_give_no_verdict():
     assert growth_after_warmup([(10, 1.0), (N, 2.0)], N) is None
     assert not trending_up([(N, 1.0)], N)
+
+
+def test_a_bounded_structure_that_swings_with_the_simulated_days_is_not_trending():
+    # the link observer's dedupe entries in the 5M soak: 200-3,500 within ~20k events, over and
+    # over; the point estimate of its rise lands either side of the slack from run to run
+    n = 5 * N
+    for seed in range(1, 21):
+        rng = random.Random(seed)
+        swings = [(e, rng.uniform(200, 3_500)) for e in range(4_000, n + 1, 4_000)]
+        assert not trending_up(swings, n), seed
+
+
+def test_a_leak_under_the_same_swings_is_still_rejected():
+    # the same swings on top of a climb of a quarter of their mean level over the second half
+    # (a smaller climb hides in swings of 10x: noise of that size bounds what a soak can show)
+    n = 5 * N
+    for seed in range(1, 6):
+        rng = random.Random(seed)
+        leak = [(e, rng.uniform(200, 3_500) + 1_000 * e / n) for e in range(4_000, n + 1, 4_000)]
+        assert trending_up(leak, n), seed

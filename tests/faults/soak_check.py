@@ -22,7 +22,8 @@ END_WINDOW = (0.90, 1.01)    # the last 10%
 TREND_FROM = 0.5             # the trend is fitted over the second half
 TREND_SLACK = 0.03           # a component may rise this fraction of its level over the second half
 TREND_ABS = 8.0              # ... plus this much in its own unit (MB or a count), for small counts
-MAX_PAIRS_POINTS = 200       # points the Theil-Sen fit uses at most (evenly thinned)
+MAX_PAIRS_POINTS = 600       # points the Theil-Sen fit uses at most (evenly thinned; 180k pairs)
+Z_95 = 1.96                  # the slope's two-sided 95% interval (its lower bound: one-sided 97.5%)
 
 Curve = list[tuple[int, float]]
 
@@ -41,27 +42,53 @@ def growth_after_warmup(curve: Curve, n: int) -> float | None:
     return statistics.median(end) / base - 1 if base else None
 
 
-def theil_sen_slope(points: Curve) -> float:
-    """Median of the slopes between every pair of points (x distinct); 0 for fewer than two."""
+def _thinned(points: Curve) -> Curve:
     if len(points) > MAX_PAIRS_POINTS:
         step = len(points) / MAX_PAIRS_POINTS
         points = [points[int(i * step)] for i in range(MAX_PAIRS_POINTS)]
-    slopes = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in combinations(points, 2) if b[0] != a[0]]
+    return points
+
+
+def _pair_slopes(points: Curve) -> list[float]:
+    """Sorted slopes between every pair of points with distinct x."""
+    return sorted((b[1] - a[1]) / (b[0] - a[0]) for a, b in combinations(_thinned(points), 2) if b[0] != a[0])
+
+
+def theil_sen_slope(points: Curve) -> float:
+    """Median of the slopes between every pair of points (x distinct); 0 for fewer than two."""
+    slopes = _pair_slopes(points)
     return statistics.median(slopes) if slopes else 0.0
 
 
-def trend_rise(curve: Curve, n: int) -> float:
-    """How much the component rose over the second half of the stream (robust fit)."""
-    half = [(e, v) for e, v in curve if e >= TREND_FROM * n]
+def theil_sen_lower(points: Curve) -> float:
+    """The lower bound of the slope's 95% confidence interval (Sen 1968; the Mann-Kendall
+    variance of S, ties ignored): the slope the points rise at, at least, allowing for their
+    noise. 0 for fewer than three points."""
+    slopes = _pair_slopes(points)
+    m = len(_thinned(points))
+    if m < 3 or not slopes:
+        return 0.0
+    spread = Z_95 * (m * (m - 1) * (2 * m + 5) / 18) ** 0.5
+    return slopes[max(0, int((len(slopes) - spread) / 2))]
+
+
+def _second_half(curve: Curve, n: int) -> Curve:
+    return [(e, v) for e, v in curve if e >= TREND_FROM * n]
+
+
+def trend_rise(curve: Curve, n: int, slope=theil_sen_slope) -> float:
+    """How much the component rose over the second half of the stream (robust fit; ``slope``
+    picks the point estimate or :func:`theil_sen_lower`)."""
+    half = _second_half(curve, n)
     if len(half) < 3:
         return 0.0
-    return theil_sen_slope(half) * (half[-1][0] - half[0][0])
+    return slope(half) * (half[-1][0] - half[0][0])
 
 
 def trending_up(curve: Curve, n: int) -> bool:
-    """Still growing at the end: risen over the second half by more than TREND_SLACK of its
-    level there plus TREND_ABS."""
-    half = [v for e, v in curve if e >= TREND_FROM * n]
+    """Still growing at the end: over the second half, risen -- at the lower confidence bound
+    of its slope -- by more than TREND_SLACK of its level there plus TREND_ABS."""
+    half = _second_half(curve, n)
     if len(half) < 3:
         return False
-    return trend_rise(curve, n) > TREND_SLACK * statistics.median(half) + TREND_ABS
+    return trend_rise(curve, n, theil_sen_lower) > TREND_SLACK * statistics.median(v for _, v in half) + TREND_ABS

@@ -14,8 +14,8 @@ Checked, short and full form: the status page reports every structure the pipeli
 and none is over its bound at any sample. Full form (``soak_check``, medians of windows and a
 robust slope, not single samples): the worker's RSS grows by at most 5% between 30% and 100% of
 the stream (median of the last 10% over the median at 25-35%; the sink process's and the sum's
-growth are reported beside it), and no component -- the sink process's included -- rose by more than 5% of
-its level (+8) over the second half. Every sample goes to ``var/faults/soak_samples.json``.
+growth are reported beside it), and no component -- the sink process's included -- rose by more than 3% of
+its level (+8) over the second half, at the lower 95% confidence bound of its robust slope. Every sample goes to ``var/faults/soak_samples.json``.
 ``DG_SOAK_EVENTS=N`` sets the length (diagnosis runs).
 """
 import os
