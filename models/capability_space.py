@@ -100,7 +100,7 @@ def build_tasks(out: Path = DATA, groups: int = TASK_GROUPS) -> dict:
     m = np.zeros((n, len(names)))
     for r in rows:
         words = analyze(r["text"])
-        area = capability_of(words.words.difference(words.wrapper.split()))   # as features.py reads it
+        area = capability_of(words.payload)   # as features.py reads it
         if area < n:
             m[area, col[r["area"].split(":")[0] if r["area"].startswith("apps:") else r["area"]]] += 1
     prof = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)

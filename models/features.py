@@ -80,19 +80,9 @@ def _opening_capability(question: str) -> int:
     key = clip(question)
     area = _opening.get(key)
     if area is None:
-        area = capability_of(_payload_words(analyze(key)))
+        area = capability_of(analyze(key).payload)
         _opening.put(key, area)
     return area
-
-
-def _payload_words(p) -> frozenset:
-    """A prompt's words without its wrapper (first and last few tokens): a template's fixed words,
-    repeated in every request, would otherwise pull every payload into the template's area. A
-    prompt no longer than a wrapper has no payload between: it is all question, so all its words
-    count (else every short question fell into no area)."""
-    if " … " not in p.wrapper:
-        return p.words
-    return p.words.difference(p.wrapper.split())
 
 
 def _elicits(model: ElicitationModel, text: str, words: frozenset) -> bool:
@@ -138,7 +128,7 @@ def prompt_signals(prompt: str, key: bytes, model: ElicitationModel, memo: Memo 
     words = p.words
     hasher = keyed_hasher(key)   # looked up once for both fingerprints
     out = PromptSignals(keyed_fingerprint(hasher, p.skeleton), keyed_fingerprint(hasher, p.wrapper), area_of(words),
-                        capability_of(_payload_words(p)), _elicits(model, clipped, words), grader_cues(words) >= 2)
+                        capability_of(p.payload), _elicits(model, clipped, words), grader_cues(words) >= 2)
     if memo is not None:
         memo.put(clipped, out)
     return out

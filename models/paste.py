@@ -34,6 +34,8 @@ _ASCII_WORDS = str.maketrans({i: chr(i).lower() if chr(i).isalpha() else " " for
 def split_ask(text: str) -> tuple[str, str] | None:
     """(ask, paste): a short last paragraph after a long paste, else a short first paragraph
     before one; None when the prompt has no such shape."""
+    if len(text) < PASTE_MIN_CHARS + 3:   # no room for a paste, a blank line and an ask (most prompts)
+        return None
     cut = text.rfind("\n\n")
     if cut < 0:
         return None
@@ -63,5 +65,11 @@ def unrelated_ask(text: str) -> str | None:
     if len(content) < MIN_CONTENT_WORDS:
         return None
     scanned = paste[:PASTE_SCAN_CHARS].lower()
-    found = sum(1 for w in content if w in scanned)
-    return ask if found < UNRELATED_OVERLAP * len(content) else None
+    related = UNRELATED_OVERLAP * len(content)   # this many words found in the paste: related
+    found = 0
+    for w in content:   # a product's ask is related: the search stops at its first few words
+        if w in scanned:
+            found += 1
+            if found >= related:
+                return None
+    return ask

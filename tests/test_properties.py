@@ -170,6 +170,6 @@ _RE_TOKEN, _RE_NUMBER = re.compile(r"[a-z0-9]+"), re.compile(r"[0-9]+")
 @given(st.text(alphabet=st.characters(max_codepoint=0x3000), max_size=300)
        | st.text(alphabet="aZ09 .,-_\n\u00e9\u2026İ", max_size=60))
 def test_tokens_fast_path_equals_the_regex_definition(s):
-    """The translate-based ASCII tokenisers give exactly the tokens of the regex definition."""
+    """The translate-based tokenisers (ASCII and other text) give exactly the tokens of the regex definition."""
     assert tokens(s) == _RE_TOKEN.findall(_RE_NUMBER.sub("0", s.lower()))
     assert words(s) == _RE_TOKEN.findall(s.lower())
