@@ -5,7 +5,7 @@ from distillguard.models.capability_space import N_CAPABILITIES, N_TASKS, OTHER,
 from distillguard.models.config import DetectorConfig
 from distillguard.models.drift import CohortMix, Drift
 from distillguard.models.end_users import EndUsers
-from distillguard.models.features import EventFeatures, _payload_words
+from distillguard.models.features import EventFeatures
 from distillguard.models.scoring import account_features, evidence
 from distillguard.models.state import AccountState
 from distillguard.models.text import analyze
@@ -58,10 +58,10 @@ def test_end_users_of_a_two_task_product_are_not_an_extracting_population():
 
 def test_a_short_question_gets_an_area():
     q = analyze("Why do plants need sunlight to grow?")
-    assert _payload_words(q) == q.words and capability_of(_payload_words(q)) != OTHER
+    assert q.payload == q.words and capability_of(q.payload) != OTHER
     long = analyze("Please answer the following question. " + "Why do plants need sunlight to grow? " * 3
                    + "Answer in one short paragraph please.")
-    assert "please" not in _payload_words(long)    # a longer prompt still loses its wrapper
+    assert "please" not in long.payload    # a longer prompt still loses its wrapper
 
 
 def test_drift_sketch_is_small_and_reads_a_change_of_mix():
