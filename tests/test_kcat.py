@@ -79,4 +79,6 @@ def test_kcat_produces_events_and_consumes_alerts(tmp_path, kcat, broker, isolat
     assert any(d["activity"] == "create" for d in docs)
     findings = [orjson.loads(m["payload"]) for m in ocsf]
     assert all(check_detection_finding(f) == [] for f in findings)
-    assert [f["finding_info"]["uid"] for f in findings] == [d["alert_id"] for d in docs]
+    # one finding per alert; kcat reads partitions in no fixed interleaving (a CI run saw the two
+    # topics interleaved differently at message 35): the ids are compared as multisets
+    assert sorted(f["finding_info"]["uid"] for f in findings) == sorted(d["alert_id"] for d in docs)

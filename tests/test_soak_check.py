@@ -69,3 +69,14 @@ def test_a_leak_under_the_same_swings_is_still_rejected():
         rng = random.Random(seed)
         leak = [(e, rng.uniform(200, 3_500) + 1_000 * e / n) for e in range(4_000, n + 1, 4_000)]
         assert trending_up(leak, n), seed
+
+
+def test_swings_whose_correlated_samples_narrow_the_interval_are_not_trending():
+    # the shape of the second 5M soak: the swings' medians per tenth of the stream wander
+    # (1,038 ... 1,344, 1,064), the samples within a day are correlated, and the slope's lower
+    # bound cleared the allowance; the end is not a new high, so nothing grows
+    n = 5 * N
+    levels = [1038, 1005, 1031, 878, 1174, 891, 949, 1077, 1344, 1064]
+    rng = random.Random(5)
+    swings = [(e, levels[min(9, e * 10 // n)] * rng.uniform(0.1, 2.0)) for e in range(4_000, n + 1, 4_000)]
+    assert not trending_up(swings, n)
