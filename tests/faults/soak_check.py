@@ -50,13 +50,13 @@ def _thinned(points: Curve) -> Curve:
 
 
 def _pair_slopes(points: Curve) -> list[float]:
-    """Sorted slopes between every pair of points with distinct x."""
-    return sorted((b[1] - a[1]) / (b[0] - a[0]) for a, b in combinations(_thinned(points), 2) if b[0] != a[0])
+    """Sorted slopes between every pair of points with distinct x (``points`` already thinned)."""
+    return sorted((b[1] - a[1]) / (b[0] - a[0]) for a, b in combinations(points, 2) if b[0] != a[0])
 
 
 def theil_sen_slope(points: Curve) -> float:
     """Median of the slopes between every pair of points (x distinct); 0 for fewer than two."""
-    slopes = _pair_slopes(points)
+    slopes = _pair_slopes(_thinned(points))
     return statistics.median(slopes) if slopes else 0.0
 
 
@@ -64,8 +64,9 @@ def theil_sen_lower(points: Curve) -> float:
     """The lower bound of the slope's 95% confidence interval (Sen 1968; the Mann-Kendall
     variance of S, ties ignored): the slope the points rise at, at least, allowing for their
     noise. 0 for fewer than three points."""
+    points = _thinned(points)
     slopes = _pair_slopes(points)
-    m = len(_thinned(points))
+    m = len(points)
     if m < 3 or not slopes:
         return 0.0
     spread = Z_95 * (m * (m - 1) * (2 * m + 5) / 18) ** 0.5
