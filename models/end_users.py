@@ -79,12 +79,22 @@ class EndUsers:
             self.ids.append(user)
             self.rows.extend((0, 0, 0, 0, 0))
             return len(self.ids) - 1
-        # evict the least recently seen user that is not flagged (all flagged: the least recent)
-        r = self.rows
-        victim = min(range(len(self.ids)), key=lambda j: (self._suspicious(j), r[j * ROW + R_LAST]))
+        victim = self._victim()
         self.ids[victim] = user
-        r[victim * ROW:(victim + 1) * ROW] = array("q", (0, 0, 0, 0, 0))
+        self.rows[victim * ROW:(victim + 1) * ROW] = array("q", (0, 0, 0, 0, 0))
         return victim
+
+    def _victim(self) -> int:
+        """The row a new user takes when all are in use: the least recently seen user that is not
+        flagged (all flagged: the least recent), the first such row on a tie."""
+        r = self.rows
+        lasts = r[R_LAST::ROW]
+        # the least recent of all is almost always unflagged: then it is the answer, found in C
+        # (an app whose every request has a new user id pays this on each request)
+        oldest = lasts.index(min(lasts))
+        if not self._suspicious(oldest):
+            return oldest
+        return min(range(len(self.ids)), key=lambda j: (self._suspicious(j), r[j * ROW + R_LAST]))
 
     def flagged(self) -> list[str]:
         """Extracting end users, most requests first (at most MAX_NAMED)."""

@@ -32,7 +32,7 @@ from .capability_areas import OTHER as AREA_OTHER, area_of
 from .capability_space import OTHER as CAPABILITY_OTHER, capability_of
 from .elicitation import ElicitationModel, default_model
 from .memo import Memo
-from .paste import unrelated_ask
+from .paste import MIN_PROMPT_CHARS as MIN_PASTE_PROMPT, unrelated_ask
 from .text import analyze, clip, fingerprint, grader_cues, keyed_fingerprint, keyed_hasher
 
 LONG_OUTPUT_TOKENS = 2048  # max_tokens at or above this asks for a long harvest
@@ -107,13 +107,18 @@ class PromptSignals(NamedTuple):
 # the latest pairs is kept (a process has one, evaluation a few).
 PROMPT_MEMO = 4096
 _SIGNALS = Memo("features.signal_memos", 4)
+_latest: list = [None, None, None]   # (key, model, memo) of the last call: a process has one pair
 
 
 def _signals_memo(key: bytes, model: ElicitationModel) -> Memo:
+    latest = _latest
+    if latest[1] is model and latest[0] == key:
+        return latest[2]
     memo = _SIGNALS.get((key, model))
     if memo is None:
         memo = Memo("features.prompt_signals", PROMPT_MEMO)
         _SIGNALS.put((key, model), memo)
+    latest[:] = key, model, memo
     return memo
 
 
@@ -200,7 +205,7 @@ def _features(event: RequestEvent, key: bytes, parts: PromptParts,
     capability = sig.capability if question is prompt else _opening_capability(question)
     elicits = sig.elicits or (bool(system) and model.is_elicitation_memo(system))
     output_tokens = usage.get("output_tokens") or 0
-    ask = unrelated_ask(prompt)
+    ask = unrelated_ask(prompt) if len(prompt) >= MIN_PASTE_PROMPT else None   # most prompts: no call
     return EventFeatures(
         event.ts_ms,
         event.event_id,

@@ -28,13 +28,14 @@ PASTE_SCAN_CHARS = 6000  # overlap is looked up in the paste's first this-many c
 MIN_CONTENT_WORDS = 4   # an ask with fewer content words says too little to judge
 UNRELATED_OVERLAP = 0.2  # share of the ask's content words found in the paste, below which it is unrelated
 _MIN_WORD = 4           # content words: 4+ letters (skips most function words without a word list)
+MIN_PROMPT_CHARS = PASTE_MIN_CHARS + 3   # a shorter prompt has no room for a paste, a blank line and an ask
 _ASCII_WORDS = str.maketrans({i: chr(i).lower() if chr(i).isalpha() else " " for i in range(128)})
 
 
 def split_ask(text: str) -> tuple[str, str] | None:
     """(ask, paste): a short last paragraph after a long paste, else a short first paragraph
     before one; None when the prompt has no such shape."""
-    if len(text) < PASTE_MIN_CHARS + 3:   # no room for a paste, a blank line and an ask (most prompts)
+    if len(text) < MIN_PROMPT_CHARS:   # most prompts
         return None
     cut = text.rfind("\n\n")
     if cut < 0:

@@ -36,7 +36,6 @@ from .end_users import EndUsers
 from .features import EventFeatures
 from .capability_space import N_SLOTS as N_CAPS, N_TASKS, OTHER as CAP_OTHER, TASK_OF
 from .lifecycle import OpenAlert
-from .memo import Memo
 
 HORIZONS_MS = (5 * 60_000, 60 * 60_000, 24 * 3_600_000)
 H_SHORT, H_HOUR, H_DAY = range(3)
@@ -68,11 +67,23 @@ MODEL0 = KMV0 + KMV_K
 ASK0 = MODEL0 + 2 * MAX_MODELS
 N_SKETCH = ASK0 + ASK_RING
 _HASH_SPACE = float(2**63)
+_ORDER = sys.byteorder   # array('q') stores native-order int64s
 _REBASE_AFTER_MS = 20 * HORIZONS_MS[H_SHORT]  # keeps exp() of the scaled counters below e^20
 _TAUS = tuple(enumerate(HORIZONS_MS))
 _TAU_SHORT, _TAU_HOUR, _TAU_DAY = HORIZONS_MS
 _HOUR0, _DAY0 = H_HOUR * N_COUNTERS, H_DAY * N_COUNTERS   # offsets of the hour and day counters
-_MODEL_IDS = Memo("state.model_ids", 4096)  # model name -> id (a handful of names)
+
+
+def _holds(raw: bytes, start: int, n: int, value: int) -> bool:
+    """Is ``value`` among the ``n`` int64 slots from ``start`` of a sketch's bytes? One C search
+    instead of boxing each slot into a Python int to compare it (``in`` on an array slice)."""
+    needle = value.to_bytes(8, _ORDER, signed=True)
+    start *= 8
+    stop = start + 8 * n
+    at = raw.find(needle, start, stop)
+    while at >= 0 and (at - start) & 7:     # a match must sit on a slot boundary
+        at = raw.find(needle, at + 1, stop)
+    return at >= 0
 
 
 class AccountState:
@@ -100,7 +111,7 @@ class AccountState:
     # scale back to ``last_ms``. ``_rebase`` keeps the exponents small.
     def _rebase(self, ts: int) -> None:
         dt = ts - self.base_ms
-        c = self.num
+        c = memoryview(self.num)
         for h, tau in _TAUS:
             f = math.exp(-dt / tau)
             base = h * N_COUNTERS
@@ -114,7 +125,8 @@ class AccountState:
     def learn_one(self, f: EventFeatures) -> None:
         """Fold one event's features into the state (event time; late events are discounted)."""
         ts = f.ts_ms
-        c = self.num
+        # item assignment through a memoryview skips the array's per-item argument parsing
+        c = memoryview(self.num)
         burst = False
         if self.events == 0:
             self.first_ms = self.last_ms = self.base_ms = ts
@@ -134,9 +146,10 @@ class AccountState:
             self.created_ms = f.created_ms
         sk, wr = f.skeleton_fp, f.wrapper_fp
         sketch = self.sketch
-        repeat_skeleton = sk in sketch[SKEL0:SKEL0 + RING]
+        raw = sketch.tobytes()
+        repeat_skeleton = _holds(raw, SKEL0, RING, sk)
         # a template fill: the wrapper seen recently around a payload not seen recently
-        template_fill = not repeat_skeleton and sk != wr and wr in sketch[WRAP0:WRAP0 + RING]
+        template_fill = not repeat_skeleton and sk != wr and _holds(raw, WRAP0, RING, wr)
         slot = self.events % RING
         sketch[SKEL0 + slot] = sk
         sketch[WRAP0 + slot] = wr
@@ -197,10 +210,8 @@ class AccountState:
 
     def _model_is_new(self, model: str, ts: int) -> bool:
         """Is ``model`` one the account moved to recently, after hours of history on others?"""
-        mid = _MODEL_IDS.get(model)
-        if mid is None:
-            mid = zlib.crc32(model.encode()) | 1 << 32  # deterministic, never 0
-            _MODEL_IDS.put(model, mid)
+        # deterministic, never 0; a CRC of a short name costs less than a memo lookup would
+        mid = zlib.crc32(model.encode()) | 1 << 32
         sketch = self.sketch
         first_use = ts
         for i in range(MODEL0, MODEL0 + 2 * MAX_MODELS, 2):

@@ -49,6 +49,21 @@ def test_end_user_rows_are_bounded_and_keep_the_flagged():
     assert AccountState.from_bytes(s.to_bytes()).to_bytes() == s.to_bytes()
 
 
+def test_eviction_takes_the_least_recent_unflagged_user_as_the_full_rule_does():
+    """``_victim``'s shortcut (the least recent user, if unflagged) picks what the rule over all
+    rows picks, ties and flagged users included."""
+    import random
+    rnd = random.Random(3)
+    for _ in range(200):
+        eu = EndUsers()
+        for u in range(MAX_USERS):
+            for k in range(rnd.choice((1, 8))):   # 8 requests over 8 areas with long answers: flagged
+                eu.learn(f"u{u}", rnd.choice((5, 7, rnd.randrange(1_000))), k, True, True)
+        r = eu.rows
+        rule = min(range(MAX_USERS), key=lambda j: (eu._suspicious(j), r[j * 5 + 3]))
+        assert eu._victim() == rule
+
+
 def test_extracting_end_users_are_named_and_protections_fit():
     evs, extractors = _product_with_extractors()
     alerts = [a for a in run(AccountDetector(), evs) if a.activity != "close"]

@@ -32,7 +32,7 @@ def test_memo_is_a_deterministic_lru_of_fixed_size():
 def test_module_memos_report_their_bounds():
     default_model()   # the shipped elicitation model registers its memo when it is built
     bounds = memo_bounds()
-    for name in ("text.keyed_hashers", "state.model_ids", "features.opening_capability", "elicitation.verdicts"):
+    for name in ("text.keyed_hashers", "features.opening_capability", "elicitation.verdicts"):
         size, bound = bounds[name]
         assert 0 <= size <= bound
 
