@@ -42,6 +42,7 @@ MIN_DF = 3
 SEED = 7
 AREAS_PER_WORD = 3
 TASK_GROUPS = 16
+WEIGHT_SCALE = 10_000   # word weights are stored with 4 decimals (``build``): scaled, exact integers
 
 
 def _load() -> tuple[int, dict[str, tuple[tuple[int, float], ...]], tuple[int, ...]]:
@@ -56,7 +57,11 @@ def _load() -> tuple[int, dict[str, tuple[tuple[int, float], ...]], tuple[int, .
     tasks = tuple(doc.get("tasks") or range(n))   # without groups each area is its own task
     if len(tasks) != n:
         raise ValueError(f"{DATA}: {len(tasks)} task groups for {n} areas; rebuild with `... groups`")
-    return n, {w: tuple(sorted(v, key=lambda aw: (-aw[1], aw[0]))[:AREAS_PER_WORD])
+    # weights as integers (the table has 4 decimals): a prompt's sums are then exact, so they do
+    # not depend on the order its words are added in (set order varies with the hash seed, and a
+    # stream must agree with a replay in another process)
+    return n, {w: tuple((area, round(weight * WEIGHT_SCALE))
+                        for area, weight in sorted(v, key=lambda aw: (-aw[1], aw[0]))[:AREAS_PER_WORD])
                for w, v in index.items()}, tasks
 
 
@@ -72,12 +77,11 @@ def capability_of(words: frozenset) -> int:
     hits = words & _VOCAB
     if not hits:
         return OTHER
-    scores = [0.0] * N_CAPABILITIES
+    scores = [0] * N_CAPABILITIES
     for w in hits:
         for area, weight in _INDEX[w]:
             scores[area] += weight
-    # ties go to the lower index (list.index finds the first): set order varies with the hash seed,
-    # and a stream must agree with a replay
+    # ties go to the lower index (list.index finds the first)
     return scores.index(max(scores))
 
 

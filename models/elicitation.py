@@ -43,6 +43,7 @@ ALPHA = 0.5                # Laplace smoothing of the word counts
 BIAS = -4.0                # log-odds offset: a prompt needs several elicitation words to count
 MIN_WEIGHT = 1.0           # words whose ratio is weaker carry no evidence (and cost no time)
 THRESHOLD = 0.5
+WEIGHT_SCALE = 10_000      # weights are rounded to 4 decimals (``trained``)
 _CACHE_MAX = 4096          # system prompts and follow-ups repeat: memo of their verdicts (bounded)
 
 _WORD = re.compile(r"\w+")
@@ -87,10 +88,14 @@ def _corpus_sample(n: int) -> list[str]:
 class ElicitationModel:
     """Per-word log-likelihood ratios of a trained naive Bayes model, summed over a text's words."""
 
-    __slots__ = ("weights", "vocabulary", "intercept", "styles", "_memo")
+    __slots__ = ("weights", "vocabulary", "intercept", "styles", "_memo", "_scaled")
 
     def __init__(self, weights: dict[str, float], intercept: float, styles: tuple[str, ...]):
         self.weights = weights
+        # in 1/10,000 (``trained`` rounds weights to 4 decimals; finer ones are rounded here): integer
+        # sums are exact, so P does not depend on the order a text's words are added in (set order
+        # varies with the hash seed, and a stream must agree with a replay in another process)
+        self._scaled = {g: round(w * WEIGHT_SCALE) for g, w in weights.items()}
         self.vocabulary = frozenset(weights)
         self.intercept = intercept
         self.styles = styles              # positive styles it was trained on
@@ -132,10 +137,8 @@ class ElicitationModel:
     def probability_of(self, grams: frozenset) -> float:
         """P(elicitation) of a text's :func:`ngrams` (for ASCII text, ``text.analyze(...).words``
         are the same set, so the detector passes those and tokenises once)."""
-        w = self.weights
-        z = self.intercept
-        for g in grams & self.vocabulary:   # C-level intersection: only weighted words reach Python
-            z += w[g]
+        # C-level intersection and sum: only weighted words are looked up, and not in Python
+        z = self.intercept + sum(map(self._scaled.__getitem__, grams & self.vocabulary)) / WEIGHT_SCALE
         return 1.0 / (1.0 + math.exp(-max(min(z, 30.0), -30.0)))
 
     def probability(self, text: str) -> float:
