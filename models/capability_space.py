@@ -45,7 +45,7 @@ TASK_GROUPS = 16
 WEIGHT_SCALE = 10_000   # word weights are stored with 4 decimals (``build``): scaled, exact integers
 
 
-def _load() -> tuple[int, dict[str, tuple[tuple[int, float], ...]], tuple[int, ...]]:
+def _load() -> tuple[int, dict[str, tuple[tuple[int, int], ...]], tuple[int, ...]]:
     doc = orjson.loads(DATA.read_bytes())
     index: dict[str, list[tuple[int, float]]] = {}
     for area, words in enumerate(doc["areas"]):
