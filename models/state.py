@@ -227,7 +227,7 @@ class AccountState:
         """Remember an unrelated ask (``paste.py``); True if it is not among the last ``ASK_RING``:
         a product's fixed instruction beside pasted text repeats, a padded sweep's questions do not."""
         sketch = self.sketch
-        if fp in sketch[ASK0:ASK0 + ASK_RING]:
+        if _holds(sketch.tobytes(), ASK0, ASK_RING, fp):
             return False
         # the slots shift by one (oldest out): asks are a minority of requests, so no cursor is kept
         sketch[ASK0:ASK0 + ASK_RING - 1] = sketch[ASK0 + 1:ASK0 + ASK_RING]
