@@ -88,14 +88,14 @@ def _corpus_sample(n: int) -> list[str]:
 class ElicitationModel:
     """Per-word log-likelihood ratios of a trained naive Bayes model, summed over a text's words."""
 
-    __slots__ = ("weights", "vocabulary", "intercept", "styles", "_memo", "_scaled")
+    __slots__ = ("weights", "vocabulary", "intercept", "styles", "_memo", "scaled_weights")
 
     def __init__(self, weights: dict[str, float], intercept: float, styles: tuple[str, ...]):
         self.weights = weights
         # in 1/10,000 (``trained`` rounds weights to 4 decimals; finer ones are rounded here): integer
         # sums are exact, so P does not depend on the order a text's words are added in (set order
         # varies with the hash seed, and a stream must agree with a replay in another process)
-        self._scaled = {g: round(w * WEIGHT_SCALE) for g, w in weights.items()}
+        self.scaled_weights = {g: round(w * WEIGHT_SCALE) for g, w in weights.items()}
         self.vocabulary = frozenset(weights)
         self.intercept = intercept
         self.styles = styles              # positive styles it was trained on
@@ -138,7 +138,12 @@ class ElicitationModel:
         """P(elicitation) of a text's :func:`ngrams` (for ASCII text, ``text.analyze(...).words``
         are the same set, so the detector passes those and tokenises once)."""
         # C-level intersection and sum: only weighted words are looked up, and not in Python
-        z = self.intercept + sum(map(self._scaled.__getitem__, grams & self.vocabulary)) / WEIGHT_SCALE
+        return self.probability_of_sum(sum(map(self.scaled_weights.__getitem__, grams & self.vocabulary)))
+
+    def probability_of_sum(self, scaled: int) -> float:
+        """P(elicitation) of a text whose words' ``scaled_weights`` add up to ``scaled`` (the
+        compiled scanner, ``native.py``, sums them in one pass)."""
+        z = self.intercept + scaled / WEIGHT_SCALE
         return 1.0 / (1.0 + math.exp(-max(min(z, 30.0), -30.0)))
 
     def probability(self, text: str) -> float:

@@ -32,6 +32,7 @@ from .capability_areas import OTHER as AREA_OTHER, area_of
 from .capability_space import OTHER as CAPABILITY_OTHER, capability_of
 from .elicitation import ElicitationModel, default_model
 from .memo import Memo
+from .native import scanner_for
 from .paste import MIN_PROMPT_CHARS as MIN_PASTE_PROMPT, unrelated_ask
 from .text import analyze, clip, fingerprint, grader_cues, keyed_fingerprint, keyed_hasher
 
@@ -75,12 +76,14 @@ class EventFeatures:
 _opening = Memo("features.opening_capability", 4096)
 
 
-def _opening_capability(question: str) -> int:
+def _opening_capability(question: str, model: ElicitationModel) -> int:
     """Capability area of a conversation's opening question, memoised (bounded)."""
     key = clip(question)
     area = _opening.get(key)
     if area is None:
-        area = capability_of(analyze(key).payload)
+        scanner = scanner_for(model)
+        scanned = scanner.scan(key) if scanner is not None else None
+        area = capability_of(analyze(key).payload) if scanned is None else scanned[4]
         _opening.put(key, area)
     return area
 
@@ -129,11 +132,20 @@ def prompt_signals(prompt: str, key: bytes, model: ElicitationModel, memo: Memo 
         found = memo.get(clipped)
         if found is not None:
             return found
-    p = analyze(clipped)
-    words = p.words
     hasher = keyed_hasher(key)   # looked up once for both fingerprints
-    out = PromptSignals(keyed_fingerprint(hasher, p.skeleton), keyed_fingerprint(hasher, p.wrapper), area_of(words),
-                        capability_of(p.payload), _elicits(model, clipped, words), grader_cues(words) >= 2)
+    scanner = scanner_for(model)
+    scanned = scanner.scan(clipped) if scanner is not None else None
+    if scanned is None:   # pure Python (the definition), or text that is not ASCII
+        p = analyze(clipped)
+        words = p.words
+        out = PromptSignals(keyed_fingerprint(hasher, p.skeleton), keyed_fingerprint(hasher, p.wrapper),
+                            area_of(words), capability_of(p.payload), _elicits(model, clipped, words),
+                            grader_cues(words) >= 2)
+    else:   # the same numbers from one compiled pass (native.py)
+        skeleton, head_end, tail_start, area, capability, elicitation, grader = scanned
+        wrapper = skeleton if head_end < 0 else skeleton[:head_end] + " … " + skeleton[tail_start:]
+        out = PromptSignals(keyed_fingerprint(hasher, skeleton), keyed_fingerprint(hasher, wrapper), area,
+                            capability, model.probability_of_sum(elicitation) >= 0.5, grader)
     if memo is not None:
         memo.put(clipped, out)
     return out
@@ -202,7 +214,7 @@ def _features(event: RequestEvent, key: bytes, parts: PromptParts,
     model = elicitation or default_model()
     sig = prompt_signals(prompt, key, model, _signals_memo(key, model))
     # the area of a conversation is its opening question's, whatever the follow-ups ask
-    capability = sig.capability if question is prompt else _opening_capability(question)
+    capability = sig.capability if question is prompt else _opening_capability(question, model)
     elicits = sig.elicits or (bool(system) and model.is_elicitation_memo(system))
     output_tokens = usage.get("output_tokens") or 0
     ask = unrelated_ask(prompt) if len(prompt) >= MIN_PASTE_PROMPT else None   # most prompts: no call

@@ -32,6 +32,7 @@ from array import array
 
 import orjson
 
+from . import native
 from .end_users import EndUsers
 from .features import EventFeatures
 from .capability_space import N_SLOTS as N_CAPS, N_TASKS, OTHER as CAP_OTHER, TASK_OF
@@ -72,6 +73,22 @@ _REBASE_AFTER_MS = 20 * HORIZONS_MS[H_SHORT]  # keeps exp() of the scaled counte
 _TAUS = tuple(enumerate(HORIZONS_MS))
 _TAU_SHORT, _TAU_HOUR, _TAU_DAY = HORIZONS_MS
 _HOUR0, _DAY0 = H_HOUR * N_COUNTERS, H_DAY * N_COUNTERS   # offsets of the hour and day counters
+
+
+# where everything sits in the arrays, for the compiled update (native.py, models/_statecore.c)
+_CORE = native.StateCore({
+    "n_num": N_NUM, "n_sketch": N_SKETCH, "n_counters": N_COUNTERS, "hour0": _HOUR0, "day0": _DAY0,
+    "gap_mean": GAP_MEAN, "gap_var": GAP_VAR, "cap0": CAP0, "n_caps": N_CAPS, "tau_short": _TAU_SHORT,
+    "tau_hour": _TAU_HOUR, "tau_day": _TAU_DAY, "burst_gap_ms": BURST_GAP_MS, "rebase_after_ms": _REBASE_AFTER_MS,
+    "pivot_history_ms": PIVOT_HISTORY_MS, "pivot_recent_ms": PIVOT_RECENT_MS, "skel0": SKEL0, "wrap0": WRAP0,
+    "ring": RING, "kmv0": KMV0, "kmv_k": KMV_K, "topfp0": TOPFP0, "topn0": TOPN0, "top_k": TOP_K,
+    "model0": MODEL0, "max_models": MAX_MODELS, "ask0": ASK0, "ask_ring": ASK_RING,
+    "c_requests": C_REQUESTS, "c_reasoning": C_REASONING, "c_grader": C_GRADER, "c_logprob": C_LOGPROB,
+    "c_bias": C_BIAS, "c_long_out": C_LONG_OUT, "c_truncated": C_TRUNCATED,
+    "c_repeat_skeleton": C_REPEAT_SKELETON, "c_template_fill": C_TEMPLATE_FILL, "c_errors": C_ERRORS,
+    "c_fresh": C_FRESH, "c_burst": C_BURST, "c_new_model": C_NEW_MODEL, "c_long_answer": C_LONG_ANSWER,
+    "c_short_answer": C_SHORT_ANSWER, "c_padded": C_PADDED, "c_in_tokens": C_IN_TOKENS,
+    "c_out_tokens": C_OUT_TOKENS}) if native.StateCore is not None else None
 
 
 def _holds(raw: bytes, start: int, n: int, value: int) -> bool:
@@ -124,6 +141,22 @@ class AccountState:
 
     def learn_one(self, f: EventFeatures) -> None:
         """Fold one event's features into the state (event time; late events are discounted)."""
+        if _CORE is not None and native.enabled():
+            # the same arithmetic, compiled (``_counters_and_sketches`` is its definition)
+            _CORE.learn(self, f, zlib.crc32(f.model.encode()) | 1 << 32)
+        else:
+            self._counters_and_sketches(f)
+        if f.tier is not None:
+            self.tier = f.tier
+        if f.created_ms is not None:
+            self.created_ms = f.created_ms
+        if f.end_user is not None:
+            if self.users is None:
+                self.users = EndUsers()
+            self.users.learn(f.end_user, f.ts_ms, f.capability, f.reasoning, f.long_answer)
+
+    def _counters_and_sketches(self, f: EventFeatures) -> None:
+        """``learn_one``'s update of the times, counters and sketches (pure Python)."""
         ts = f.ts_ms
         # item assignment through a memoryview skips the array's per-item argument parsing
         c = memoryview(self.num)
@@ -140,10 +173,6 @@ class AccountState:
             if ts - self.base_ms > _REBASE_AFTER_MS:
                 self._rebase(ts)
         self.events += 1
-        if f.tier is not None:
-            self.tier = f.tier
-        if f.created_ms is not None:
-            self.created_ms = f.created_ms
         sk, wr = f.skeleton_fp, f.wrapper_fp
         sketch = self.sketch
         raw = sketch.tobytes()
@@ -156,7 +185,7 @@ class AccountState:
         if not repeat_skeleton:
             self._kmv_add(sk)
         self._top_add(wr)
-        new_model = self._model_is_new(f.model, ts)
+        new_model = self._model_is_new(zlib.crc32(f.model.encode()) | 1 << 32, ts)
         padded = f.unrelated_ask != 0 and self._ask_is_new(f.unrelated_ask)
         # counters this event adds one to (token counts are added below with their values)
         ones = [C_REQUESTS]
@@ -203,15 +232,10 @@ class AccountState:
                 c[i + _HOUR0] += w1 * v
                 c[i + _DAY0] += w2 * v
         c[CAP0 + f.capability] += w2
-        if f.end_user is not None:
-            if self.users is None:
-                self.users = EndUsers()
-            self.users.learn(f.end_user, ts, f.capability, f.reasoning, f.long_answer)
 
-    def _model_is_new(self, model: str, ts: int) -> bool:
-        """Is ``model`` one the account moved to recently, after hours of history on others?"""
-        # deterministic, never 0; a CRC of a short name costs less than a memo lookup would
-        mid = zlib.crc32(model.encode()) | 1 << 32
+    def _model_is_new(self, mid: int, ts: int) -> bool:
+        """Is model ``mid`` (a CRC of its name: deterministic, never 0, cheaper than a memo lookup)
+        one the account moved to recently, after hours of history on others?"""
         sketch = self.sketch
         first_use = ts
         for i in range(MODEL0, MODEL0 + 2 * MAX_MODELS, 2):

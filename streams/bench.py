@@ -423,7 +423,7 @@ class Bench:
 
     # -- in-process --------------------------------------------------------------
     def micro(self, n: int) -> dict:
-        from distillguard.models import Pipeline
+        from distillguard.models import Pipeline, native
         from distillguard.models.features import extract
         from distillguard.models.state import AccountState
         from distillguard.schemas import parse_event
@@ -440,22 +440,33 @@ class Bench:
 
         # CPU time of this process, like the detector's stages: time spent waiting for a core
         # on a shared machine is not the code's cost
-        per_event = []
         clock = time.process_time
-        for _ in range(self.args.runs):
-            states: dict[str, AccountState] = {}
-            batch_us = []
-            for i in range(0, len(parsed), 1000):
-                chunk = parsed[i:i + 1000]
-                t = clock()
-                for ev in chunk:
-                    s = states.get(ev.account_id)
-                    if s is None:
-                        s = states[ev.account_id] = AccountState()
-                    s.learn_one(extract(ev, key))
-                batch_us.append((clock() - t) * 1e6 / len(chunk))
-            per_event.append(statistics.median(batch_us))
-        out["features_state_us"] = statistics.median(per_event)
+
+        def features_state(key: bytes) -> float:
+            per_event = []
+            for _ in range(self.args.runs):
+                states: dict[str, AccountState] = {}
+                batch_us = []
+                for i in range(0, len(parsed), 1000):
+                    chunk = parsed[i:i + 1000]
+                    t = clock()
+                    for ev in chunk:
+                        s = states.get(ev.account_id)
+                        if s is None:
+                            s = states[ev.account_id] = AccountState()
+                        s.learn_one(extract(ev, key))
+                    batch_us.append((clock() - t) * 1e6 / len(chunk))
+                per_event.append(statistics.median(batch_us))
+            return statistics.median(per_event)
+
+        out["features_state_us"] = features_state(key)
+        out["hot_path"] = "compiled" if native.enabled() else "pure Python"
+        if native.enabled():   # the same on the pure-Python route, in this run (another key: cold memos)
+            native.set_enabled(False)
+            try:
+                out["features_state_python_us"] = features_state(key + b"/pure-python")
+            finally:
+                native.set_enabled(True)
 
         t = time.perf_counter()
         for x in lines[:20000]:
@@ -570,6 +581,7 @@ class Bench:
 def summarize(r: dict) -> dict:
     m = r["micro"]
     out = {"bytes_per_account": m["bytes_per_account"], "features_state_us": m["features_state_us"],
+           "features_state_python_us": m.get("features_state_python_us"), "hot_path": m.get("hot_path"),
            "detector_us": m["detector"]["total_us"],
            "river_score_us": m.get("river_score_us"), "replay_eps": m["replay_eps"],
            "replay_2jobs_eps": m.get("replay_2jobs_eps")}
@@ -641,7 +653,10 @@ def markdown(r: dict, s: dict, notes: list[str]) -> str:
               f"| detector CPU µs/event over {d['events']:,} events: parse / account stage / cross-account stages "
               f"= total | {f(d['parse_us'], 1)} / {f(d['account_stage_us'], 1)} / {f(d['cross_account_us'], 1)} "
               f"= **{f(d['total_us'], 1)}** |",
-              f"| features + state update, CPU µs/event (median over 1,000-event batches) | {f(m['features_state_us'], 1)} |",
+              f"| features + state update, CPU µs/event (median over 1,000-event batches; hot path: "
+              f"{m.get('hot_path', '?')}) | {f(m['features_state_us'], 1)} |",
+              f"| the same on the pure-Python route (`DG_NATIVE_TEXT=0`) | "
+              f"{f(m.get('features_state_python_us'), 1)} |",
               f"| River HST score_one, µs/call | {f(m.get('river_score_us'), 1)} |",
               f"| replay of the default benchmark ({m.get('replay_events', 0):,} events; whole detector, parse "
               "included), events/s: 1 process / 2 (`--jobs 2`) | "

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         logs.configure(settings.log_level, settings.log_format)   # library lines in our format
+        if not settings.native_text:
+            from distillguard.models import native
+            native.set_enabled(False)
         return args.func(args)
     except UserError as err:
         print(f"distillguard {args.command}: error: {err}", file=sys.stderr)

@@ -1,0 +1,13 @@
+"""The native parts: models/_textscan.c (the hot text path of feature extraction) and
+models/_statecore.c (the per-account state update); models/native.py says how they are used.
+
+Everything else is in pyproject.toml. The extensions are optional: where they cannot be built (no C
+compiler), the install goes on and distillguard uses the pure-Python code, which gives the same
+results (tests/test_native.py); ``distillguard doctor`` says which one runs.
+"""
+from setuptools import Extension, setup
+
+# no fused multiply-add: the C must round like the Python it stands in for
+_FLAGS = ["-O2", "-ffp-contract=off"]
+setup(ext_modules=[Extension(f"distillguard.models.{name}", [f"models/{name}.c"], extra_compile_args=_FLAGS,
+                             optional=True) for name in ("_textscan", "_statecore")])
