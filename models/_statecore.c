@@ -217,6 +217,11 @@ get_double(PyObject *obj, PyObject *name, double *out)
     PyObject *v = PyObject_GetAttr(obj, name);
     if (v == NULL)
         return -1;
+    if (v == Py_None) {   /* no count: adds nothing, as ``if v:`` skips it in Python */
+        Py_DECREF(v);
+        *out = 0.0;
+        return 0;
+    }
     double x = PyFloat_AsDouble(v);
     Py_DECREF(v);
     if (x == -1.0 && PyErr_Occurred())

@@ -6,7 +6,7 @@ an earlier one failed), and for a ``✗`` the fix. Exit 0 when nothing is wrong,
 client uses, so authentication is checked too); each topic exists with the
 expected partitions, replication and retention; the consumer groups' lag;
 ClickHouse answers and is migrated; the fingerprint key is not the development
-key; the detector config loads; the compiled text scanner is built (or switched off on
+key; the detector config loads; the compiled hot path is built (or switched off on
 purpose); the worker's ``/readyz`` answers ready.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def diagnose(settings: Settings, worker_url: str, timeout: float = 5.0) -> list[
     else:
         out += [Check(None, "topics", "not checked: no broker"), Check(None, "consumer lag", "not checked: no broker")]
     out += [check_clickhouse(settings, worker), check_fingerprint_key(settings), check_detector_config(settings),
-            check_text_scanner(settings), check_worker(worker_url, worker)]
+            check_native(settings), check_worker(worker_url, worker)]
     return out
 
 
@@ -225,17 +225,17 @@ def check_detector_config(settings: Settings) -> Check:
     return Check(True, "detector config", f"{path} loads" if path else "defaults (DG_DETECTOR_CONFIG unset)")
 
 
-def check_text_scanner(settings: Settings) -> Check:
+def check_native(settings: Settings) -> Check:
     from distillguard.models import native
 
     if not settings.native_text:
-        return Check(True, "text scanner", "pure Python (DG_NATIVE_TEXT=0)")
+        return Check(True, "compiled hot path", "pure Python (DG_NATIVE_TEXT=0)")
     if not native.BUILT:
-        return Check(False, "text scanner", "the compiled hot path is not built: feature extraction and state "
+        return Check(False, "compiled hot path", "the compiled hot path is not built: feature extraction and state "
                      "updates run pure Python (the same results, slower)",
                      "install a C compiler and Python's headers (Debian: gcc python3-dev), then reinstall "
                      "(`make venv` after `rm .venv/.installed`, or `pip install -e .`)")
-    return Check(True, "text scanner", "compiled (models/_textscan.c, models/_statecore.c)")
+    return Check(True, "compiled hot path", "compiled (models/_textscan.c, models/_statecore.c)")
 
 
 def _worker_readiness(url: str, timeout: float) -> dict | None:

@@ -168,7 +168,7 @@ def test_bad_sizes_are_refused():
 def test_pure_python_switch_from_the_environment(monkeypatch, tmp_path, capsys):
     """DG_NATIVE_TEXT=0 runs a command's process on the pure-Python route; doctor says which runs."""
     from distillguard.streams import cli
-    from distillguard.streams.doctor import check_text_scanner
+    from distillguard.streams.doctor import check_native
     from distillguard.streams.settings import load_settings
 
     monkeypatch.setenv("DG_NATIVE_TEXT", "0")
@@ -178,8 +178,8 @@ def test_pure_python_switch_from_the_environment(monkeypatch, tmp_path, capsys):
     finally:
         native.set_enabled(True)
     assert "absent.jsonl" in capsys.readouterr().err
-    off = check_text_scanner(load_settings({"DG_NATIVE_TEXT": "0"}))
-    on = check_text_scanner(load_settings({}))
+    off = check_native(load_settings({"DG_NATIVE_TEXT": "0"}))
+    on = check_native(load_settings({}))
     assert (off.ok, off.detail) == (True, "pure Python (DG_NATIVE_TEXT=0)")
     assert (on.ok, on.detail) == (True, "compiled (models/_textscan.c, models/_statecore.c)")
 
