@@ -53,11 +53,16 @@ def _argv(value) -> list[str]:
 
 
 def _dockerfile_instr(name: str) -> list[str]:
-    return [
-        line.split(None, 1)[1].strip()
-        for line in DOCKERFILE.read_text().splitlines()
-        if line.strip() and line.split(None, 1)[0].upper() == name
-    ]
+    """Arguments of every ``name`` instruction, continuation lines (``\\``) joined, comments left out."""
+    instructions, current = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        current += line.rstrip().removesuffix("\\") + " "
+        if not line.rstrip().endswith("\\"):
+            instructions.append(" ".join(current.split()))
+            current = ""
+    return [i.split(None, 1)[1] for i in instructions if i.split(None, 1)[0].upper() == name]
 
 
 def _distillguard_services() -> dict[str, dict]:
@@ -176,6 +181,8 @@ def test_dockerfile_base_user_entrypoint():
     cmd = json.loads(_dockerfile_instr("CMD")[-1])
     assert cmd[0] in SUBCOMMANDS and cmd == ["worker"]
     assert any("pip install ." in r for r in _dockerfile_instr("RUN"))
+    # the image builds the hot path's C extensions, and fails if they did not build
+    assert any("gcc" in r and "native.BUILT" in r for r in _dockerfile_instr("RUN"))
 
 
 def test_dockerfile_copied_paths_exist():
@@ -185,7 +192,7 @@ def test_dockerfile_copied_paths_exist():
     for instr in copies:
         parts = [p for p in shlex.split(instr) if not p.startswith("--")]
         sources.extend(parts[:-1])
-    assert "pyproject.toml" in sources
+    assert "pyproject.toml" in sources and "setup.py" in sources   # setup.py: the C extensions
     for src in sources:
         if any(ch in src for ch in "*?["):
             continue  # optional globs (e.g. README.md*) may match nothing
