@@ -244,3 +244,37 @@ def test_the_state_update_refuses_bad_input_and_leaves_the_state_untouched():
     with pytest.raises(OverflowError):
         s.learn_one(bad)
     assert s.to_bytes() == before and s.events == 1
+
+
+_FEATURES = st.builds(
+    lambda dt, sk, wr, flags, bias, tin, tout, model, cap, ask: (dt, sk, wr, flags, bias, tin, tout, model, cap, ask),
+    st.one_of(st.integers(-600_000, 3_000), st.integers(0, 30 * 3_600_000)),   # late, bursts, long gaps
+    st.integers(0, 40), st.integers(0, 12),   # small pools: repeats, template fills, Space-Saving evictions
+    st.lists(st.booleans(), min_size=10, max_size=10), st.integers(0, 3),
+    st.integers(0, 5_000), st.one_of(st.just(0), st.integers(0, 4_000)),
+    st.sampled_from(["m1", "m2", "m3", "m4", "m5", "m6"]), st.integers(0, 64), st.integers(0, 30))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_FEATURES, min_size=1, max_size=120), st.integers(0, 2**40))
+def test_state_update_is_identical_on_random_sequences(steps, start):
+    """Random feature sequences (late events, bursts, day-long gaps that rebase the counters,
+    ring repeats, model pivots, repeated asks) leave byte-identical states on both routes."""
+    from distillguard.models.features import EventFeatures
+    from distillguard.models.state import AccountState
+    python, compiled = AccountState(), AccountState()
+    ts = start
+    for dt, sk, wr, flags, bias, tin, tout, model, cap, ask in steps:
+        ts = max(0, ts + dt)
+        f = EventFeatures(ts, "e", sk * 7919, wr * 104729, 0, *flags[:2], flags[2], bias, flags[3], flags[4],
+                          tin, tout, flags[5], model, fresh=flags[6], capability=cap, long_answer=flags[7],
+                          short_answer=flags[8], unrelated_ask=ask * 31 if flags[9] else 0)
+        native.set_enabled(False)
+        try:
+            python.learn_one(f)
+        finally:
+            native.set_enabled(True)
+        compiled.learn_one(f)
+    assert compiled.to_bytes() == python.to_bytes()
+    assert (compiled.events, compiled.first_ms, compiled.last_ms, compiled.base_ms) == \
+           (python.events, python.first_ms, python.last_ms, python.base_ms)
