@@ -91,6 +91,12 @@ _CORE = native.StateCore({
     "c_out_tokens": C_OUT_TOKENS}) if native.StateCore is not None else None
 
 
+def _model_id(model: str) -> int:
+    """A model's id in the sketch: deterministic, never 0; a CRC of a short name costs less than a
+    memo lookup would."""
+    return zlib.crc32(model.encode()) | 1 << 32
+
+
 def _holds(raw: bytes, start: int, n: int, value: int) -> bool:
     """Is ``value`` among the ``n`` int64 slots from ``start`` of a sketch's bytes? One C search
     instead of boxing each slot into a Python int to compare it (``in`` on an array slice)."""
@@ -143,7 +149,7 @@ class AccountState:
         """Fold one event's features into the state (event time; late events are discounted)."""
         if _CORE is not None and native.enabled():
             # the same arithmetic, compiled (``_counters_and_sketches`` is its definition)
-            _CORE.learn(self, f, zlib.crc32(f.model.encode()) | 1 << 32)
+            _CORE.learn(self, f, _model_id(f.model))
         else:
             self._counters_and_sketches(f)
         if f.tier is not None:
@@ -185,7 +191,7 @@ class AccountState:
         if not repeat_skeleton:
             self._kmv_add(sk)
         self._top_add(wr)
-        new_model = self._model_is_new(zlib.crc32(f.model.encode()) | 1 << 32, ts)
+        new_model = self._model_is_new(_model_id(f.model), ts)
         padded = f.unrelated_ask != 0 and self._ask_is_new(f.unrelated_ask)
         # counters this event adds one to (token counts are added below with their values)
         ones = [C_REQUESTS]
@@ -234,8 +240,8 @@ class AccountState:
         c[CAP0 + f.capability] += w2
 
     def _model_is_new(self, mid: int, ts: int) -> bool:
-        """Is model ``mid`` (a CRC of its name: deterministic, never 0, cheaper than a memo lookup)
-        one the account moved to recently, after hours of history on others?"""
+        """Is model ``mid`` (``_model_id``) one the account moved to recently, after hours of
+        history on others?"""
         sketch = self.sketch
         first_use = ts
         for i in range(MODEL0, MODEL0 + 2 * MAX_MODELS, 2):
