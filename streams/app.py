@@ -29,7 +29,7 @@ import faust
 import orjson
 from faust.streams import _current_event  # set per account before a table write, see _save_states
 
-from distillguard.models import load_config
+from distillguard.models import load_config, native
 from distillguard.models.coverage import coverage
 from distillguard.models.feedback import FeedbackBook
 from distillguard.models.memo import memo_bounds
@@ -338,7 +338,9 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
                 "partitions": assigned_request_partitions(), "feedback": feedback_reader.stats(),
                 # blind spot (issue #14): events read without prompt text; gateway adapters' counts
                 "content_less": coverage(stage.detector.content_less, read_events()),
-                "adapters": {src: dict(c) for src, c in adapter_counts.items()}}
+                "adapters": {src: dict(c) for src, c in adapter_counts.items()},
+                # which route runs the hot path (models/native.py): the same results, not the same cost
+                "hot_path": "compiled" if native.enabled() else "pure Python"}
         if sink is not None:
             body["sink"] = sink.stats()
         # issue #18: memory by component, and every bounded structure's (size, bound)

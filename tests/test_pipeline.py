@@ -160,6 +160,7 @@ def test_states_restored_from_the_changelog_expire_too(tmp_path, isolated_env, i
     finally:
         worker.stop()
     assert first["bounds"]["worker.table"][0] == 20
+    assert first["hot_path"] == "compiled"   # the install built the C extensions (models/native.py)
     assert status["accounts_expired"] == 20
     assert status["bounds"]["worker.table"][0] == 40
     assert status["bounds"]["worker.partition_of"][0] == 40
