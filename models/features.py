@@ -32,7 +32,7 @@ from .capability_areas import OTHER as AREA_OTHER, area_of
 from .capability_space import OTHER as CAPABILITY_OTHER, capability_of
 from .elicitation import ElicitationModel, default_model
 from .memo import Memo
-from .native import scanner_for
+from . import native
 from .paste import MIN_PROMPT_CHARS as MIN_PASTE_PROMPT, unrelated_ask
 from .text import analyze, clip, fingerprint, grader_cues, keyed_fingerprint, keyed_hasher
 
@@ -81,9 +81,8 @@ def _opening_capability(question: str, model: ElicitationModel) -> int:
     key = clip(question)
     area = _opening.get(key)
     if area is None:
-        scanner = scanner_for(model)
-        scanned = scanner.scan(key) if scanner is not None else None
-        area = capability_of(analyze(key).payload) if scanned is None else scanned[4]
+        scanned = native.scan(model, key)
+        area = capability_of(analyze(key).payload) if scanned is None else scanned[4]   # its capability
         _opening.put(key, area)
     return area
 
@@ -133,8 +132,7 @@ def prompt_signals(prompt: str, key: bytes, model: ElicitationModel, memo: Memo 
         if found is not None:
             return found
     hasher = keyed_hasher(key)   # looked up once for both fingerprints
-    scanner = scanner_for(model)
-    scanned = scanner.scan(clipped) if scanner is not None else None
+    scanned = native.scan(model, clipped)
     if scanned is None:   # pure Python (the definition), or text that is not ASCII
         p = analyze(clipped)
         words = p.words

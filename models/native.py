@@ -21,6 +21,8 @@ True
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from .capability_areas import OTHER as N_LEXICON_AREAS, _WORD_AREA
 from .capability_space import N_CAPABILITIES, _INDEX
 from .elicitation import ElicitationModel, default_model  # noqa: F401  (default_model: the doctest)
@@ -49,6 +51,18 @@ def enabled() -> bool:
     return _enabled
 
 
+@contextmanager
+def python_route():
+    """Run a block on the pure-Python route, then restore the route that was in use (the bench's
+    same-run comparison, the equivalence tests)."""
+    global _enabled
+    was, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = was
+
+
 def word_table(model: ElicitationModel) -> dict[str, tuple]:
     """The union of the word tables the scanner reads, for ``model``'s elicitation weights:
     word -> (lexicon area or -1, capability votes, scaled elicitation weight, grade word, scale word)."""
@@ -66,3 +80,10 @@ def scanner_for(model: ElicitationModel):
         scanner = Scanner(word_table(model), WRAPPER_TOKENS, N_LEXICON_AREAS, N_CAPABILITIES)
         _SCANNERS.put(model, scanner)
     return scanner
+
+
+def scan(model: ElicitationModel, text: str):
+    """``Scanner.scan`` of ``text`` over ``model``'s tables, or None where the Python code must
+    run (not built, disabled, or text that is not ASCII)."""
+    scanner = scanner_for(model)
+    return None if scanner is None else scanner.scan(text)

@@ -462,11 +462,8 @@ class Bench:
         out["features_state_us"] = features_state(key)
         out["hot_path"] = "compiled" if native.enabled() else "pure Python"
         if native.enabled():   # the same on the pure-Python route, in this run (another key: cold memos)
-            native.set_enabled(False)
-            try:
+            with native.python_route():
                 out["features_state_python_us"] = features_state(key + b"/pure-python")
-            finally:
-                native.set_enabled(True)
 
         t = time.perf_counter()
         for x in lines[:20000]:

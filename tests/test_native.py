@@ -24,12 +24,10 @@ CORPUS = native.__file__.rsplit("/", 1)[0] + "/simulation/data/prompts.jsonl.gz"
 
 @pytest.fixture
 def pure_python():
-    """Run a block on the pure-Python route, then restore the compiled one."""
-    native.set_enabled(False)
-    try:
+    """The test starts on the pure-Python route (it switches to the compiled one itself); the
+    route in use before is restored after it."""
+    with native.python_route():
         yield
-    finally:
-        native.set_enabled(True)
 
 
 def reference(text: str, model: ElicitationModel) -> tuple:
@@ -224,9 +222,8 @@ def test_state_updates_are_identical_on_both_routes(pure_python, scenario, seed,
         f2 = type(f)(**{name: getattr(f, name) for name in f.__slots__})
         f2.ts_ms = f.ts_ms + k * 3_600_000
         b.learn_one(f2)
-        native.set_enabled(False)
-        a.learn_one(f2)
-        native.set_enabled(True)
+        with native.python_route():
+            a.learn_one(f2)
     assert a.to_bytes() == b.to_bytes()
 
 
@@ -269,11 +266,8 @@ def test_state_update_is_identical_on_random_sequences(steps, start):
         f = EventFeatures(ts, "e", sk * 7919, wr * 104729, 0, *flags[:2], flags[2], bias, flags[3], flags[4],
                           tin, tout, flags[5], model, fresh=flags[6], capability=cap, long_answer=flags[7],
                           short_answer=flags[8], unrelated_ask=ask * 31 if flags[9] else 0)
-        native.set_enabled(False)
-        try:
+        with native.python_route():
             python.learn_one(f)
-        finally:
-            native.set_enabled(True)
         compiled.learn_one(f)
     assert compiled.to_bytes() == python.to_bytes()
     assert (compiled.events, compiled.first_ms, compiled.last_ms, compiled.base_ms) == \
