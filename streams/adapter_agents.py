@@ -34,6 +34,7 @@ from distillguard.schemas.adapter_stream import StreamAdapter
 from distillguard.schemas.event import BadEvent
 
 from .dlq import dlq_record
+from .faust_stream import RawSchema
 from .settings import Settings
 from .sink import sink_messages
 
@@ -72,8 +73,7 @@ def register_adapter_agents(app, settings: Settings, requests_topic, dlq_topic) 
     for source, topic_name in adapter_topics(settings).items():
         adapter = adapters[source] = StreamAdapter(source, settings.adapter_dedupe_ids, settings.otel_join_timeout_s)
         # internal=True: Faust creates the topic (if missing) when the agent subscribes to it
-        topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                          value_serializer="raw", partitions=settings.partitions, internal=True)
+        topic = app.topic(topic_name, schema=RawSchema(), partitions=settings.partitions, internal=True)
         app.agent(topic, name=f"distillguard.adapter.{source}")(_make_agent(source, adapter, requests_topic,
                                                                            dlq_topic, settings))
     if "otel" in adapters:

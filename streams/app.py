@@ -41,6 +41,7 @@ from distillguard.schemas import Alert, BadEvent, parse_event
 from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents, watch_blind_spot
 from .cluster_agents import register_cluster_agents
 from .dlq import send_to_dlq
+from .faust_stream import BatchStream, RawSchema
 from .faust_transport import QuietMonitor
 from .feedback_agent import register_feedback_reader
 from .kafka_config import faust_broker_options
@@ -178,7 +179,8 @@ def faust_options(settings: Settings, stock: bool = False) -> dict:
     message), a monitor without per-message bookkeeping, 4 MiB fetches per partition (Faust's
     default 1 MiB is ~670 simulated events of ~1.5 kB). ``stock``: Faust's own consumer,
     monitor and fetch size (the bench's "before")."""
-    tuned = {} if stock else {"Monitor": QuietMonitor, "consumer_max_fetch_size": 4 * 1024 * 1024}
+    tuned = {} if stock else {"Monitor": QuietMonitor, "Stream": BatchStream,
+                              "consumer_max_fetch_size": 4 * 1024 * 1024}
     return dict(
         **faust_broker_options(settings, stock_consumer=stock),   # broker URLs, SASL/TLS credentials
         **tuned,
@@ -221,8 +223,7 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
         producer_partitioner=None,
         table_cleanup_interval=3600,
     )
-    requests = app.topic(settings.topic_requests, key_type=bytes, value_type=bytes,
-                         key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+    requests = app.topic(settings.topic_requests, schema=RawSchema(), partitions=settings.partitions)
     dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw",
                     partitions=settings.dlq_partitions)
     alerts = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw",
@@ -277,7 +278,7 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
 
     @app.agent(requests)
     async def detect(stream):
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        async for events in stream.take_batches(settings.batch_max, within=settings.batch_within_s):
             batch = _Batch()
             for event in events:
                 msg = event.message

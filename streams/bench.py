@@ -312,18 +312,21 @@ def child_faust(stock: bool = False) -> None:
     import faust
 
     from .app import LatencyHistogram, faust_options, run_faust_worker
+    from .faust_stream import RawSchema
     from .settings import load_settings
     s = load_settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(s.app_id, **faust_options(s, stock))   # the worker's Faust settings
-    topic = app.topic(s.topic_requests, key_type=bytes, value_type=bytes, key_serializer="raw",
-                      value_serializer="raw")
+    # the worker's request topic (streams/app.py), or Faust's own raw serializers for the "before"
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    topic = app.topic(s.topic_requests, **(raw if stock else {"schema": RawSchema()}))
     state = {"events": 0}
     hist = LatencyHistogram()
 
     @app.agent(topic)
     async def bare(stream):
-        async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+        take = stream.take_events if stock else stream.take_batches   # as the worker's agent takes them
+        async for events in take(s.batch_max, within=s.batch_within_s):
             state["events"] += len(events)
             hist.add_batch(events)
 

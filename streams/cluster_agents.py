@@ -58,6 +58,7 @@ from distillguard.models.pipeline import ClusterOutput, ClusterStage
 from distillguard.models.records import LinkObservation, LinkRecord, PairEvidence
 from distillguard.models.rows import AlertEventRow
 
+from .faust_stream import RawSchema
 from .settings import Settings
 from .sink import sink_messages
 
@@ -153,10 +154,8 @@ def register_cluster_agents(app, settings: Settings, config: DetectorConfig, key
                             sink_topic, feedback: FeedbackBook | None = None) -> CrossAccountAgents:
     """Declare the link topic, the cluster topic and the linker and cluster agents on ``app``.
     ``await emit_alert(alert)`` publishes an alert exactly as the per-account agent does."""
-    links = app.topic(settings.topic_links, key_type=bytes, value_type=bytes, key_serializer="raw",
-                      value_serializer="raw", partitions=settings.partitions)
-    evidence = app.topic(settings.topic_cluster, key_type=bytes, value_type=bytes, key_serializer="raw",
-                         value_serializer="raw", partitions=1)
+    links = app.topic(settings.topic_links, schema=RawSchema(), partitions=settings.partitions)
+    evidence = app.topic(settings.topic_cluster, schema=RawSchema(), partitions=1)
     agents = CrossAccountAgents(LinkPublisher(LinkObserver(key, config.clusters), links, settings.partitions),
                                 Linker(config.clusters),
                                 ClusterStage(config, settle=stream_settle(settings.partitions, config),

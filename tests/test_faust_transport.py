@@ -1,14 +1,23 @@
 """The worker's Faust transport (streams/faust_transport.py): Faust selects it through its
 transport registry, its fetch loop is still the one Faust ships, and a delivery that has to
-wait behaves like Faust's (raced against a flow suspension, cancellable)."""
+wait behaves like Faust's (raced against a flow suspension, cancellable). And the worker's
+stream (streams/faust_stream.py): selected by Faust's ``Stream`` setting, following the
+Faust methods it was written against, giving batches, skipping and acking as Faust does.
+Faust's own objects throughout (app, channel queue, messages, events); the real broker's
+side is in test_pipeline.py and tests/faults/."""
 import asyncio
 import hashlib
 import inspect
+from contextlib import aclosing
 
 import pytest
 from faust.transport.consumer import Consumer as FaustConsumer
 
-from distillguard.streams import faust_transport
+import faust
+from faust import Stream as FaustStream
+from faust.types import Message
+
+from distillguard.streams import faust_stream, faust_transport
 from distillguard.streams.app import create_app
 from distillguard.streams.faust_transport import ResumedDelivery
 from distillguard.streams.settings import load_settings
@@ -33,6 +42,90 @@ def test_the_worker_app_selects_our_consumer(tmp_path):
     # the producer side is Faust's own aiokafka transport
     assert type(app.producer_transport).__module__ == "faust.transport.drivers.aiokafka"
     assert type(app.monitor) is faust_transport.QuietMonitor and app.conf.consumer_max_fetch_size == 4 << 20
+    assert app.conf.Stream is faust_stream.BatchStream and isinstance(app.stream(app.channel()), faust_stream.BatchStream)
+
+
+@pytest.mark.parametrize("name", sorted(faust_stream.UPSTREAM_SHA256))
+def test_faust_stream_methods_are_the_ones_batch_stream_follows(name):
+    digest = hashlib.sha256(inspect.getsource(getattr(FaustStream, name.split(".")[1])).encode()).hexdigest()
+    assert digest == faust_stream.UPSTREAM_SHA256[name], (
+        f"faust {name} changed (a Faust upgrade?): streams/faust_stream.BatchStream.take_batches does per "
+        "event what it does (skip an older generation or a suspended flow, track, ack). Compare the two, "
+        f"then set UPSTREAM_SHA256[{name!r}] to {digest}")
+
+
+def _stream_app(tmp_path):
+    app = create_app(load_settings({"DG_DATA_DIR": str(tmp_path), "DG_DEV": "1"}))
+    app.flow_control.resume()   # as after a partition assignment
+    return app
+
+
+def _event(app, offset: int, generation: int | None = None):
+    message = Message("requests", 0, offset, 0.0, 0, [], b"k", b"v", None,
+                      generation_id=app.consumer_generation_id if generation is None else generation)
+    message.incref()   # one channel holds it, as the conductor counts
+    return app.create_event(b"k", b"v", [], message)
+
+
+def test_take_batches_gives_full_batches_then_the_rest_after_within_and_acks_after_each(tmp_path):
+    app = _stream_app(tmp_path)
+
+    async def main():
+        stream = app.stream(app.channel())
+        events = [_event(app, i) for i in range(5)]
+        for e in events:
+            stream.channel.queue.put_nowait(e)
+        got = []
+        async with aclosing(stream.take_batches(3, within=0.05)) as batches:
+            async for batch in batches:
+                # being processed: not acked yet
+                got.append(([e.message.offset for e in batch], [e.message.acked for e in events]))
+                if len(got) == 2:
+                    break
+        return got, [e.message.acked for e in events]
+
+    got, acked_after = asyncio.run(main())
+    assert got == [([0, 1, 2], [False] * 5), ([3, 4], [True, True, True, False, False])]
+    assert acked_after == [True] * 5
+
+
+def test_take_batches_skips_and_acks_events_of_an_older_generation(tmp_path):
+    app = _stream_app(tmp_path)
+
+    async def main():
+        stream = app.stream(app.channel())
+        old, new = _event(app, 0, generation=app.consumer_generation_id - 1), _event(app, 1)
+        for e in (old, new):
+            stream.channel.queue.put_nowait(e)
+        async with aclosing(stream.take_batches(10, within=0.05)) as batches:
+            async for batch in batches:
+                return [e.message.offset for e in batch], old.message.acked
+
+    assert asyncio.run(main()) == ([1], True)   # read before a rebalance: not processed, acked as Faust does
+
+
+def test_take_batches_ends_with_the_channel_and_leaves_what_it_held_unacked(tmp_path):
+    app = _stream_app(tmp_path)
+
+    async def main():
+        stream = app.stream(app.channel())
+        held = [_event(app, i) for i in range(2)]
+        for e in held:
+            stream.channel.queue.put_nowait(e)
+        batches = []
+
+        async def consume():
+            async for batch in stream.take_batches(3, within=30):
+                batches.append(batch)
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.05)   # it holds two events and waits for a third
+        await stream.channel.throw(StopAsyncIteration())   # what Faust does when the stream stops
+        await asyncio.wait_for(task, 5)
+        return batches, [(e.message.acked, e.message in app.consumer.unacked) for e in held]
+
+    batches, held = asyncio.run(main())
+    # never given out, so never tracked or acked: the offsets stay uncommitted and are read again
+    assert batches == [] and held == [(False, False), (False, False)]
 
 
 def test_a_resumed_delivery_finishes_where_the_coroutine_stopped():
@@ -151,3 +244,25 @@ def test_each_faust_seek_is_repeated_at_the_next_fetch_round(tmp_path):
     assert not consumer._seek_again
     asyncio.run(consumer.perform_seek())              # what Faust's recovery calls
     assert seeks == ["seek"] and consumer._seek_again  # the drain loop seeks again, then clears it
+
+
+@pytest.mark.parametrize("key,value", [(b"acct", b'{"a": 1}'), (None, b"\x00\xff"), (b"k", None), (b"", b"")])
+def test_raw_schema_decodes_what_fausts_raw_serializer_decodes(tmp_path, key, value):
+    app = _stream_app(tmp_path)
+    message = Message("requests", 0, 7, 0.0, 0, [("h", b"1")], key, value, None)
+    faust_raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    async def main():
+        ours = await faust_stream.RawSchema().compile(app)(message)
+        theirs = await faust_raw.compile(app)(message)
+        return ours, theirs
+
+    ours, theirs = asyncio.run(main())
+    assert type(ours) is type(theirs)
+    assert (ours.key, ours.value, ours.headers, ours.message) == (theirs.key, theirs.value, theirs.headers, message)
+
+
+def test_the_worker_reads_its_topics_through_the_raw_schema(tmp_path):
+    app = create_app(load_settings({"DG_DATA_DIR": str(tmp_path), "DG_DEV": "1"}))
+    read = {agent.channel.get_topic_name(): type(agent.channel.schema) for agent in app.agents.values()}
+    assert read and set(read.values()) == {faust_stream.RawSchema}, read
