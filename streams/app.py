@@ -2,7 +2,7 @@
 
 One agent does ingest and per-account detection. The gateway already keys
 ``llm.requests`` by ``account_id``, so parsing in the same agent saves a
-repartition hop. Per batch (``stream.take_events``) it:
+repartition hop. Per batch (``BatchStream.take_batches``, streams/faust_stream.py) it:
 
 1. parses each message (bad ones → ``llm.requests.dlq`` with the original
    bytes and ``dg-reason``/``dg-detail`` headers, counted; ``streams/dlq.py``);

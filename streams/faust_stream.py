@@ -99,6 +99,10 @@ class BatchStream(faust.Stream):
                         skipped.append(value)   # read before a rebalance: Faust skips (and acks) it
                         continue
                     events.append(value)
+                # One pass of the event loop per batch (Faust's iterator makes one per event): the
+                # fetcher refills the queue, health and status pages answer, timers run, between
+                # batches rather than in the middle of one's sends.
+                await asyncio.sleep(0)
                 if events and (not flow_active() or events[0].message.generation_id != app.consumer_generation_id):
                     events = _current(events, skipped, flow_active, app)   # a rebalance while it filled
                 if skipped:
@@ -107,10 +111,6 @@ class BatchStream(faust.Stream):
                 if not events:
                     continue
                 batch, events = events, []
-                # One pass of the event loop per batch (Faust's iterator makes one per event): the
-                # fetcher refills the queue, health and status pages answer, timers run, between
-                # batches rather than in the middle of one's sends.
-                await asyncio.sleep(0)
                 for event in batch:   # processing starts: the stop's wait covers these until acked
                     message = event.message
                     if message.topic in acking_topics and not message.tracked:

@@ -15,7 +15,7 @@ from faust.transport.consumer import Consumer as FaustConsumer
 
 import faust
 from faust import Stream as FaustStream
-from faust.types import Message
+from faust.types.tuples import ConsumerMessage
 
 from distillguard.streams import faust_stream, faust_transport
 from distillguard.streams.app import create_app
@@ -56,13 +56,15 @@ def test_faust_stream_methods_are_the_ones_batch_stream_follows(name):
 
 def _stream_app(tmp_path):
     app = create_app(load_settings({"DG_DATA_DIR": str(tmp_path), "DG_DEV": "1"}))
+    app.topics.add(app.topic("requests"))   # subscribed (below): its messages are tracked and acked
     app.flow_control.resume()   # as after a partition assignment
     return app
 
 
 def _event(app, offset: int, generation: int | None = None):
-    message = Message("requests", 0, offset, 0.0, 0, [], b"k", b"v", None,
-                      generation_id=app.consumer_generation_id if generation is None else generation)
+    """An event of a message as the consumer makes them (``ConsumerMessage``: tracked for acks)."""
+    message = ConsumerMessage("requests", 0, offset, 0.0, 0, [], b"k", b"v", None,
+                              generation_id=app.consumer_generation_id if generation is None else generation)
     message.incref()   # one channel holds it, as the conductor counts
     return app.create_event(b"k", b"v", [], message)
 
@@ -71,6 +73,7 @@ def test_take_batches_gives_full_batches_then_the_rest_after_within_and_acks_aft
     app = _stream_app(tmp_path)
 
     async def main():
+        await app.topics._update_indices()   # the conductor's subscription step (no broker call here)
         stream = app.stream(app.channel())
         events = [_event(app, i) for i in range(5)]
         for e in events:
@@ -78,11 +81,12 @@ def test_take_batches_gives_full_batches_then_the_rest_after_within_and_acks_aft
         got = []
         async with aclosing(stream.take_batches(3, within=0.05)) as batches:
             async for batch in batches:
-                # being processed: not acked yet
+                # being processed: tracked (the stop waits for them), not acked yet
+                assert all(e.message in app.consumer.unacked for e in batch)
                 got.append(([e.message.offset for e in batch], [e.message.acked for e in events]))
                 if len(got) == 2:
                     break
-        return got, [e.message.acked for e in events]
+        return got, [e.message.acked and e.message not in app.consumer.unacked for e in events]
 
     got, acked_after = asyncio.run(main())
     assert got == [([0, 1, 2], [False] * 5), ([3, 4], [True, True, True, False, False])]
@@ -93,6 +97,7 @@ def test_take_batches_skips_and_acks_events_of_an_older_generation(tmp_path):
     app = _stream_app(tmp_path)
 
     async def main():
+        await app.topics._update_indices()   # the conductor's subscription step (no broker call here)
         stream = app.stream(app.channel())
         old, new = _event(app, 0, generation=app.consumer_generation_id - 1), _event(app, 1)
         for e in (old, new):
@@ -104,10 +109,33 @@ def test_take_batches_skips_and_acks_events_of_an_older_generation(tmp_path):
     assert asyncio.run(main()) == ([1], True)   # read before a rebalance: not processed, acked as Faust does
 
 
+def test_a_rebalance_while_a_batch_fills_drops_what_was_taken_before_it(tmp_path):
+    app = _stream_app(tmp_path)
+
+    async def main():
+        await app.topics._update_indices()
+        stream = app.stream(app.channel())
+        before = _event(app, 0)
+        stream.channel.queue.put_nowait(before)
+        async with aclosing(stream.take_batches(10, within=0.3)) as batches:
+            async def rebalance():
+                await asyncio.sleep(0.05)        # `before` is taken; the batch waits to fill
+                app.consumer_generation_id += 1  # what Faust's assignment does
+                stream.channel.queue.put_nowait(after := _event(app, 1))
+                return after
+            later = asyncio.ensure_future(rebalance())
+            async for batch in batches:
+                return [e.message.offset for e in batch], before.message.acked, (await later).message.acked
+
+    # the event of the old generation is skipped (and acked, as Faust does); the new one is processed
+    assert asyncio.run(main()) == ([1], True, False)
+
+
 def test_take_batches_ends_with_the_channel_and_leaves_what_it_held_unacked(tmp_path):
     app = _stream_app(tmp_path)
 
     async def main():
+        await app.topics._update_indices()   # the conductor's subscription step (no broker call here)
         stream = app.stream(app.channel())
         held = [_event(app, i) for i in range(2)]
         for e in held:
@@ -249,7 +277,7 @@ def test_each_faust_seek_is_repeated_at_the_next_fetch_round(tmp_path):
 @pytest.mark.parametrize("key,value", [(b"acct", b'{"a": 1}'), (None, b"\x00\xff"), (b"k", None), (b"", b"")])
 def test_raw_schema_decodes_what_fausts_raw_serializer_decodes(tmp_path, key, value):
     app = _stream_app(tmp_path)
-    message = Message("requests", 0, 7, 0.0, 0, [("h", b"1")], key, value, None)
+    message = ConsumerMessage("requests", 0, 7, 0.0, 0, [("h", b"1")], key, value, None)
     faust_raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     async def main():
