@@ -69,15 +69,21 @@ def _event(app, offset: int, generation: int | None = None):
     return app.create_event(b"k", b"v", [], message)
 
 
+async def _stream_of(app, events):
+    """A stream of the app's stream class with ``events`` waiting in its channel's queue."""
+    await app.topics._update_indices()   # the conductor's subscription step (no broker call here)
+    stream = app.stream(app.channel())
+    for e in events:
+        stream.channel.queue.put_nowait(e)
+    return stream
+
+
 def test_take_batches_gives_full_batches_then_the_rest_after_within_and_acks_after_each(tmp_path):
     app = _stream_app(tmp_path)
 
     async def main():
-        await app.topics._update_indices()   # the conductor's subscription step (no broker call here)
-        stream = app.stream(app.channel())
         events = [_event(app, i) for i in range(5)]
-        for e in events:
-            stream.channel.queue.put_nowait(e)
+        stream = await _stream_of(app, events)
         got = []
         async with aclosing(stream.take_batches(3, within=0.05)) as batches:
             async for batch in batches:
@@ -97,11 +103,8 @@ def test_take_batches_skips_and_acks_events_of_an_older_generation(tmp_path):
     app = _stream_app(tmp_path)
 
     async def main():
-        await app.topics._update_indices()   # the conductor's subscription step (no broker call here)
-        stream = app.stream(app.channel())
-        old, new = _event(app, 0, generation=app.consumer_generation_id - 1), _event(app, 1)
-        for e in (old, new):
-            stream.channel.queue.put_nowait(e)
+        old = _event(app, 0, generation=app.consumer_generation_id - 1)
+        stream = await _stream_of(app, [old, _event(app, 1)])
         async with aclosing(stream.take_batches(10, within=0.05)) as batches:
             async for batch in batches:
                 return [e.message.offset for e in batch], old.message.acked
@@ -113,10 +116,8 @@ def test_a_rebalance_while_a_batch_fills_drops_what_was_taken_before_it(tmp_path
     app = _stream_app(tmp_path)
 
     async def main():
-        await app.topics._update_indices()
-        stream = app.stream(app.channel())
         before = _event(app, 0)
-        stream.channel.queue.put_nowait(before)
+        stream = await _stream_of(app, [before])
         async with aclosing(stream.take_batches(10, within=0.3)) as batches:
             async def rebalance():
                 await asyncio.sleep(0.05)        # `before` is taken; the batch waits to fill
@@ -135,11 +136,8 @@ def test_take_batches_ends_with_the_channel_and_leaves_what_it_held_unacked(tmp_
     app = _stream_app(tmp_path)
 
     async def main():
-        await app.topics._update_indices()   # the conductor's subscription step (no broker call here)
-        stream = app.stream(app.channel())
         held = [_event(app, i) for i in range(2)]
-        for e in held:
-            stream.channel.queue.put_nowait(e)
+        stream = await _stream_of(app, held)
         batches = []
 
         async def consume():
