@@ -11,11 +11,15 @@ the same batches (lists of ``faust.Event``, at most ``max_`` of them, released w
 keeps what the iterator does for correctness, per event:
 
 - an event of an older consumer generation, or one read while flow control is off (a
-  rebalance is under way), is skipped and acked, as Faust skips it;
-- the message is tracked as unacked until the batch is processed, so commits and the
-  stop's ``stream_wait_empty`` wait cover exactly the processed events;
+  rebalance is under way), is skipped and acked, as Faust's iterator skips it;
+- an event taken is tracked as unacked at once, as the iterator tracks what it reads, so a
+  revoke's or a stop's ``stream_wait_empty`` wait lets the batch being filled go out and
+  be processed, as ``take_events`` lets its buffer go out;
 - the batch's events are acked after the agent has processed the batch (the ``async for``
   body returned), as ``take_events`` acks them.
+
+Where the two could differ (what a rebalance does to a batch being filled), this follows
+``take_events``: ``tests/faults/test_rebalance.py`` ran on that behaviour before.
 
 ``RawSchema`` is the schema of the topics the worker reads as bytes: Faust's decode looks the
 ``raw`` codec up and calls it for the key and the value of every message (then reads the
@@ -98,51 +102,35 @@ class BatchStream(faust.Stream):
                     if not flow_active() or message.generation_id != app.consumer_generation_id:
                         skipped.append(value)   # read before a rebalance: Faust skips (and acks) it
                         continue
+                    if message.topic in acking_topics and not message.tracked:
+                        message.tracked = True   # a revoke's or stop's wait now waits for this batch
+                        add_unacked(message)
+                        on_message_in(message.tp, message.offset, message)
                     events.append(value)
+                if skipped:
+                    _ack_all(skipped, self, on_stream_event_out, on_message_out)
+                    skipped = []
                 # One pass of the event loop per batch (Faust's iterator makes one per event): the
                 # fetcher refills the queue, health and status pages answer, timers run, between
                 # batches rather than in the middle of one's sends.
                 await asyncio.sleep(0)
-                if events and (not flow_active() or events[0].message.generation_id != app.consumer_generation_id):
-                    events = _current(events, skipped, flow_active, app)   # a rebalance while it filled
-                if skipped:
-                    _ack_all(skipped, self, on_stream_event_out, on_message_out)
-                    skipped = []
                 if not events:
                     continue
                 batch, events = events, []
-                for event in batch:   # processing starts: the stop's wait covers these until acked
-                    message = event.message
-                    if message.topic in acking_topics and not message.tracked:
-                        message.tracked = True
-                        add_unacked(message)
-                        on_message_in(message.tp, message.offset, message)
                 try:
                     self.events_total += len(batch)
                     yield batch
                 finally:
                     _ack_all(batch, self, on_stream_event_out, on_message_out)
         except StopAsyncIteration:
-            # the channel ends (the stream stops): events taken but not yet given out were not
-            # tracked or acked, so their offsets are not committed and they are read again
+            # the channel ends (the stream stops): events taken but not yet given out are not
+            # acked, so their offsets are not committed and they are read again
             return
         finally:
             self._channel_stop_iteration(self.channel)
             if started_by_us:
                 await self.stop()
                 self.service_reset()
-
-
-def _current(events: list[EventT], skipped: list[EventT], flow_active, app) -> list[EventT]:
-    """The events still of the consumer's generation, with flow control on; the rest go to
-    ``skipped`` (the check each event passed when it was taken, made again before processing)."""
-    keep = []
-    for event in events:
-        if flow_active() and event.message.generation_id == app.consumer_generation_id:
-            keep.append(event)
-        else:
-            skipped.append(event)
-    return keep
 
 
 def _ack_all(events: list[EventT], stream: BatchStream, on_stream_event_out, on_message_out) -> None:

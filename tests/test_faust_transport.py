@@ -112,7 +112,7 @@ def test_take_batches_skips_and_acks_events_of_an_older_generation(tmp_path):
     assert asyncio.run(main()) == ([1], True)   # read before a rebalance: not processed, acked as Faust does
 
 
-def test_a_rebalance_while_a_batch_fills_drops_what_was_taken_before_it(tmp_path):
+def test_a_batch_being_filled_when_a_rebalance_begins_goes_out_as_take_events_buffer_does(tmp_path):
     app = _stream_app(tmp_path)
 
     async def main():
@@ -126,10 +126,12 @@ def test_a_rebalance_while_a_batch_fills_drops_what_was_taken_before_it(tmp_path
                 return after
             later = asyncio.ensure_future(rebalance())
             async for batch in batches:
-                return [e.message.offset for e in batch], before.message.acked, (await later).message.acked
+                tracked = before.message in app.consumer.unacked   # the revoke's wait waits for it
+                return [e.message.offset for e in batch], tracked, (await later).message.acked
 
-    # the event of the old generation is skipped (and acked, as Faust does); the new one is processed
-    assert asyncio.run(main()) == ([1], True, False)
+    # taken while its generation was current: tracked at once and processed with the batch
+    # (take_events' buffer behaves so; the rebalance fault test ran on that)
+    assert asyncio.run(main()) == ([0, 1], True, False)
 
 
 def test_take_batches_ends_with_the_channel_and_leaves_what_it_held_unacked(tmp_path):
@@ -150,8 +152,8 @@ def test_take_batches_ends_with_the_channel_and_leaves_what_it_held_unacked(tmp_
         return batches, [(e.message.acked, e.message in app.consumer.unacked) for e in held]
 
     batches, held = asyncio.run(main())
-    # never given out, so never tracked or acked: the offsets stay uncommitted and are read again
-    assert batches == [] and held == [(False, False), (False, False)]
+    # never given out, so never acked: the offsets stay uncommitted and are read again
+    assert batches == [] and held == [(False, True), (False, True)]
 
 
 def test_a_resumed_delivery_finishes_where_the_coroutine_stopped():
