@@ -51,6 +51,11 @@ def enabled() -> bool:
     return _enabled
 
 
+def route_name() -> str:
+    """Which route runs the hot path, as the status page and the bench report it."""
+    return "compiled" if enabled() else "pure Python"
+
+
 @contextmanager
 def python_route():
     """Run a block on the pure-Python route, then restore the route that was in use (the bench's

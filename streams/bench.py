@@ -463,7 +463,7 @@ class Bench:
             return statistics.median(per_event)
 
         out["features_state_us"] = features_state(key)
-        out["hot_path"] = "compiled" if native.enabled() else "pure Python"
+        out["hot_path"] = native.route_name()
         if native.enabled():   # the same on the pure-Python route, in this run (another key: cold memos)
             with native.python_route():
                 out["features_state_python_us"] = features_state(key + b"/pure-python")

@@ -79,8 +79,6 @@ class BatchStream(faust.Stream):
         add_unacked = consumer.unacked.add
         acking_topics = app.topics.acking_topics
         on_message_in = self._on_message_in
-        on_stream_event_out = self._on_stream_event_out
-        on_message_out = self._on_message_out
         loop = asyncio.get_running_loop()
         events: list[EventT] = []
         skipped: list[EventT] = []
@@ -108,7 +106,7 @@ class BatchStream(faust.Stream):
                         on_message_in(message.tp, message.offset, message)
                     events.append(value)
                 if skipped:
-                    _ack_all(skipped, self, on_stream_event_out, on_message_out)
+                    self._ack_all(skipped)
                     skipped = []
                 # One pass of the event loop per batch (Faust's iterator makes one per event): the
                 # fetcher refills the queue, health and status pages answer, timers run, between
@@ -121,7 +119,7 @@ class BatchStream(faust.Stream):
                     self.events_total += len(batch)
                     yield batch
                 finally:
-                    _ack_all(batch, self, on_stream_event_out, on_message_out)
+                    self._ack_all(batch)
         except StopAsyncIteration:
             # the channel ends (the stream stops): events taken but not yet given out are not
             # acked, so their offsets are not committed and they are read again
@@ -132,12 +130,13 @@ class BatchStream(faust.Stream):
                 await self.stop()
                 self.service_reset()
 
-
-def _ack_all(events: list[EventT], stream: BatchStream, on_stream_event_out, on_message_out) -> None:
-    """Ack ``events`` as ``Stream._py_aiter`` acks each (its inlined ``Stream.ack``)."""
-    for event in events:
-        message = event.message
-        last = event.ack()
-        on_stream_event_out(message.tp, message.offset, stream, event, None)
-        if last:
-            on_message_out(message.tp, message.offset, message)
+    def _ack_all(self, events: list[EventT]) -> None:
+        """Ack ``events`` as ``Stream._py_aiter`` acks each (its inlined ``Stream.ack``: the async
+        ``Stream.ack`` would cost a coroutine per event)."""
+        on_stream_event_out, on_message_out = self._on_stream_event_out, self._on_message_out
+        for event in events:
+            message = event.message
+            last = event.ack()
+            on_stream_event_out(message.tp, message.offset, self, event, None)
+            if last:
+                on_message_out(message.tp, message.offset, message)
