@@ -385,18 +385,28 @@ def _save_states(cache: StateCache, table, last_event_of: dict[str, object]) -> 
 
     Faust routes a table write to the changelog partition of the *current*
     event; in a batch there is none, so we make the account's last event of
-    the batch current while writing its state (and, for a deletion, any event
-    of the same partition).
+    the batch current while writing its state. An account changed without an
+    event of its own in the batch (an alert closed by ``end_batch``'s clock)
+    is written under any event of its state's partition, and a deletion the
+    same way; one whose partition has no event in this batch waits, dirty or
+    pending, for a batch that has one.
     """
+    of_partition: dict[int, object] = {}
+    for event in last_event_of.values():
+        of_partition.setdefault(event.message.partition, event)
+    waiting: set[str] = set()
     for account in cache.dirty:
         event = last_event_of.get(account)
         if event is None:
-            continue
+            event = of_partition.get(cache.partition.get(account, -1))
+            if event is None:
+                waiting.add(account)
+                continue
         _current_event.set(weakref.ref(event))
         table[account] = cache.local[account].to_bytes()
         cache.partition[account] = event.message.partition
     for account, partition in list(cache.to_delete.items()):
-        event = next((e for e in last_event_of.values() if e.message.partition == partition), None)
+        event = of_partition.get(partition)
         if event is None:
             continue
         _current_event.set(weakref.ref(event))
@@ -404,4 +414,4 @@ def _save_states(cache: StateCache, table, last_event_of: dict[str, object]) -> 
             del table[account]
         del cache.to_delete[account]
     _current_event.set(None)
-    cache.dirty.clear()
+    cache.dirty = waiting
