@@ -106,6 +106,9 @@ class StateCache(MutableMapping):
     def __setitem__(self, key: str, value: AccountState) -> None:
         self.local[key] = value
         self.dirty.add(key)
+        # an account back before its expiry's tombstone was written: the tombstone would
+        # delete the state written in the same batch
+        self.to_delete.pop(key, None)
 
     def __delitem__(self, key: str) -> None:
         # The table row goes at the end of a batch that has an event of its partition

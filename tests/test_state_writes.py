@@ -90,3 +90,14 @@ def test_a_deletion_waits_for_an_event_of_its_partition():
     assert table.writes == [] and cache.to_delete == {"gone": 4}
     _save_states(cache, table, {"y": _event(4)})
     assert table.writes == [("-gone", 4)] and "gone" not in table and not cache.to_delete
+
+
+def test_an_account_back_before_its_tombstone_is_written_keeps_its_state():
+    table = RecordingTable()
+    dict.__setitem__(table, "back", b"old")
+    cache = _cache_with(table, back=4)
+    del cache["back"]                      # expired; no event of partition 4 in this batch
+    _save_states(cache, table, {"x": _event(0)})
+    cache["back"] = AccountState()         # its next event, before the tombstone went out
+    _save_states(cache, table, {"back": _event(4)})
+    assert table.writes == [("back", 4)] and "back" in table and not cache.to_delete
