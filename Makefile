@@ -14,8 +14,8 @@ help:
 	@echo "make test   - install and run the whole test suite (integration tests use the real broker)"
 	@echo "make broker / make broker-stop - start / stop the local Kafka broker"
 
-# setup.py builds the C extensions (models/_*.c; optional: pure Python where they cannot build)
-$(STAMP): pyproject.toml setup.py $(wildcard models/_*.c)
+# setup.py builds the C extensions (models/_*.c, schemas/_*.c; optional: pure Python where they cannot build)
+$(STAMP): pyproject.toml setup.py $(wildcard models/_*.c schemas/_*.c)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "error: Python 3.11+ is needed (found $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,8 +1,10 @@
 """The compiled hot path: an optional, faster route to the same results as the Python code.
 
-Two small C extensions, built by the install (``setup.py``): the text scanner
-(``models/_textscan.c``, below) and the per-account state update (``models/_statecore.c``,
-``state.AccountState.learn_one``'s arithmetic on its packed arrays, identical bytes).
+Three small C extensions, built by the install (``setup.py``): the text scanner
+(``models/_textscan.c``, below), the per-account state update (``models/_statecore.c``,
+``state.AccountState.learn_one``'s arithmetic on its packed arrays, identical bytes) and the
+request event's build from decoded JSON (``schemas/_eventcheck.c``: valid documents only, the
+same ``RequestEvent``; every error is raised by the Python).
 
 Prompts seen for the first time cost most of feature extraction: tokenising, the skeleton and
 wrapper strings, and the lookups of each word in three tables (coarse lexicon, capability space,
@@ -29,14 +31,17 @@ from .elicitation import ElicitationModel, default_model  # noqa: F401  (default
 from .memo import Memo
 from .text import _GRADE_WORDS, _SCALE_WORDS, WRAPPER_TOKENS
 
+from distillguard.schemas import event as _event_schema
+
 try:
     from ._statecore import StateCore
     from ._textscan import Scanner
 except ImportError:   # not built (no C compiler at install): the pure-Python code gives the same results
     Scanner = StateCore = None
 
-BUILT = Scanner is not None
+BUILT = Scanner is not None and _event_schema.CHECKER is not None
 _enabled = BUILT
+_event_schema.set_compiled(_enabled)   # one switch for the three
 _SCANNERS = Memo("native.scanners", 4)   # elicitation model -> its scanner (a process has one, evaluation a few)
 
 
@@ -44,10 +49,11 @@ def set_enabled(on: bool) -> None:
     """Use the compiled code (when built) or force the pure-Python code (``DG_NATIVE_TEXT=0``)."""
     global _enabled
     _enabled = bool(on) and BUILT
+    _event_schema.set_compiled(_enabled)
 
 
 def enabled() -> bool:
-    """Whether the compiled code runs (feature extraction's scanner, the state update)."""
+    """Whether the compiled code runs (feature extraction's scanner, the state update, the event build)."""
     return _enabled
 
 
@@ -60,12 +66,12 @@ def route_name() -> str:
 def python_route():
     """Run a block on the pure-Python route, then restore the route that was in use (the bench's
     same-run comparison, the equivalence tests)."""
-    global _enabled
-    was, _enabled = _enabled, False
+    was = _enabled
+    set_enabled(False)
     try:
         yield
     finally:
-        _enabled = was
+        set_enabled(was)
 
 
 def word_table(model: ElicitationModel) -> dict[str, tuple]:

@@ -170,8 +170,41 @@ def _usage(raw: Any) -> dict[str, int]:
     return raw
 
 
+try:   # the compiled happy path (setup.py); without it, the Python below does everything
+    from ._eventcheck import Checker
+except ImportError:
+    Checker = None
+
+_KIND_CODES = {(int, float): 1, (int,): 2, (bool,): 3, (dict,): 4}   # _eventcheck.c's kinds
+CHECKER = None if Checker is None else Checker(
+    RequestEvent, Message, OPERATIONS, ROLES, KNOWN, {k: _KIND_CODES[v] for k, v in PARAM_TYPES.items()},
+    MAX_MESSAGES, MAX_LOGIT_BIAS, MAX_TS_MS)
+_build = None if CHECKER is None else CHECKER.build
+
+
+def set_compiled(on: bool) -> None:
+    """Build events of valid documents in C (when built; ``models.native.set_enabled`` calls
+    this) or always in Python. Same events either way: ``Checker.build`` returns None for
+    anything but a valid document without unknown fields, and the Python runs for those."""
+    global _build
+    _build = CHECKER.build if on and CHECKER is not None else None
+
+
+def compiled() -> bool:
+    return _build is not None
+
+
 def event_from_dict(doc: Any) -> RequestEvent:
     """Validate an already-decoded JSON value against contract v1."""
+    if _build is not None:
+        ev = _build(doc)
+        if ev is not None:
+            return ev
+    return python_event_from_dict(doc)
+
+
+def python_event_from_dict(doc: Any) -> RequestEvent:
+    """``event_from_dict`` in Python: the definition, and the route of every error."""
     if type(doc) is not dict:
         raise BadEvent("not_object", "a request event must be a JSON object")
     version = doc.get("schema_version")

@@ -231,11 +231,11 @@ def check_native(settings: Settings) -> Check:
     if not settings.native_text:
         return Check(True, "compiled hot path", "pure Python (DG_NATIVE_TEXT=0)")
     if not native.BUILT:
-        return Check(False, "compiled hot path", "the compiled hot path is not built: feature extraction and state "
-                     "updates run pure Python (the same results, slower)",
+        return Check(False, "compiled hot path", "the compiled hot path is not built: event parsing, feature "
+                     "extraction and state updates run pure Python (the same results, slower)",
                      "install a C compiler and Python's headers (Debian: gcc python3-dev), then reinstall "
                      "(`make venv` after `rm .venv/.installed`, or `pip install -e .`)")
-    return Check(True, "compiled hot path", "compiled (models/_textscan.c, models/_statecore.c)")
+    return Check(True, "compiled hot path", "compiled (schemas/_eventcheck.c, models/_textscan.c, models/_statecore.c)")
 
 
 def _worker_readiness(url: str, timeout: float) -> dict | None:
