@@ -1,6 +1,7 @@
 """The native parts: models/_textscan.c (the hot text path of feature extraction),
-models/_statecore.c (the per-account state update) and schemas/_eventcheck.c (the request event's
-build from decoded JSON); models/native.py says how they are used.
+models/_statecore.c (the per-account state update), models/_linkprofile.c (the link observer's
+per-account profile) and schemas/_eventcheck.c (the request event's build from decoded JSON);
+models/native.py says how they are used.
 
 Everything else is in pyproject.toml. The extensions are optional: where they cannot be built (no C
 compiler), the install goes on and distillguard uses the pure-Python code, which gives the same
@@ -10,6 +11,6 @@ from setuptools import Extension, setup
 
 # no fused multiply-add: the C must round like the Python it stands in for
 _FLAGS = ["-O2", "-ffp-contract=off"]
-_EXTENSIONS = {"models": ("_textscan", "_statecore"), "schemas": ("_eventcheck",)}
+_EXTENSIONS = {"models": ("_textscan", "_statecore", "_linkprofile"), "schemas": ("_eventcheck",)}
 setup(ext_modules=[Extension(f"distillguard.{package}.{name}", [f"{package}/{name}.c"], extra_compile_args=_FLAGS,
                              optional=True) for package, names in _EXTENSIONS.items() for name in names])

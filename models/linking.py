@@ -60,6 +60,7 @@ from collections import OrderedDict
 from .config import ClusterConfig
 from .features import PromptParts, prompt_parts
 from .records import AccountSummary, LinkFeatures, LinkObservation, LinkRecord, PairEvidence, Partner
+from . import native
 from .memo import AgedMemo, Bounds, Memo
 from .text import fingerprint, words
 from .capability_areas import AREAS
@@ -184,12 +185,17 @@ def link_value(kind: str, raw) -> str | None:
 DAY_MS = 86_400_000
 _N_TOPICS = len(AREAS)
 _TOPIC_NAMES = tuple(str(i) for i in range(_N_TOPICS))   # summary keys, made once
+_WRAPPERS_KEPT = 8           # recent wrapper fingerprints per profile (repeats: a template)
+_TAILS_KEPT = 8              # recent wrapper keys per profile (allow_wrap's repeats)
+if native.LinkProfile is not None:   # the compiled profile (models/_linkprofile.c) reads the same constants
+    native.configure_link_profile(_N_TOPICS, _TOPIC_NAMES, DAY_MS, NET_RING, _WRAPPERS_KEPT, _TAILS_KEPT)
 
 
 class _Profile:
     """What the observer keeps per account for its summary: day-decayed request, reasoning and
     repeated-wrapper counts and topic mix (the per-account vocabulary), from EventFeatures only,
-    so the cross-account stage does not depend on the layout of ``AccountState``."""
+    so the cross-account stage does not depend on the layout of ``AccountState``. The
+    definition: ``models/_linkprofile.c`` is the same in C (``native.link_profile``)."""
 
     __slots__ = ("first", "last", "n", "req", "reasoning", "template", "topics", "wrappers", "nets",
                  "wrap_tails", "budget_t", "budget")
@@ -211,7 +217,7 @@ class _Profile:
         repeated = k in self.wrap_tails
         if not repeated:
             self.wrap_tails.append(k)
-            del self.wrap_tails[:-8]
+            del self.wrap_tails[:-_TAILS_KEPT]
             if ts - self.budget_t >= cfg.dedupe_ms:
                 self.budget_t, self.budget = ts, 0
             if self.budget >= cfg.novel_wrap_budget:
@@ -243,7 +249,7 @@ class _Profile:
                 self.template += 1.0
             else:
                 self.wrappers.append(w)
-                del self.wrappers[:-8]
+                del self.wrappers[:-_WRAPPERS_KEPT]
 
     def saw_network(self, net: str, ts: int) -> None:
         """Remember ``net`` (a /24 or /48) as used at ``ts``: the last ``NET_RING`` networks."""
@@ -278,6 +284,7 @@ class LinkObserver:
         self._dedupe = {kind: cfg.slow_dedupe_ms if kind in SLOW_KINDS else cfg.dedupe_ms for kind in KINDS}
         self.sent: OrderedDict[tuple[str, str], int] = OrderedDict()   # (account, key) -> ts sent
         self.profiles: OrderedDict[str, _Profile] = OrderedDict()       # least recently seen first
+        self._new_profile = native.link_profile(_Profile)   # the compiled one, where built and enabled
         # kind -> raw input -> (link value, key), (None, None) if it has none
         self._links = {kind: Memo(f"observer.links.{kind}", LINK_MEMO, register=False) for kind in KINDS}
         # kind -> link value -> key: a raw-input miss whose value was seen skips the keyed hash
@@ -307,7 +314,7 @@ class LinkObserver:
         account, ts, event_id, model, created, tier, inputs, feats = record
         prof = self.profiles.get(account)
         if prof is None:
-            prof = self.profiles[account] = _Profile(ts)
+            prof = self.profiles[account] = self._new_profile(ts)
             if len(self.profiles) > OBSERVER_MAX_ACCOUNTS:
                 self.profiles.popitem(last=False)
         else:

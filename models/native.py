@@ -1,8 +1,9 @@
 """The compiled hot path: an optional, faster route to the same results as the Python code.
 
-Three small C extensions, built by the install (``setup.py``): the text scanner
+Four small C extensions, built by the install (``setup.py``): the text scanner
 (``models/_textscan.c``, below), the per-account state update (``models/_statecore.c``,
-``state.AccountState.learn_one``'s arithmetic on its packed arrays, identical bytes) and the
+``state.AccountState.learn_one``'s arithmetic on its packed arrays, identical bytes), the link
+observer's per-account profile (``models/_linkprofile.c``, ``linking._Profile``'s values) and the
 request event's build from decoded JSON (``schemas/_eventcheck.c``: valid documents only, the
 same ``RequestEvent``; every error is raised by the Python).
 
@@ -34,10 +35,11 @@ from .text import _GRADE_WORDS, _SCALE_WORDS, WRAPPER_TOKENS
 from distillguard.schemas import event as _event_schema
 
 try:
+    from ._linkprofile import Profile as LinkProfile, configure as configure_link_profile
     from ._statecore import StateCore
     from ._textscan import Scanner
 except ImportError:   # not built (no C compiler at install): the pure-Python code gives the same results
-    Scanner = StateCore = None
+    Scanner = StateCore = LinkProfile = configure_link_profile = None
 
 BUILT = Scanner is not None and _event_schema.CHECKER is not None
 _enabled = BUILT
@@ -80,6 +82,13 @@ def word_table(model: ElicitationModel) -> dict[str, tuple]:
     words = set(_WORD_AREA) | set(_INDEX) | set(model.scaled_weights) | _GRADE_WORDS | _SCALE_WORDS
     return {w: (_WORD_AREA.get(w, -1), _INDEX.get(w, ()), model.scaled_weights.get(w, 0),
                 w in _GRADE_WORDS, w in _SCALE_WORDS) for w in sorted(words)}
+
+
+def link_profile(python_class: type) -> type:
+    """The class of the link observer's per-account profiles: the compiled one
+    (``models/_linkprofile.c``) where it is built and enabled, else ``python_class``
+    (``linking._Profile``, the definition). An observer picks it when it is made."""
+    return LinkProfile if _enabled else python_class
 
 
 def scanner_for(model: ElicitationModel):

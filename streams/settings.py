@@ -188,10 +188,10 @@ class Settings:
     clickhouse_cache_mb: int = setting("DG_CLICKHOUSE_CACHE_MB", "64", "embedded ClickHouse: size of each of its "
                                        "mark and primary-index caches (chDB's default: 5 GB each)", parse=int,
                                        kind="whole number", minimum=1)
-    native_text: bool = setting("DG_NATIVE_TEXT", "1", "1: event parsing, feature extraction and state "
-                                "updates use the compiled hot path (`schemas/_eventcheck.c`, `models/_textscan.c`, "
-                                "`models/_statecore.c`, built by the install) when it is built; 0: pure Python "
-                                "(the same results, slower)", parse=_bool, kind="1 or 0")
+    native_text: bool = setting("DG_NATIVE_TEXT", "1", "1: event parsing, feature extraction, state "
+                                "updates and link profiles use the compiled hot path (`schemas/_eventcheck.c`, "
+                                "`models/_textscan.c`, `models/_statecore.c`, `models/_linkprofile.c`, built by the "
+                                "install) when it is built; 0: pure Python (the same results, slower)", parse=_bool, kind="1 or 0")
     tracemalloc: bool = setting("DG_TRACEMALLOC", "0", "1: trace Python allocations, largest files on the status "
                                 "page (slow; diagnosis only)", parse=_bool, kind="1 or 0")
     topic_feedback: str = setting("DG_TOPIC_FEEDBACK", "distillguard.feedback", "analysts' triage decisions "

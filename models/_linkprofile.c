@@ -1,0 +1,509 @@
+/* The link observer's per-account profile (models/linking.py:_Profile), in C.
+ *
+ * The Python class stays the definition; this type is an optional, faster route to the same
+ * values (tests/test_native.py checks identical observations, summaries and profiles after
+ * whole streams, and after random call sequences). Same arithmetic in the same order, in
+ * double: the day decay is exp() of the same quotient (Python's int / int of two exactly
+ * representable numbers is one IEEE division), the summary's numbers go through Python's own
+ * round(), and keys are compared as Python compares them.
+ *
+ * configure(n_topics, topic_names, day_ms, net_ring, wrappers_kept, tails_kept) once per
+ * process (linking.py), then Profile(ts) with the methods and attributes of _Profile.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+
+#define MAX_TOPICS 32
+#define MAX_RING 8
+
+static int n_topics = -1, net_ring, wrappers_kept, tails_kept;
+static long long day_ms;
+static PyObject *topic_names;          /* tuple of str: the summary's topic keys */
+static PyObject *round_fn, *two, *three;
+static PyObject *k_n, *k_rd, *k_r, *k_tp, *k_t, *k_first, *k_created, *k_tier, *k_nets;
+static PyObject *k_dedupe_ms, *k_novel_wrap_budget;
+
+typedef struct {
+    PyObject_HEAD
+    long long first, last, n, budget_t, budget;
+    double req, reasoning, template_;
+    double topics[MAX_TOPICS];
+    unsigned long long seen;           /* bit t: topic t seen (the Python dict has the key) */
+    PyObject *wrappers[MAX_RING + 1];  /* recent wrapper fingerprints, oldest first */
+    int n_wrappers;
+    PyObject *tails[MAX_RING + 1];     /* recent wrapper keys, oldest first */
+    int n_tails;
+    PyObject *nets[MAX_RING + 1];      /* networks and when last used, in insertion order */
+    long long net_ts[MAX_RING + 1];
+    int n_nets;
+} Profile;
+
+static int
+ready(void)
+{
+    if (n_topics < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "_linkprofile.configure() was not called");
+        return 0;
+    }
+    return 1;
+}
+
+static void
+Profile_dealloc(Profile *self)
+{
+    for (int i = 0; i < self->n_wrappers; i++)
+        Py_DECREF(self->wrappers[i]);
+    for (int i = 0; i < self->n_tails; i++)
+        Py_DECREF(self->tails[i]);
+    for (int i = 0; i < self->n_nets; i++)
+        Py_DECREF(self->nets[i]);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+Profile_init(Profile *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"ts", NULL};
+    long long ts;
+    if (!ready() || !PyArg_ParseTupleAndKeywords(args, kwds, "L", kwlist, &ts))
+        return -1;
+    if (self->n_wrappers || self->n_tails || self->n_nets) {
+        PyErr_SetString(PyExc_RuntimeError, "a Profile is initialised once");
+        return -1;
+    }
+    self->first = self->last = ts;
+    self->n = self->budget_t = self->budget = 0;
+    self->req = self->reasoning = self->template_ = 0.0;
+    memset(self->topics, 0, sizeof(self->topics));
+    self->seen = 0;
+    return 0;
+}
+
+/* 1 if x is in ring[0..n) (identity, then ==: Python's ``in``), 0 if not, -1 on error */
+static int
+in_ring(PyObject **ring, int n, PyObject *x)
+{
+    for (int i = 0; i < n; i++) {
+        if (ring[i] == x)
+            return 1;
+        int eq = PyObject_RichCompareBool(ring[i], x, Py_EQ);
+        if (eq != 0)
+            return eq;
+    }
+    return 0;
+}
+
+/* ``ring.append(x); del ring[:-kept]`` */
+static void
+push(PyObject **ring, int *n, int kept, PyObject *x)
+{
+    Py_INCREF(x);
+    ring[(*n)++] = x;
+    while (*n > kept) {
+        Py_DECREF(ring[0]);
+        memmove(ring, ring + 1, (size_t)(*n - 1) * sizeof(PyObject *));
+        (*n)--;
+    }
+}
+
+static PyObject *
+Profile_learn(Profile *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "learn(feats, ts)");
+        return NULL;
+    }
+    PyObject *feats = args[0];
+    long long ts = PyLong_AsLongLong(args[1]);
+    if (ts == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *reasoning = NULL, *topic = NULL, *w = NULL;
+    if (feats != Py_None) {   /* read everything before changing anything */
+        if (!PyTuple_Check(feats) || PyTuple_GET_SIZE(feats) != 3) {
+            PyErr_SetString(PyExc_TypeError, "feats must be (reasoning, topic, wrapper_fp) or None");
+            return NULL;
+        }
+        reasoning = PyTuple_GET_ITEM(feats, 0);
+        topic = PyTuple_GET_ITEM(feats, 1);
+        w = PyTuple_GET_ITEM(feats, 2);
+    }
+    double r = 0.0;
+    long long t = -1;
+    if (reasoning != NULL) {
+        r = PyFloat_AsDouble(reasoning);
+        if (r == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (topic != Py_None) {
+            if (!PyLong_Check(topic)) {
+                PyErr_SetString(PyExc_TypeError, "topic must be an int or None");
+                return NULL;
+            }
+            int overflow;
+            t = PyLong_AsLongLongAndOverflow(topic, &overflow);
+            if (overflow || t < 0 || t >= n_topics)
+                t = -1;
+        }
+    }
+    int repeated = 0;
+    if (w != NULL && w != Py_None) {
+        repeated = in_ring(self->wrappers, self->n_wrappers, w);
+        if (repeated < 0)
+            return NULL;
+    }
+    if (ts > self->last) {
+        double d = exp((double)(-(ts - self->last)) / (double)day_ms);
+        self->req *= d;
+        self->reasoning *= d;
+        self->template_ *= d;
+        for (int i = 0; i < n_topics; i++)
+            if (self->seen >> i & 1)
+                self->topics[i] *= d;
+        self->last = ts;
+    }
+    self->n += 1;
+    self->req += 1.0;
+    if (reasoning == NULL)
+        Py_RETURN_NONE;
+    self->reasoning += r;
+    if (t >= 0) {
+        self->topics[t] += 1.0;   /* a topic not seen yet holds 0.0: get(topic, 0.0) + 1.0 */
+        self->seen |= 1ULL << t;
+    }
+    if (w != Py_None) {
+        if (repeated)
+            self->template_ += 1.0;
+        else
+            push(self->wrappers, &self->n_wrappers, wrappers_kept, w);
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+long_attr(PyObject *obj, PyObject *name, long long *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *
+Profile_allow_wrap(Profile *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "allow_wrap(k, ts, cfg)");
+        return NULL;
+    }
+    PyObject *k = args[0];
+    long long ts = PyLong_AsLongLong(args[1]), dedupe_ms, budget_max;
+    if (ts == -1 && PyErr_Occurred())
+        return NULL;
+    int repeated = in_ring(self->tails, self->n_tails, k);
+    if (repeated < 0)
+        return NULL;
+    if (repeated)
+        Py_RETURN_TRUE;
+    if (long_attr(args[2], k_dedupe_ms, &dedupe_ms) < 0 || long_attr(args[2], k_novel_wrap_budget, &budget_max) < 0)
+        return NULL;
+    push(self->tails, &self->n_tails, tails_kept, k);
+    if (ts - self->budget_t >= dedupe_ms) {
+        self->budget_t = ts;
+        self->budget = 0;
+    }
+    if (self->budget >= budget_max)
+        Py_RETURN_FALSE;
+    self->budget += 1;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+Profile_saw_network(Profile *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "saw_network(net, ts)");
+        return NULL;
+    }
+    PyObject *net = args[0];
+    long long ts = PyLong_AsLongLong(args[1]);
+    if (ts == -1 && PyErr_Occurred())
+        return NULL;
+    for (int i = 0; i < self->n_nets; i++) {
+        int eq = self->nets[i] == net ? 1 : PyObject_RichCompareBool(self->nets[i], net, Py_EQ);
+        if (eq < 0)
+            return NULL;
+        if (eq) {   /* ring[net] = max(ts, ring[net]) */
+            if (ts > self->net_ts[i])
+                self->net_ts[i] = ts;
+            Py_RETURN_NONE;
+        }
+    }
+    Py_INCREF(net);
+    self->nets[self->n_nets] = net;
+    self->net_ts[self->n_nets++] = ts > 0 ? ts : 0;   /* max(ts, 0) */
+    if (self->n_nets > net_ring) {   /* the least (last use, network) goes */
+        int least = 0;
+        for (int i = 1; i < self->n_nets; i++) {
+            if (self->net_ts[i] != self->net_ts[least]) {
+                if (self->net_ts[i] < self->net_ts[least])
+                    least = i;
+                continue;
+            }
+            int lt = PyObject_RichCompareBool(self->nets[i], self->nets[least], Py_LT);
+            if (lt < 0)
+                return NULL;
+            if (lt)
+                least = i;
+        }
+        Py_DECREF(self->nets[least]);
+        memmove(self->nets + least, self->nets + least + 1, (size_t)(self->n_nets - least - 1) * sizeof(PyObject *));
+        memmove(self->net_ts + least, self->net_ts + least + 1, (size_t)(self->n_nets - least - 1) * sizeof(long long));
+        self->n_nets--;
+    }
+    Py_RETURN_NONE;
+}
+
+/* round(x, digits) as Python rounds: a new reference */
+static PyObject *
+rounded(double x, PyObject *digits)
+{
+    PyObject *f = PyFloat_FromDouble(x);
+    if (f == NULL)
+        return NULL;
+    PyObject *call_args[2] = {f, digits};
+    PyObject *out = PyObject_Vectorcall(round_fn, call_args, 2, NULL);
+    Py_DECREF(f);
+    return out;
+}
+
+/* d[key] = value, stealing value */
+static int
+put(PyObject *d, PyObject *key, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    int rc = PyDict_SetItem(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static PyObject *
+Profile_summary(Profile *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "summary(ts, created, tier, net_window_ms)");
+        return NULL;
+    }
+    long long ts = PyLong_AsLongLong(args[0]);
+    if (ts == -1 && PyErr_Occurred())
+        return NULL;
+    long long window = PyLong_AsLongLong(args[3]);
+    if (window == -1 && PyErr_Occurred())
+        return NULL;
+    double req = self->req;
+    PyObject *out = PyDict_New(), *t = NULL;
+    if (out == NULL)
+        return NULL;
+    if (put(out, k_n, PyLong_FromLongLong(self->n)) < 0 || put(out, k_rd, rounded(req, two)) < 0
+        || put(out, k_r, req != 0.0 ? rounded(self->reasoning / req, three) : PyFloat_FromDouble(0.0)) < 0
+        || put(out, k_tp, req != 0.0 ? rounded(self->template_ / req, three) : PyFloat_FromDouble(0.0)) < 0)
+        goto fail;
+    if ((t = PyDict_New()) == NULL)
+        goto fail;
+    for (int i = 0; i < n_topics; i++)
+        if ((self->seen >> i & 1) && self->topics[i] >= 0.01
+            && put(t, PyTuple_GET_ITEM(topic_names, i), rounded(self->topics[i], two)) < 0)
+            goto fail;
+    int rc = PyDict_SetItem(out, k_t, t);
+    Py_CLEAR(t);
+    if (rc < 0)
+        goto fail;
+    long long nets = 0;
+    for (int i = 0; i < self->n_nets; i++)
+        nets += ts - self->net_ts[i] <= window;
+    if (put(out, k_first, PyLong_FromLongLong(self->first)) < 0 || PyDict_SetItem(out, k_created, args[1]) < 0
+        || PyDict_SetItem(out, k_tier, args[2]) < 0 || put(out, k_nets, PyLong_FromLongLong(nets)) < 0)
+        goto fail;
+    return out;
+fail:
+    Py_XDECREF(t);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *
+ring_list(PyObject **ring, int n)
+{
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        Py_INCREF(ring[i]);
+        PyList_SET_ITEM(out, i, ring[i]);
+    }
+    return out;
+}
+
+static PyObject *
+Profile_get_topics(Profile *self, void *closure)
+{
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < n_topics; i++) {
+        if (!(self->seen >> i & 1))
+            continue;
+        PyObject *key = PyLong_FromLong(i);
+        if (key == NULL || put(out, key, PyFloat_FromDouble(self->topics[i])) < 0) {
+            Py_XDECREF(key);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(key);
+    }
+    return out;
+}
+
+static PyObject *
+Profile_get_nets(Profile *self, void *closure)
+{
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < self->n_nets; i++)
+        if (put(out, self->nets[i], PyLong_FromLongLong(self->net_ts[i])) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    return out;
+}
+
+static PyObject *Profile_get_wrappers(Profile *self, void *c) { return ring_list(self->wrappers, self->n_wrappers); }
+static PyObject *Profile_get_tails(Profile *self, void *c) { return ring_list(self->tails, self->n_tails); }
+static PyObject *Profile_get_first(Profile *self, void *c) { return PyLong_FromLongLong(self->first); }
+static PyObject *Profile_get_last(Profile *self, void *c) { return PyLong_FromLongLong(self->last); }
+static PyObject *Profile_get_n(Profile *self, void *c) { return PyLong_FromLongLong(self->n); }
+static PyObject *Profile_get_budget_t(Profile *self, void *c) { return PyLong_FromLongLong(self->budget_t); }
+static PyObject *Profile_get_budget(Profile *self, void *c) { return PyLong_FromLongLong(self->budget); }
+static PyObject *Profile_get_req(Profile *self, void *c) { return PyFloat_FromDouble(self->req); }
+static PyObject *Profile_get_reasoning(Profile *self, void *c) { return PyFloat_FromDouble(self->reasoning); }
+static PyObject *Profile_get_template(Profile *self, void *c) { return PyFloat_FromDouble(self->template_); }
+
+static PyGetSetDef Profile_getset[] = {
+    {"first", (getter)Profile_get_first, NULL, NULL, NULL},
+    {"last", (getter)Profile_get_last, NULL, NULL, NULL},
+    {"n", (getter)Profile_get_n, NULL, NULL, NULL},
+    {"req", (getter)Profile_get_req, NULL, NULL, NULL},
+    {"reasoning", (getter)Profile_get_reasoning, NULL, NULL, NULL},
+    {"template", (getter)Profile_get_template, NULL, NULL, NULL},
+    {"topics", (getter)Profile_get_topics, NULL, "a copy: topic -> decayed count", NULL},
+    {"wrappers", (getter)Profile_get_wrappers, NULL, "a copy", NULL},
+    {"nets", (getter)Profile_get_nets, NULL, "a copy: network -> last use", NULL},
+    {"wrap_tails", (getter)Profile_get_tails, NULL, "a copy", NULL},
+    {"budget_t", (getter)Profile_get_budget_t, NULL, NULL, NULL},
+    {"budget", (getter)Profile_get_budget, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef Profile_methods[] = {
+    {"learn", (PyCFunction)(void (*)(void))Profile_learn, METH_FASTCALL, "learn(feats, ts)"},
+    {"allow_wrap", (PyCFunction)(void (*)(void))Profile_allow_wrap, METH_FASTCALL, "allow_wrap(k, ts, cfg) -> bool"},
+    {"saw_network", (PyCFunction)(void (*)(void))Profile_saw_network, METH_FASTCALL, "saw_network(net, ts)"},
+    {"summary", (PyCFunction)(void (*)(void))Profile_summary, METH_FASTCALL,
+     "summary(ts, created, tier, net_window_ms) -> dict"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ProfileType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "distillguard.models._linkprofile.Profile",
+    .tp_basicsize = sizeof(Profile),
+    .tp_flags = Py_TPFLAGS_DEFAULT,   /* holds str and int only: no cycles through it */
+    .tp_doc = "linking._Profile in C: the same values.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Profile_init,
+    .tp_dealloc = (destructor)Profile_dealloc,
+    .tp_methods = Profile_methods,
+    .tp_getset = Profile_getset,
+};
+
+static PyObject *
+configure(PyObject *module, PyObject *args)
+{
+    int topics, ring, wrappers, tails;
+    long long day;
+    PyObject *names;
+    if (!PyArg_ParseTuple(args, "iO!Liii", &topics, &PyTuple_Type, &names, &day, &ring, &wrappers, &tails))
+        return NULL;
+    if (topics < 0 || topics > MAX_TOPICS || PyTuple_GET_SIZE(names) != topics || day <= 0
+        || ring < 1 || ring > MAX_RING || wrappers < 1 || wrappers > MAX_RING || tails < 1 || tails > MAX_RING) {
+        PyErr_Format(PyExc_ValueError, "configure: at most %d topics (one name each), rings of 1-%d, day_ms > 0",
+                     MAX_TOPICS, MAX_RING);
+        return NULL;
+    }
+    for (int i = 0; i < topics; i++)
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(names, i))) {
+            PyErr_SetString(PyExc_TypeError, "topic names must be str");
+            return NULL;
+        }
+    Py_INCREF(names);
+    Py_XSETREF(topic_names, names);
+    n_topics = topics;
+    day_ms = day;
+    net_ring = ring;
+    wrappers_kept = wrappers;
+    tails_kept = tails;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", configure, METH_VARARGS,
+     "configure(n_topics, topic_names, day_ms, net_ring, wrappers_kept, tails_kept)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef linkprofile_module = {
+    PyModuleDef_HEAD_INIT, "_linkprofile", "The link observer's per-account profile in C.", -1, module_methods,
+};
+
+#define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL
+
+PyMODINIT_FUNC
+PyInit__linkprofile(void)
+{
+    if (PyType_Ready(&ProfileType) < 0)
+        return NULL;
+    PyObject *builtins = PyEval_GetBuiltins();   /* borrowed */
+    round_fn = builtins == NULL ? NULL : PyDict_GetItemString(builtins, "round");
+    if (round_fn == NULL) {
+        PyErr_SetString(PyExc_ImportError, "builtins.round not found");
+        return NULL;
+    }
+    Py_INCREF(round_fn);
+    if (!(two = PyLong_FromLong(2)) || !(three = PyLong_FromLong(3)))
+        return NULL;
+    INTERN(k_n, "n");
+    INTERN(k_rd, "rd");
+    INTERN(k_r, "r");
+    INTERN(k_tp, "tp");
+    INTERN(k_t, "t");
+    INTERN(k_first, "first");
+    INTERN(k_created, "created");
+    INTERN(k_tier, "tier");
+    INTERN(k_nets, "nets");
+    INTERN(k_dedupe_ms, "dedupe_ms");
+    INTERN(k_novel_wrap_budget, "novel_wrap_budget");
+    PyObject *m = PyModule_Create(&linkprofile_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&ProfileType);
+    if (PyModule_AddObject(m, "Profile", (PyObject *)&ProfileType) < 0) {
+        Py_DECREF(&ProfileType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

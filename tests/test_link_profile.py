@@ -1,0 +1,127 @@
+"""The compiled link profile (models/_linkprofile.c) against its definition, ``linking._Profile``:
+the same observations, summaries and evidence after whole streams, the same profile after any
+sequence of calls, and bad input refused without a change."""
+import dataclasses
+import itertools
+
+import orjson
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from distillguard.models import linking, native
+from distillguard.models.config import ClusterConfig
+from distillguard.models.pipeline import AccountStage, CrossAccountPipeline
+from distillguard.models.simulation import load_scenario, simulate
+from distillguard.schemas import parse_event
+
+pytestmark = pytest.mark.skipif(native.LinkProfile is None, reason="models/_linkprofile.c not built")
+FIELDS = linking._Profile.__slots__
+
+
+def _bytes(value) -> bytes:
+    return orjson.dumps(value, default=list, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS)   # Partner as a list
+
+
+def _profile_state(p) -> dict:
+    return {name: getattr(p, name) for name in FIELDS}
+
+
+def _cross_outputs(records, compiled: bool) -> list:
+    """Every observation (with its summary), evidence and cluster output of the cross-account stages."""
+    if compiled:
+        cross = CrossAccountPipeline(key=b"k")
+    else:
+        with native.python_route():
+            cross = CrossAccountPipeline(key=b"k")
+    assert (cross.observer._new_profile is native.LinkProfile) is compiled
+    out = []
+    for record in records:
+        for obs in cross.observer.observe(record):
+            out.append(dataclasses.asdict(obs))
+            evidence = cross.linker.process(obs)
+            if evidence is not None:
+                out.append(dataclasses.asdict(evidence))
+                out.append(dataclasses.asdict(cross.clusters.process(evidence)))
+    out.append(dataclasses.asdict(cross.finish()))
+    out.append({a: _profile_state(p) for a, p in cross.observer.profiles.items()})
+    return out
+
+
+@pytest.mark.parametrize("scenario, n", [("default", 20000), ("evasive", 15000), ("variants", 10000)])
+def test_cross_account_outputs_are_identical_on_both_routes(scenario, n):
+    stage = AccountStage(key=b"k")
+    records = [o.record for o in (stage.process(parse_event(orjson.dumps(ev)))
+                                  for ev in itertools.islice(simulate(load_scenario(scenario), seed=3).events(), n))
+               if o is not None]
+    compiled, python = _cross_outputs(records, True), _cross_outputs(records, False)
+    assert len(compiled) > n // 10
+    assert _bytes(compiled) == _bytes(python)   # byte for byte
+
+
+def test_an_observer_uses_the_compiled_profile_unless_the_python_route_is_forced():
+    assert isinstance(linking.LinkObserver(b"k")._new_profile(1), native.LinkProfile)
+    with native.python_route():
+        assert isinstance(linking.LinkObserver(b"k")._new_profile(1), linking._Profile)
+
+
+_CFG = ClusterConfig()
+_TS = st.one_of(st.sampled_from([0, 1, 2, 3_600_000]), st.integers(0, 5 * 86_400_000))   # ties and gaps
+_STEP = st.one_of(
+    st.tuples(st.just("learn"), st.one_of(st.none(), st.tuples(st.booleans(), st.one_of(st.none(), st.integers(-2, 20)),
+                                                                st.one_of(st.none(), st.integers(0, 6)))),
+              _TS),
+    st.tuples(st.just("saw_network"), st.sampled_from(["10.0.0", "10.0.1", "10.0.2", "a", "b", "c", "d", "e", "f", "g"]),
+              _TS),
+    st.tuples(st.just("allow_wrap"), st.sampled_from([f"wrap:{i}" for i in range(12)]), _TS),
+    st.tuples(st.just("summary"), _TS, st.sampled_from([None, 0, 1_700_000_000_000]),
+              st.sampled_from([None, "free", "pro"])),
+)
+
+
+def _apply(p, step):
+    name = step[0]
+    if name == "learn":
+        return p.learn(step[1], step[2])
+    if name == "saw_network":
+        return p.saw_network(step[1], step[2])
+    if name == "allow_wrap":
+        return p.allow_wrap(step[1], step[2], _CFG)
+    return p.summary(step[1], step[2], step[3], _CFG.net_window_ms)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 86_400_000), st.lists(_STEP, max_size=80))
+def test_random_call_sequences_leave_identical_profiles(start, steps):
+    python, compiled = linking._Profile(start), native.LinkProfile(start)
+    for step in sorted(steps, key=lambda s: s[2] if s[0] != "summary" else s[1]) + steps:   # in order, then late
+        assert orjson.dumps(_apply(compiled, step)) == orjson.dumps(_apply(python, step)), step
+        assert _profile_state(compiled) == _profile_state(python), step
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: p.learn((True, 1), 5),
+    lambda p: p.learn((True, 1.0, 3), 5),
+    lambda p: p.learn("xyz", 5),
+    lambda p: p.learn((True, 1, 3), "5"),
+    lambda p: p.saw_network("10.0.0", None),
+    lambda p: p.allow_wrap("k", 5, object()),
+])
+def test_bad_input_is_refused_and_changes_nothing(call):
+    p = native.LinkProfile(1)
+    p.learn((True, 2, 7), 2)
+    p.saw_network("10.0.0", 2)
+    before = _profile_state(p)
+    with pytest.raises((TypeError, AttributeError)):
+        call(p)
+    assert _profile_state(p) == before
+
+
+def test_the_network_ring_evicts_the_least_recent_then_the_least_network():
+    nets = ["10.0.5", "10.0.1", "10.0.9", "10.0.3", "10.0.7", "10.0.2", "10.0.8", "10.0.4", "10.0.6", "10.0.0"]
+    python, compiled = linking._Profile(0), native.LinkProfile(0)
+    for i, net in enumerate(nets):
+        for p in (python, compiled):
+            p.saw_network(net, 100 if i < 9 else 50)   # nine ties at 100, then an older one
+        assert compiled.nets == python.nets
+    # the ninth tie evicted the least network ("10.0.1"); the older tenth evicted itself
+    assert sorted(python.nets) == sorted(set(nets[:9]) - {"10.0.1"})
