@@ -430,6 +430,390 @@ static PyTypeObject ProfileType = {
     .tp_getset = Profile_getset,
 };
 
+
+/* ---- the observer's per-request loop (linking.LinkObserver.observe) ------------------------
+ *
+ * Observer(profiles, sent, link_memos, dedupe_ms, cfg, link_fn, observation_cls, max_accounts,
+ *          max_sent, slow_dedupe_ms, profile_idle_ms).observe(record) -> list of observations
+ *
+ * The same steps as the Python method, on the observer's own objects: its OrderedDicts are
+ * read with PyDict_GetItem (an OrderedDict is a dict) and changed only through their own
+ * methods and item assignment, so their order is kept as Python keeps it. A memo miss calls
+ * back into Python (link_fn: LinkObserver._link).
+ */
+static PyObject *s_move_to_end, *s_popitem, *s_summary, *s_net, *s_wrap, *s_last;
+static PyObject *s_slow_dedupe_ms, *s_profile_idle_ms, *s_net_window_ms;
+static PyObject *kw_last;   /* ("last",): popitem(last=False) */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *profiles, *sent, *link_memos, *dedupe_ms, *cfg, *link_fn, *observation_cls;
+    Py_ssize_t max_accounts, max_sent;
+    long long slow_dedupe_ms, profile_idle_ms, net_window_ms;
+} Observer;
+
+static int
+Observer_traverse(Observer *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->profiles);
+    Py_VISIT(self->sent);
+    Py_VISIT(self->link_memos);
+    Py_VISIT(self->dedupe_ms);
+    Py_VISIT(self->cfg);
+    Py_VISIT(self->link_fn);
+    Py_VISIT(self->observation_cls);
+    return 0;
+}
+
+static int
+Observer_clear(Observer *self)
+{
+    Py_CLEAR(self->profiles);
+    Py_CLEAR(self->sent);
+    Py_CLEAR(self->link_memos);
+    Py_CLEAR(self->dedupe_ms);
+    Py_CLEAR(self->cfg);
+    Py_CLEAR(self->link_fn);
+    Py_CLEAR(self->observation_cls);
+    return 0;
+}
+
+static void
+Observer_dealloc(Observer *self)
+{
+    PyObject_GC_UnTrack(self);
+    Observer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+Observer_init(Observer *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"profiles", "sent", "link_memos", "dedupe_ms", "cfg", "link_fn", "observation_cls",
+                             "max_accounts", "max_sent", NULL};
+    PyObject *profiles, *sent, *link_memos, *dedupe_ms, *cfg, *link_fn, *observation_cls;
+    Py_ssize_t max_accounts, max_sent;
+    long long slow, idle, window;
+    if (!ready() || !PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!OOOnn", kwlist, &PyDict_Type, &profiles,
+                                                 &PyDict_Type, &sent, &PyDict_Type, &link_memos, &PyDict_Type,
+                                                 &dedupe_ms, &cfg, &link_fn, &observation_cls, &max_accounts,
+                                                 &max_sent))
+        return -1;
+    if (!PyCallable_Check(link_fn) || !PyCallable_Check(observation_cls)) {
+        PyErr_SetString(PyExc_TypeError, "link_fn and observation_cls must be callable");
+        return -1;
+    }
+    if (long_attr(cfg, s_slow_dedupe_ms, &slow) < 0 || long_attr(cfg, s_profile_idle_ms, &idle) < 0
+        || long_attr(cfg, s_net_window_ms, &window) < 0)
+        return -1;
+    Observer_clear(self);
+    PyObject **slots[] = {&self->profiles, &self->sent, &self->link_memos, &self->dedupe_ms, &self->cfg,
+                          &self->link_fn, &self->observation_cls};
+    PyObject *values[] = {profiles, sent, link_memos, dedupe_ms, cfg, link_fn, observation_cls};
+    for (int i = 0; i < 7; i++) {
+        Py_INCREF(values[i]);
+        *slots[i] = values[i];
+    }
+    self->max_accounts = max_accounts;
+    self->max_sent = max_sent;
+    self->slow_dedupe_ms = slow;
+    self->profile_idle_ms = idle;
+    self->net_window_ms = window;
+    return 0;
+}
+
+/* od.popitem(last=False), the result dropped */
+static int
+pop_oldest(PyObject *od)
+{
+    PyObject *call_args[2] = {od, Py_False};
+    PyObject *r = PyObject_VectorcallMethod(s_popitem, call_args, 1, kw_last);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+move_to_end(PyObject *od, PyObject *key)
+{
+    PyObject *r = PyObject_CallMethodOneArg(od, s_move_to_end, key);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* the first value of an OrderedDict (its least recently used entry), a new reference; NULL
+ * with no error if it is empty */
+static PyObject *
+first_value(PyObject *od)
+{
+    PyObject *it = PyObject_GetIter(od);
+    if (it == NULL)
+        return NULL;
+    PyObject *key = PyIter_Next(it);
+    Py_DECREF(it);
+    if (key == NULL)
+        return NULL;
+    PyObject *value = PyObject_GetItem(od, key);
+    Py_DECREF(key);
+    return value;
+}
+
+/* LinkObserver._forget(now) */
+static int
+forget(Observer *self, long long now)
+{
+    for (;;) {
+        Py_ssize_t n = PyObject_Length(self->sent);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        if (n <= self->max_sent) {
+            PyObject *v = first_value(self->sent);
+            if (v == NULL)
+                return PyErr_Occurred() ? -1 : 0;
+            long long first = PyLong_AsLongLong(v);
+            Py_DECREF(v);
+            if (first == -1 && PyErr_Occurred())
+                return -1;
+            if (now - first < self->slow_dedupe_ms)
+                break;
+        }
+        if (pop_oldest(self->sent) < 0)
+            return -1;
+    }
+    for (;;) {
+        PyObject *p = first_value(self->profiles);
+        if (p == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        long long last;
+        if (Py_IS_TYPE(p, &ProfileType))
+            last = ((Profile *)p)->last;
+        else {
+            int rc = long_attr(p, s_last, &last);
+            if (rc < 0) {
+                Py_DECREF(p);
+                return -1;
+            }
+        }
+        Py_DECREF(p);
+        if (now - last < self->profile_idle_ms)
+            return 0;
+        if (pop_oldest(self->profiles) < 0)
+            return -1;
+    }
+}
+
+/* the (value, key) link of one raw input, borrowed from the memo or new from link_fn; *owned
+ * says which (the caller releases an owned one) */
+static PyObject *
+link_of(Observer *self, PyObject *kind, PyObject *raw, int *owned)
+{
+    *owned = 0;
+    PyObject *memo = PyDict_GetItemWithError(self->link_memos, kind);
+    if (memo == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_KeyError, "no link memo for kind %R", kind);
+        return NULL;
+    }
+    PyObject *link = PyDict_GetItemWithError(memo, raw);
+    if (link != NULL) {
+        Py_INCREF(link);   /* move_to_end runs Python-level code paths: hold it */
+        if (move_to_end(memo, raw) < 0) {
+            Py_DECREF(link);
+            return NULL;
+        }
+        *owned = 1;
+        return link;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *call_args[2] = {kind, raw};
+    link = PyObject_Vectorcall(self->link_fn, call_args, 2, NULL);
+    if (link != NULL)
+        *owned = 1;
+    return link;
+}
+
+static PyObject *
+Observer_observe(Observer *self, PyObject *record)
+{
+    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 8) {
+        PyErr_SetString(PyExc_TypeError, "observe(record): a LinkRecord");
+        return NULL;
+    }
+    PyObject *account = PyTuple_GET_ITEM(record, 0), *ts_obj = PyTuple_GET_ITEM(record, 1);
+    PyObject *event_id = PyTuple_GET_ITEM(record, 2), *model = PyTuple_GET_ITEM(record, 3);
+    PyObject *created = PyTuple_GET_ITEM(record, 4), *tier = PyTuple_GET_ITEM(record, 5);
+    PyObject *inputs = PyTuple_GET_ITEM(record, 6), *feats = PyTuple_GET_ITEM(record, 7);
+    long long ts = PyLong_AsLongLong(ts_obj);
+    if (ts == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *prof = PyDict_GetItemWithError(self->profiles, account);   /* then a new reference */
+    if (prof == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        prof = PyObject_CallOneArg((PyObject *)&ProfileType, ts_obj);
+        if (prof == NULL)
+            return NULL;
+        Py_ssize_t n;
+        if (PyObject_SetItem(self->profiles, account, prof) < 0 || (n = PyObject_Length(self->profiles)) < 0
+            || (n > self->max_accounts && pop_oldest(self->profiles) < 0)) {
+            Py_DECREF(prof);
+            return NULL;
+        }
+    }
+    else {
+        if (!Py_IS_TYPE(prof, &ProfileType)) {
+            PyErr_SetString(PyExc_TypeError, "the compiled observer keeps compiled profiles only");
+            return NULL;
+        }
+        Py_INCREF(prof);
+        if (move_to_end(self->profiles, account) < 0) {
+            Py_DECREF(prof);
+            return NULL;
+        }
+    }
+    PyObject *out = NULL, *seq = NULL, *learned = NULL;
+    PyObject *learn_args[2] = {feats, ts_obj};
+    learned = Profile_learn((Profile *)prof, learn_args, 2);
+    if (learned == NULL)
+        goto fail;
+    Py_DECREF(learned);
+    if ((out = PyList_New(0)) == NULL || (seq = PySequence_Fast(inputs, "inputs must be a sequence")) == NULL)
+        goto fail;
+    Py_ssize_t n_inputs = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n_inputs; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "an input must be a (kind, raw) pair");
+            goto fail;
+        }
+        PyObject *kind = PyTuple_GET_ITEM(pair, 0), *raw = PyTuple_GET_ITEM(pair, 1);
+        int owned;
+        PyObject *link = link_of(self, kind, raw, &owned);
+        if (link == NULL)
+            goto fail;
+        if (!PyTuple_Check(link) || PyTuple_GET_SIZE(link) != 2) {
+            Py_DECREF(link);
+            PyErr_SetString(PyExc_TypeError, "a link must be a (value, key) pair");
+            goto fail;
+        }
+        PyObject *value = PyTuple_GET_ITEM(link, 0), *k = PyTuple_GET_ITEM(link, 1);
+        Py_INCREF(value);
+        Py_INCREF(k);
+        Py_DECREF(link);
+        int skip = k == Py_None, is_wrap = 0;
+        PyObject *dk = NULL;
+        if (!skip && PyUnicode_Compare(kind, s_net) == 0) {
+            PyObject *net_args[2] = {value, ts_obj};
+            PyObject *r = Profile_saw_network((Profile *)prof, net_args, 2);
+            if (r == NULL)
+                goto fail_link;
+            Py_DECREF(r);
+        }
+        if (!skip) {
+            if ((dk = PyTuple_Pack(2, account, k)) == NULL)
+                goto fail_link;
+            PyObject *last = PyDict_GetItemWithError(self->sent, dk);
+            if (last == NULL && PyErr_Occurred())
+                goto fail_link;
+            if (last != NULL) {
+                PyObject *window = PyDict_GetItemWithError(self->dedupe_ms, kind);
+                if (window == NULL) {
+                    if (!PyErr_Occurred())
+                        PyErr_Format(PyExc_KeyError, "no dedupe window for kind %R", kind);
+                    goto fail_link;
+                }
+                long long last_ts = PyLong_AsLongLong(last), w = PyLong_AsLongLong(window);
+                if (PyErr_Occurred())
+                    goto fail_link;
+                skip = ts - last_ts < w;
+            }
+        }
+        if (!skip && (is_wrap = PyUnicode_Compare(kind, s_wrap) == 0)) {
+            PyObject *wrap_args[3] = {k, ts_obj, self->cfg};
+            PyObject *allowed = Profile_allow_wrap((Profile *)prof, wrap_args, 3);
+            if (allowed == NULL)
+                goto fail_link;
+            skip = allowed == Py_False;
+            Py_DECREF(allowed);
+        }
+        if (!skip) {
+            if (PyObject_SetItem(self->sent, dk, ts_obj) < 0 || move_to_end(self->sent, dk) < 0)
+                goto fail_link;
+            PyObject *obs_args[7] = {account, kind, k, ts_obj, event_id, model, Py_None};
+            PyObject *obs = PyObject_Vectorcall(self->observation_cls, obs_args, 7, NULL);
+            if (obs == NULL)
+                goto fail_link;
+            int rc = PyList_Append(out, obs);
+            Py_DECREF(obs);
+            if (rc < 0)
+                goto fail_link;
+        }
+        Py_XDECREF(dk);
+        Py_DECREF(value);
+        Py_DECREF(k);
+        continue;
+    fail_link:
+        Py_XDECREF(dk);
+        Py_DECREF(value);
+        Py_DECREF(k);
+        goto fail;
+    }
+    Py_ssize_t n_out = PyList_GET_SIZE(out);
+    if (n_out) {
+        PyObject *window = PyLong_FromLongLong(self->net_window_ms);
+        if (window == NULL)
+            goto fail;
+        PyObject *summary_args[4] = {ts_obj, created, tier, window};
+        PyObject *summary = Profile_summary((Profile *)prof, summary_args, 4);
+        Py_DECREF(window);
+        if (summary == NULL)
+            goto fail;
+        for (Py_ssize_t i = 0; i < n_out; i++)
+            if (PyObject_SetAttr(PyList_GET_ITEM(out, i), s_summary, summary) < 0) {
+                Py_DECREF(summary);
+                goto fail;
+            }
+        Py_DECREF(summary);
+    }
+    Py_DECREF(seq);
+    Py_DECREF(prof);
+    if (forget(self, ts) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+fail:
+    Py_XDECREF(seq);
+    Py_XDECREF(out);
+    Py_DECREF(prof);
+    return NULL;
+}
+
+static PyMethodDef Observer_methods[] = {
+    {"observe", (PyCFunction)Observer_observe, METH_O, "observe(record) -> list of LinkObservation"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ObserverType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "distillguard.models._linkprofile.Observer",
+    .tp_basicsize = sizeof(Observer),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "linking.LinkObserver.observe's loop in C: the same observations.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Observer_init,
+    .tp_dealloc = (destructor)Observer_dealloc,
+    .tp_traverse = (traverseproc)Observer_traverse,
+    .tp_clear = (inquiry)Observer_clear,
+    .tp_methods = Observer_methods,
+};
+
 static PyObject *
 configure(PyObject *module, PyObject *args)
 {
@@ -474,7 +858,7 @@ static struct PyModuleDef linkprofile_module = {
 PyMODINIT_FUNC
 PyInit__linkprofile(void)
 {
-    if (PyType_Ready(&ProfileType) < 0)
+    if (PyType_Ready(&ProfileType) < 0 || PyType_Ready(&ObserverType) < 0)
         return NULL;
     PyObject *builtins = PyEval_GetBuiltins();   /* borrowed */
     round_fn = builtins == NULL ? NULL : PyDict_GetItemString(builtins, "round");
@@ -496,12 +880,29 @@ PyInit__linkprofile(void)
     INTERN(k_nets, "nets");
     INTERN(k_dedupe_ms, "dedupe_ms");
     INTERN(k_novel_wrap_budget, "novel_wrap_budget");
+    INTERN(s_move_to_end, "move_to_end");
+    INTERN(s_popitem, "popitem");
+    INTERN(s_summary, "summary");
+    INTERN(s_net, "net");
+    INTERN(s_wrap, "wrap");
+    INTERN(s_last, "last");
+    INTERN(s_slow_dedupe_ms, "slow_dedupe_ms");
+    INTERN(s_profile_idle_ms, "profile_idle_ms");
+    INTERN(s_net_window_ms, "net_window_ms");
+    if (!(kw_last = Py_BuildValue("(O)", s_last)))
+        return NULL;
     PyObject *m = PyModule_Create(&linkprofile_module);
     if (m == NULL)
         return NULL;
     Py_INCREF(&ProfileType);
     if (PyModule_AddObject(m, "Profile", (PyObject *)&ProfileType) < 0) {
         Py_DECREF(&ProfileType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ObserverType);
+    if (PyModule_AddObject(m, "Observer", (PyObject *)&ObserverType) < 0) {
+        Py_DECREF(&ObserverType);
         Py_DECREF(m);
         return NULL;
     }

@@ -289,6 +289,10 @@ class LinkObserver:
         self._links = {kind: Memo(f"observer.links.{kind}", LINK_MEMO, register=False) for kind in KINDS}
         # kind -> link value -> key: a raw-input miss whose value was seen skips the keyed hash
         self._keys = {kind: Memo(f"observer.keys.{kind}", LINK_MEMO, register=False) for kind in KINDS}
+        # with compiled profiles, the loop below runs compiled too, on these same objects
+        self._core = None if self._new_profile is _Profile else native.LinkObserverCore(
+            self.profiles, self.sent, {kind: memo.entries for kind, memo in self._links.items()}, self._dedupe,
+            cfg, self._link, LinkObservation, OBSERVER_MAX_ACCOUNTS, OBSERVER_MAX)
 
     def _link(self, kind: str, raw) -> tuple[str | None, str | None]:
         """(link value, key) of a raw input the memo missed (``observe`` looks the memo up itself:
@@ -311,6 +315,8 @@ class LinkObserver:
 
     def observe(self, record: LinkRecord) -> list[LinkObservation]:
         """Link observations for one request (usually none: most are deduplicated)."""
+        if self._core is not None:   # models/_linkprofile.c: the same steps on the same objects
+            return self._core.observe(record)
         account, ts, event_id, model, created, tier, inputs, feats = record
         prof = self.profiles.get(account)
         if prof is None:

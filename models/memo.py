@@ -62,6 +62,13 @@ class Memo(_Keys):
         if register:
             _MEMOS[name] = self
 
+    @property
+    def entries(self) -> OrderedDict:
+        """The memo's map, least recently used first, for compiled code that inlines ``get``
+        (``models/_linkprofile.c``): a hit must ``move_to_end`` its key; entries go in through
+        ``put`` only."""
+        return self._data
+
     def get(self, key: Hashable, default=None, _missing=_MISSING):
         """The value memoised for ``key`` (now the most recently used), else ``default``."""
         # a miss is one lookup (no raised KeyError), a hit two; the sentinel is a local (a default

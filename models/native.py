@@ -35,11 +35,11 @@ from .text import _GRADE_WORDS, _SCALE_WORDS, WRAPPER_TOKENS
 from distillguard.schemas import event as _event_schema
 
 try:
-    from ._linkprofile import Profile as LinkProfile, configure as configure_link_profile
+    from ._linkprofile import Observer as LinkObserverCore, Profile as LinkProfile, configure as configure_link_profile
     from ._statecore import StateCore
     from ._textscan import Scanner
 except ImportError:   # not built (no C compiler at install): the pure-Python code gives the same results
-    Scanner = StateCore = LinkProfile = configure_link_profile = None
+    Scanner = StateCore = LinkProfile = LinkObserverCore = configure_link_profile = None
 
 BUILT = Scanner is not None and _event_schema.CHECKER is not None
 _enabled = BUILT

@@ -125,3 +125,33 @@ def test_the_network_ring_evicts_the_least_recent_then_the_least_network():
         assert compiled.nets == python.nets
     # the ninth tie evicted the least network ("10.0.1"); the older tenth evicted itself
     assert sorted(python.nets) == sorted(set(nets[:9]) - {"10.0.1"})
+
+
+def test_the_compiled_observer_forgets_as_the_python_one_under_small_bounds(monkeypatch):
+    """Dedupe entries and profiles evicted by count and by age, on both routes: the same
+    observations, and the same entries left, in the same order."""
+    monkeypatch.setattr(linking, "OBSERVER_MAX", 50)
+    monkeypatch.setattr(linking, "OBSERVER_MAX_ACCOUNTS", 20)
+    cfg = dataclasses.replace(ClusterConfig(), slow_dedupe_ms=600_000, profile_idle_ms=1_800_000)
+    stage = AccountStage(key=b"k")
+    records = [o.record for o in (stage.process(parse_event(orjson.dumps(ev)))
+                                  for ev in itertools.islice(simulate(load_scenario("default"), seed=4).events(), 6000))
+               if o is not None]
+    compiled = linking.LinkObserver(b"k", cfg)
+    with native.python_route():
+        python = linking.LinkObserver(b"k", cfg)
+    assert compiled._core is not None and python._core is None
+    for record in records:
+        a, b = compiled.observe(record), python.observe(record)
+        assert _bytes([dataclasses.asdict(o) for o in a]) == _bytes([dataclasses.asdict(o) for o in b])
+    assert list(compiled.sent.items()) == list(python.sent.items())
+    assert list(compiled.profiles) == list(python.profiles)
+    assert compiled.bounds() == python.bounds()
+
+
+@pytest.mark.parametrize("record", [None, (1, 2, 3), ("a", "x", "e", "m", None, None, [], None),
+                                    ("a", 5, "e", "m", None, None, [("nope", "x")], None),
+                                    ("a", 5, "e", "m", None, None, ["net"], None)])
+def test_the_compiled_observer_refuses_bad_records(record):
+    with pytest.raises((TypeError, KeyError, ValueError)):
+        linking.LinkObserver(b"k").observe(record)
