@@ -1,14 +1,16 @@
-/* The link observer's per-account profile (models/linking.py:_Profile), in C.
+/* The link observer in C: its per-account profile (models/linking.py:_Profile) and its
+ * per-request loop (LinkObserver.observe).
  *
- * The Python class stays the definition; this type is an optional, faster route to the same
- * values (tests/test_native.py checks identical observations, summaries and profiles after
- * whole streams, and after random call sequences). Same arithmetic in the same order, in
- * double: the day decay is exp() of the same quotient (Python's int / int of two exactly
- * representable numbers is one IEEE division), the summary's numbers go through Python's own
- * round(), and keys are compared as Python compares them.
+ * The Python stays the definition; this is an optional, faster route to the same values
+ * (tests/test_link_profile.py checks identical observations, summaries, evidence and profiles
+ * after whole streams, under small bounds, and after random call sequences). Same arithmetic in
+ * the same order, in double: the day decay is exp() of the same quotient (Python's int / int of
+ * two exactly representable numbers is one IEEE division), the summary's numbers go through
+ * Python's own round(), and keys are compared as Python compares them.
  *
  * configure(n_topics, topic_names, day_ms, net_ring, wrappers_kept, tails_kept) once per
- * process (linking.py), then Profile(ts) with the methods and attributes of _Profile.
+ * process (linking.py), then Profile(ts) with the methods and attributes of _Profile, and
+ * Observer(...) (below) for an observer's loop.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -706,7 +708,7 @@ Observer_observe(Observer *self, PyObject *record)
         Py_INCREF(value);
         Py_INCREF(k);
         Py_DECREF(link);
-        int skip = k == Py_None, is_wrap = 0;
+        int skip = k == Py_None;
         PyObject *dk = NULL;
         if (!skip && PyUnicode_Compare(kind, s_net) == 0) {
             PyObject *net_args[2] = {value, ts_obj};
@@ -734,7 +736,7 @@ Observer_observe(Observer *self, PyObject *record)
                 skip = ts - last_ts < w;
             }
         }
-        if (!skip && (is_wrap = PyUnicode_Compare(kind, s_wrap) == 0)) {
+        if (!skip && PyUnicode_Compare(kind, s_wrap) == 0) {
             PyObject *wrap_args[3] = {k, ts_obj, self->cfg};
             PyObject *allowed = Profile_allow_wrap((Profile *)prof, wrap_args, 3);
             if (allowed == NULL)

@@ -31,7 +31,6 @@ from .capability_space import N_CAPABILITIES, _INDEX
 from .elicitation import ElicitationModel, default_model  # noqa: F401  (default_model: the doctest)
 from .memo import Memo
 from .text import _GRADE_WORDS, _SCALE_WORDS, WRAPPER_TOKENS
-
 from distillguard.schemas import event as _event_schema
 
 try:
@@ -43,7 +42,7 @@ except ImportError:   # not built (no C compiler at install): the pure-Python co
 
 BUILT = Scanner is not None and _event_schema.CHECKER is not None
 _enabled = BUILT
-_event_schema.set_compiled(_enabled)   # one switch for the three
+_event_schema.set_compiled(_enabled)   # one switch for all four
 _SCANNERS = Memo("native.scanners", 4)   # elicitation model -> its scanner (a process has one, evaluation a few)
 
 
@@ -55,7 +54,8 @@ def set_enabled(on: bool) -> None:
 
 
 def enabled() -> bool:
-    """Whether the compiled code runs (feature extraction's scanner, the state update, the event build)."""
+    """Whether the compiled code runs (feature extraction's scanner, the state update, the link
+    observer, the event build)."""
     return _enabled
 
 

@@ -191,6 +191,7 @@ def set_compiled(on: bool) -> None:
 
 
 def compiled() -> bool:
+    """Whether valid documents are built in C now."""
     return _build is not None
 
 
