@@ -22,7 +22,8 @@ runs at ``--rate`` events/s offered, where a backlog does not distort it; the
 worker reports it from a histogram on its status page. Peak RSS is VmHWM from
 /proc. Memory per account is ``models.state.state_bytes`` over the accounts of
 an in-process replay. Micro-benchmarks run in this process, among them the detector's
-µs per event by stage (parse, ``AccountStage``, the cross-account stages) over the same events.
+µs per event by stage (parse, ``AccountStage``, the cross-account stages) over the same events,
+on the compiled route and again on the pure-Python route (the compiled parts' same-run ratio).
 
 The default run (50,000 events, one run each) takes a few minutes; ``--long`` is the
 500,000-event form with three runs of everything and paced runs of every consumer.
@@ -473,6 +474,9 @@ class Bench:
             parse_event(x)
         out["parse_us"] = (time.perf_counter() - t) * 1e6 / min(len(lines), 20000)
         out["detector"] = detector_stages(lines, key, self.args.runs)
+        if native.enabled():   # the whole detector on the pure-Python route, in this run (cold memos too)
+            with native.python_route():
+                out["detector_python"] = detector_stages(lines, key + b"/pure-python", self.args.runs)
 
         try:
             from distillguard.models.anomaly import CohortAnomaly
@@ -583,6 +587,7 @@ def summarize(r: dict) -> dict:
     out = {"bytes_per_account": m["bytes_per_account"], "features_state_us": m["features_state_us"],
            "features_state_python_us": m.get("features_state_python_us"), "hot_path": m.get("hot_path"),
            "detector_us": m["detector"]["total_us"],
+           "detector_python_us": m["detector_python"]["total_us"] if "detector_python" in m else None,
            "river_score_us": m.get("river_score_us"), "replay_eps": m["replay_eps"],
            "replay_2jobs_eps": m.get("replay_2jobs_eps")}
     if "pipeline" in r:
@@ -620,8 +625,12 @@ def targets(s: dict) -> list[tuple[str, str, bool | None]]:
     ]
 
 
+def _fmt(v, d: int = 0) -> str:
+    return "—" if v is None else f"{v:,.{d}f}"
+
+
 def markdown(r: dict, s: dict, notes: list[str]) -> str:
-    f = lambda v, d=0: "—" if v is None else f"{v:,.{d}f}"  # noqa: E731
+    f = _fmt
     lines = [f"# distillguard bench ({r['events']:,} events, {r['partitions']} partitions, "
              f"{r['machine']['cpus']} CPUs, Python {r['machine']['python']})", ""]
     if "pipeline" in r:
@@ -653,6 +662,7 @@ def markdown(r: dict, s: dict, notes: list[str]) -> str:
               f"| detector CPU µs/event over {d['events']:,} events: parse / account stage / cross-account stages "
               f"= total | {f(d['parse_us'], 1)} / {f(d['account_stage_us'], 1)} / {f(d['cross_account_us'], 1)} "
               f"= **{f(d['total_us'], 1)}** |",
+              *_detector_python_line(m),
               f"| features + state update, CPU µs/event (median over 1,000-event batches; hot path: "
               f"{m.get('hot_path', '?')}) | {f(m['features_state_us'], 1)} |",
               f"| the same on the pure-Python route (`DG_NATIVE_TEXT=0`) | "
@@ -675,6 +685,17 @@ def markdown(r: dict, s: dict, notes: list[str]) -> str:
               "on a busy machine compare the ratios of one run, not absolute figures across runs."]
     lines += [f"Note: {x}" for x in notes]
     return "\n".join(lines) + "\n"
+
+
+def _detector_python_line(m: dict) -> list[str]:
+    """The detector's stages on the pure-Python route in the same run (the compiled parts'
+    ratio), when the compiled route ran."""
+    d, p, f = m["detector"], m.get("detector_python"), _fmt
+    if p is None:
+        return []
+    return [f"| the same on the pure-Python route (`DG_NATIVE_TEXT=0`) | {f(p['parse_us'], 1)} / "
+            f"{f(p['account_stage_us'], 1)} / {f(p['cross_account_us'], 1)} = {f(p['total_us'], 1)} "
+            f"(compiled/Python x{d['total_us'] / p['total_us']:.2f}) |"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,9 @@ def test_the_report_has_faust_before_and_after_and_the_issue_15_targets():
              "accounts": 10, "serialized_bytes_per_account": 2200, "features_state_us": 40.0, "parse_us": 10.0,
              "replay_eps": 5000, "replay_2jobs_eps": 7000, "replay_events": 100, "bytes_method": "x",
              "detector": {"parse_us": 10.0, "account_stage_us": 30.0, "cross_account_us": 15.0,
-                          "total_us": 55.0, "events": 100}}
+                          "total_us": 55.0, "events": 100},
+             "detector_python": {"parse_us": 20.0, "account_stage_us": 60.0, "cross_account_us": 30.0,
+                                 "total_us": 110.0, "events": 100}}
     r = {"events": 1000, "partitions": 4, "rate_offered": 5000, "paced_events": 75000,
          "machine": {"cpus": 2, "python": "3.11"}, "micro": micro,
          "runs": {"micro": 1, "raw": 1, "faust": 1, "faust_stock": 1, "pipeline": 1, "pipeline_2workers": 1},
@@ -36,3 +38,4 @@ def test_the_report_has_faust_before_and_after_and_the_issue_15_targets():
     assert met["p99 ≤ 1,000 ms at 5k events/s offered"] is True
     text = markdown(r, s, [])
     assert "stock Faust (before)" in text and "product consumer" in text and "**55.0**" in text
+    assert "20.0 / 60.0 / 30.0 = 110.0 (compiled/Python x0.50)" in text and s["detector_python_us"] == 110.0
