@@ -394,6 +394,88 @@ static PyObject *Profile_get_req(Profile *self, void *c) { return PyFloat_FromDo
 static PyObject *Profile_get_reasoning(Profile *self, void *c) { return PyFloat_FromDouble(self->reasoning); }
 static PyObject *Profile_get_template(Profile *self, void *c) { return PyFloat_FromDouble(self->template_); }
 
+/* pickling (replay --jobs 2 sends the cross-account stages to a child process):
+ * Profile(first) then __setstate__((last, n, req, reasoning, template, topics, wrappers, nets,
+ * wrap_tails, budget_t, budget)), the attributes' values */
+static PyObject *
+Profile_reduce(Profile *self, PyObject *unused)
+{
+    PyObject *topics = Profile_get_topics(self, NULL), *wrappers = Profile_get_wrappers(self, NULL);
+    PyObject *nets = Profile_get_nets(self, NULL), *tails = Profile_get_tails(self, NULL);
+    PyObject *out = NULL;
+    if (topics && wrappers && nets && tails)
+        out = Py_BuildValue("O(L)(LLdddOOOOLL)", (PyObject *)Py_TYPE(self), self->first, self->last, self->n,
+                            self->req, self->reasoning, self->template_, topics, wrappers, nets, tails,
+                            self->budget_t, self->budget);
+    Py_XDECREF(topics);
+    Py_XDECREF(wrappers);
+    Py_XDECREF(nets);
+    Py_XDECREF(tails);
+    return out;
+}
+
+/* ring[0..n) from a list of at most kept items */
+static int
+ring_from(PyObject *list, PyObject **ring, int *n, int kept)
+{
+    if (!PyList_Check(list) || PyList_GET_SIZE(list) > kept) {
+        PyErr_SetString(PyExc_ValueError, "a ring must be a list within its bound");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++)
+        push(ring, n, kept, PyList_GET_ITEM(list, i));
+    return 0;
+}
+
+static PyObject *
+Profile_setstate(Profile *self, PyObject *state)
+{
+    long long last, n, budget_t, budget;
+    double req, reasoning, template_;
+    PyObject *topics, *wrappers, *nets, *tails;
+    if (!PyArg_ParseTuple(state, "LLdddO!O!O!O!LL", &last, &n, &req, &reasoning, &template_, &PyDict_Type, &topics,
+                          &PyList_Type, &wrappers, &PyDict_Type, &nets, &PyList_Type, &tails, &budget_t, &budget))
+        return NULL;
+    if (self->n_wrappers || self->n_tails || self->n_nets || self->seen || PyDict_GET_SIZE(nets) > net_ring) {
+        PyErr_SetString(PyExc_ValueError, "__setstate__ needs a fresh Profile and a state within its bounds");
+        return NULL;
+    }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(topics, &pos, &key, &value)) {
+        long t = PyLong_AsLong(key);
+        double v = PyFloat_AsDouble(value);
+        if (PyErr_Occurred())
+            return NULL;
+        if (t < 0 || t >= n_topics) {
+            PyErr_SetString(PyExc_ValueError, "a topic out of range");
+            return NULL;
+        }
+        self->topics[t] = v;
+        self->seen |= 1ULL << t;
+    }
+    pos = 0;
+    while (PyDict_Next(nets, &pos, &key, &value)) {
+        long long ts = PyLong_AsLongLong(value);
+        if (ts == -1 && PyErr_Occurred())
+            return NULL;
+        Py_INCREF(key);
+        self->nets[self->n_nets] = key;
+        self->net_ts[self->n_nets++] = ts;
+    }
+    if (ring_from(wrappers, self->wrappers, &self->n_wrappers, wrappers_kept) < 0
+        || ring_from(tails, self->tails, &self->n_tails, tails_kept) < 0)
+        return NULL;
+    self->last = last;
+    self->n = n;
+    self->req = req;
+    self->reasoning = reasoning;
+    self->template_ = template_;
+    self->budget_t = budget_t;
+    self->budget = budget;
+    Py_RETURN_NONE;
+}
+
 static PyGetSetDef Profile_getset[] = {
     {"first", (getter)Profile_get_first, NULL, NULL, NULL},
     {"last", (getter)Profile_get_last, NULL, NULL, NULL},
@@ -416,6 +498,8 @@ static PyMethodDef Profile_methods[] = {
     {"saw_network", (PyCFunction)(void (*)(void))Profile_saw_network, METH_FASTCALL, "saw_network(net, ts)"},
     {"summary", (PyCFunction)(void (*)(void))Profile_summary, METH_FASTCALL,
      "summary(ts, created, tier, net_window_ms) -> dict"},
+    {"__reduce__", (PyCFunction)Profile_reduce, METH_NOARGS, "pickling"},
+    {"__setstate__", (PyCFunction)Profile_setstate, METH_O, "pickling"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -289,10 +289,24 @@ class LinkObserver:
         self._links = {kind: Memo(f"observer.links.{kind}", LINK_MEMO, register=False) for kind in KINDS}
         # kind -> link value -> key: a raw-input miss whose value was seen skips the keyed hash
         self._keys = {kind: Memo(f"observer.keys.{kind}", LINK_MEMO, register=False) for kind in KINDS}
-        # with compiled profiles, the loop below runs compiled too, on these same objects
-        self._core = None if self._new_profile is _Profile else native.LinkObserverCore(
-            self.profiles, self.sent, {kind: memo.entries for kind, memo in self._links.items()}, self._dedupe,
-            cfg, self._link, LinkObservation, OBSERVER_MAX_ACCOUNTS, OBSERVER_MAX)
+        self._core = self._compiled_core()
+
+    def _compiled_core(self):
+        """With compiled profiles, ``observe``'s loop runs compiled too, on these same objects."""
+        if self._new_profile is _Profile:
+            return None
+        return native.LinkObserverCore(self.profiles, self.sent, {kind: memo.entries for kind, memo in self._links.items()},
+                                       self._dedupe, self.cfg, self._link, LinkObservation, OBSERVER_MAX_ACCOUNTS,
+                                       OBSERVER_MAX)
+
+    # pickling (``replay --jobs 2`` sends the cross-account stages to a child process): the
+    # compiled loop holds references into this object, so it is made again, not pickled
+    def __getstate__(self) -> dict:
+        return {name: value for name, value in self.__dict__.items() if name != "_core"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._core = self._compiled_core()
 
     def _link(self, kind: str, raw) -> tuple[str | None, str | None]:
         """(link value, key) of a raw input the memo missed (``observe`` looks the memo up itself:

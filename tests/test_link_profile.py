@@ -155,3 +155,28 @@ def test_the_compiled_observer_forgets_as_the_python_one_under_small_bounds(monk
 def test_the_compiled_observer_refuses_bad_records(record):
     with pytest.raises((TypeError, KeyError, ValueError)):
         linking.LinkObserver(b"k").observe(record)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_pickled_observer_goes_on_as_the_original(compiled):
+    """``replay --jobs 2`` sends the cross-account stages to a child process by pickle."""
+    import pickle
+    stage = AccountStage(key=b"k")
+    records = [o.record for o in (stage.process(parse_event(orjson.dumps(ev)))
+                                  for ev in itertools.islice(simulate(load_scenario("default"), seed=5).events(), 4000))
+               if o is not None]
+    if compiled:
+        original = linking.LinkObserver(b"k")
+    else:
+        with native.python_route():
+            original = linking.LinkObserver(b"k")
+    for record in records[:2000]:
+        original.observe(record)
+    copy = pickle.loads(pickle.dumps(original))
+    assert (copy._core is not None) is compiled
+    assert {a: _profile_state(p) for a, p in copy.profiles.items()} == \
+        {a: _profile_state(p) for a, p in original.profiles.items()}
+    for record in records[2000:]:
+        a, b = original.observe(record), copy.observe(record)
+        assert _bytes([dataclasses.asdict(o) for o in a]) == _bytes([dataclasses.asdict(o) for o in b])
+    assert list(copy.sent.items()) == list(original.sent.items())
