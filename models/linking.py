@@ -195,7 +195,7 @@ class _Profile:
     """What the observer keeps per account for its summary: day-decayed request, reasoning and
     repeated-wrapper counts and topic mix (the per-account vocabulary), from EventFeatures only,
     so the cross-account stage does not depend on the layout of ``AccountState``. The
-    definition: ``models/_linkprofile.c`` is the same in C (``native.link_profile``)."""
+    definition: ``models/_linkprofile.c`` is the same in C (``LinkObserver._compiled_core``)."""
 
     __slots__ = ("first", "last", "n", "req", "reasoning", "template", "topics", "wrappers", "nets",
                  "wrap_tails", "budget_t", "budget")
@@ -284,29 +284,32 @@ class LinkObserver:
         self._dedupe = {kind: cfg.slow_dedupe_ms if kind in SLOW_KINDS else cfg.dedupe_ms for kind in KINDS}
         self.sent: OrderedDict[tuple[str, str], int] = OrderedDict()   # (account, key) -> ts sent
         self.profiles: OrderedDict[str, _Profile] = OrderedDict()       # least recently seen first
-        self._new_profile = native.link_profile(_Profile)   # the compiled one, where built and enabled
         # kind -> raw input -> (link value, key), (None, None) if it has none
         self._links = {kind: Memo(f"observer.links.{kind}", LINK_MEMO, register=False) for kind in KINDS}
         # kind -> link value -> key: a raw-input miss whose value was seen skips the keyed hash
         self._keys = {kind: Memo(f"observer.keys.{kind}", LINK_MEMO, register=False) for kind in KINDS}
-        self._core = self._compiled_core()
+        self._core = self._compiled_core(native.enabled())
 
-    def _compiled_core(self):
-        """With compiled profiles, ``observe``'s loop runs compiled too, on these same objects."""
-        if self._new_profile is _Profile:
+    def _compiled_core(self, compiled: bool):
+        """``observe``'s loop and profiles compiled (``models/_linkprofile.c``), on these same
+        objects, where built and ``compiled``; None: the Python below (its definition)."""
+        if not compiled or native.LinkObserverCore is None:
             return None
         return native.LinkObserverCore(self.profiles, self.sent, {kind: memo.entries for kind, memo in self._links.items()},
                                        self._dedupe, self.cfg, self._link, LinkObservation, OBSERVER_MAX_ACCOUNTS,
                                        OBSERVER_MAX)
 
     # pickling (``replay --jobs 2`` sends the cross-account stages to a child process): the
-    # compiled loop holds references into this object, so it is made again, not pickled
+    # compiled loop holds references into this object, so it is made again, not pickled (its
+    # profiles, compiled or not, are in ``profiles``)
     def __getstate__(self) -> dict:
-        return {name: value for name, value in self.__dict__.items() if name != "_core"}
+        state = {name: value for name, value in self.__dict__.items() if name != "_core"}
+        state["_core"] = self._core is not None
+        return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._core = self._compiled_core()
+        self._core = self._compiled_core(state["_core"])
 
     def _link(self, kind: str, raw) -> tuple[str | None, str | None]:
         """(link value, key) of a raw input the memo missed (``observe`` looks the memo up itself:
@@ -334,7 +337,7 @@ class LinkObserver:
         account, ts, event_id, model, created, tier, inputs, feats = record
         prof = self.profiles.get(account)
         if prof is None:
-            prof = self.profiles[account] = self._new_profile(ts)
+            prof = self.profiles[account] = _Profile(ts)
             if len(self.profiles) > OBSERVER_MAX_ACCOUNTS:
                 self.profiles.popitem(last=False)
         else:

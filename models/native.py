@@ -84,13 +84,6 @@ def word_table(model: ElicitationModel) -> dict[str, tuple]:
                 w in _GRADE_WORDS, w in _SCALE_WORDS) for w in sorted(words)}
 
 
-def link_profile(python_class: type) -> type:
-    """The class of the link observer's per-account profiles: the compiled one
-    (``models/_linkprofile.c``) where it is built and enabled, else ``python_class``
-    (``linking._Profile``, the definition). An observer picks it when it is made."""
-    return LinkProfile if _enabled else python_class
-
-
 def scanner_for(model: ElicitationModel):
     """The compiled scanner over ``model``'s tables, or None (not built, or disabled)."""
     if not _enabled:

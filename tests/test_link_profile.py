@@ -33,7 +33,7 @@ def _cross_outputs(records, compiled: bool) -> list:
     else:
         with native.python_route():
             cross = CrossAccountPipeline(key=b"k")
-    assert (cross.observer._new_profile is native.LinkProfile) is compiled
+    assert (cross.observer._core is not None) is compiled
     out = []
     for record in records:
         for obs in cross.observer.observe(record):
@@ -59,9 +59,14 @@ def test_cross_account_outputs_are_identical_on_both_routes(scenario, n):
 
 
 def test_an_observer_uses_the_compiled_profile_unless_the_python_route_is_forced():
-    assert isinstance(linking.LinkObserver(b"k")._new_profile(1), native.LinkProfile)
+    record = ("acct", 1, "e1", "m", None, None, [("net", "10.1.2.3")], (False, 1, 7))
+    compiled = linking.LinkObserver(b"k")
+    compiled.observe(record)
+    assert isinstance(compiled.profiles["acct"], native.LinkProfile)
     with native.python_route():
-        assert isinstance(linking.LinkObserver(b"k")._new_profile(1), linking._Profile)
+        python = linking.LinkObserver(b"k")
+    python.observe(record)
+    assert isinstance(python.profiles["acct"], linking._Profile)
 
 
 _CFG = ClusterConfig()
