@@ -1,6 +1,6 @@
 """The native parts: models/_textscan.c (the hot text path of feature extraction),
-models/_statecore.c (the per-account state update), models/_linkprofile.c (the link observer's
-per-account profile) and schemas/_eventcheck.c (the request event's build from decoded JSON);
+models/_statecore.c (the per-account state update), models/_linkprofile.c (cross-account linking:
+the link observer and the linker) and schemas/_eventcheck.c (the request event's build from decoded JSON);
 models/native.py says how they are used.
 
 Everything else is in pyproject.toml. The extensions are optional: where they cannot be built (no C

@@ -1,5 +1,5 @@
-/* The link observer in C: its per-account profile (models/linking.py:_Profile) and its
- * per-request loop (LinkObserver.observe).
+/* Cross-account linking in C: the link observer's per-account profile (models/linking.py:_Profile)
+ * and per-request loop (LinkObserver.observe), and the per-key linker (Linker.process, below).
  *
  * The Python stays the definition; this is an optional, faster route to the same values
  * (tests/test_link_profile.py checks identical observations, summaries, evidence and profiles
@@ -9,8 +9,9 @@
  * Python's own round(), and keys are compared as Python compares them.
  *
  * configure(n_topics, topic_names, day_ms, net_ring, wrappers_kept, tails_kept) once per
- * process (linking.py), then Profile(ts) with the methods and attributes of _Profile, and
- * Observer(...) (below) for an observer's loop.
+ * process (linking.py), then Profile(ts) with the methods and attributes of _Profile,
+ * Observer(...) (below) for an observer's loop and LinkerCore(...) for a linker's
+ * (tests/test_linker_core.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -534,7 +535,8 @@ static PyObject *kw_last;   /* ("last",): popitem(last=False) */
 typedef struct {
     PyObject_HEAD
     PyObject *profiles, *sent, *link_memos, *dedupe_ms, *cfg, *link_fn, *observation_cls;
-    Py_ssize_t max_accounts, max_sent;
+    PyObject *wrap_keys, *key_fn;   /* the wrap kind's key memo map and LinkObserver._key_of, or NULL */
+    Py_ssize_t max_accounts, max_sent, memo_bound, memo_chars, wrap_tokens;
     long long slow_dedupe_ms, profile_idle_ms, net_window_ms;
 } Observer;
 
@@ -548,6 +550,8 @@ Observer_traverse(Observer *self, visitproc visit, void *arg)
     Py_VISIT(self->cfg);
     Py_VISIT(self->link_fn);
     Py_VISIT(self->observation_cls);
+    Py_VISIT(self->wrap_keys);
+    Py_VISIT(self->key_fn);
     return 0;
 }
 
@@ -561,6 +565,8 @@ Observer_clear(Observer *self)
     Py_CLEAR(self->cfg);
     Py_CLEAR(self->link_fn);
     Py_CLEAR(self->observation_cls);
+    Py_CLEAR(self->wrap_keys);
+    Py_CLEAR(self->key_fn);
     return 0;
 }
 
@@ -576,15 +582,23 @@ static int
 Observer_init(Observer *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"profiles", "sent", "link_memos", "dedupe_ms", "cfg", "link_fn", "observation_cls",
-                             "max_accounts", "max_sent", NULL};
+                             "max_accounts", "max_sent", "wrap_keys", "key_fn", "memo_bound", "memo_chars",
+                             "wrap_tokens", NULL};
     PyObject *profiles, *sent, *link_memos, *dedupe_ms, *cfg, *link_fn, *observation_cls;
-    Py_ssize_t max_accounts, max_sent;
+    PyObject *wrap_keys = NULL, *key_fn = NULL;
+    Py_ssize_t max_accounts, max_sent, memo_bound = 0, memo_chars = 0, wrap_tokens = 0;
     long long slow, idle, window;
-    if (!ready() || !PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!OOOnn", kwlist, &PyDict_Type, &profiles,
+    if (!ready() || !PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!OOOnn|O!Onnn", kwlist, &PyDict_Type, &profiles,
                                                  &PyDict_Type, &sent, &PyDict_Type, &link_memos, &PyDict_Type,
                                                  &dedupe_ms, &cfg, &link_fn, &observation_cls, &max_accounts,
-                                                 &max_sent))
+                                                 &max_sent, &PyDict_Type, &wrap_keys, &key_fn, &memo_bound,
+                                                 &memo_chars, &wrap_tokens))
         return -1;
+    if (wrap_keys != NULL && (key_fn == NULL || !PyCallable_Check(key_fn) || memo_bound < 1 || memo_chars < 0
+                              || wrap_tokens < 1)) {
+        PyErr_SetString(PyExc_TypeError, "wrap_keys needs key_fn, memo_bound >= 1, memo_chars and wrap_tokens >= 1");
+        return -1;
+    }
     if (!PyCallable_Check(link_fn) || !PyCallable_Check(observation_cls)) {
         PyErr_SetString(PyExc_TypeError, "link_fn and observation_cls must be callable");
         return -1;
@@ -600,6 +614,15 @@ Observer_init(Observer *self, PyObject *args, PyObject *kwds)
         Py_INCREF(values[i]);
         *slots[i] = values[i];
     }
+    Py_XINCREF(wrap_keys);
+    Py_XINCREF(key_fn);
+    self->wrap_keys = wrap_keys;
+    self->key_fn = wrap_keys == NULL ? NULL : key_fn;
+    if (wrap_keys == NULL)
+        Py_XDECREF(key_fn);
+    self->memo_bound = memo_bound;
+    self->memo_chars = memo_chars;
+    self->wrap_tokens = wrap_tokens;
     self->max_accounts = max_accounts;
     self->max_sent = max_sent;
     self->slow_dedupe_ms = slow;
@@ -693,6 +716,105 @@ forget(Observer *self, long long now)
     }
 }
 
+/* Memo.put(key, value) on a memo's map: set, most recent last, the least recent out over the bound */
+static int
+memo_put(PyObject *entries, PyObject *key, PyObject *value, Py_ssize_t bound)
+{
+    if (PyObject_SetItem(entries, key, value) < 0 || move_to_end(entries, key) < 0)
+        return -1;
+    return PyDict_GET_SIZE(entries) > bound ? pop_oldest(entries) : 0;
+}
+
+#define MAX_WRAP_TOKENS 32
+
+/* str.isalnum() of an ASCII character (text.words' tokens are runs of these) */
+static inline int
+ascii_alnum(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* linking._wrapper_of(tail) of an ASCII tail: its tokens (runs of ASCII letters and digits,
+ * lower-cased: text.words) but the first, which may be cut; the last ``n`` of them, a token that
+ * starts with a digit masked to "0", joined by spaces; None if fewer than ``n``. A new reference. */
+static PyObject *
+ascii_wrapper(PyObject *tail, Py_ssize_t n)
+{
+    const char *text = (const char *)PyUnicode_DATA(tail);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(tail), starts[MAX_WRAP_TOKENS + 1], ends[MAX_WRAP_TOKENS + 1], count = 0;
+    if (n > MAX_WRAP_TOKENS)
+        Py_RETURN_NOTIMPLEMENTED;
+    /* the last n tokens, found from the end; ``seen`` counts every token of the tail */
+    /* from the end: the last n tokens, plus one before them (then the first, which is dropped,
+     * is not among them) */
+    for (Py_ssize_t i = len; i > 0 && count < n + 1;) {
+        while (i > 0 && !ascii_alnum(text[i - 1]))
+            i--;
+        if (i == 0)
+            break;
+        ends[count] = i;
+        while (i > 0 && ascii_alnum(text[i - 1]))
+            i--;
+        starts[count++] = i;
+    }
+    if (count < n + 1)
+        Py_RETURN_NONE;   /* fewer than n tokens after the first */
+    char out[1024];
+    Py_ssize_t size = 0;
+    for (Py_ssize_t k = n - 1; k >= 0; k--) {   /* in text order */
+        Py_ssize_t a = starts[k], b = ends[k];
+        int digit = text[a] <= '9';   /* t[0] <= "9": a token that starts with a digit is masked */
+        if (size + (digit ? 1 : b - a) + 1 > (Py_ssize_t)sizeof out)
+            Py_RETURN_NOTIMPLEMENTED;   /* longer than the buffer: the Python does it */
+        if (digit)
+            out[size++] = '0';
+        else
+            for (Py_ssize_t j = a; j < b; j++)
+                out[size++] = (char)(text[j] | (text[j] >= 'A' && text[j] <= 'Z' ? 32 : 0));
+        if (k)
+            out[size++] = ' ';
+    }
+    return PyUnicode_FromStringAndSize(out, size);
+}
+
+/* LinkObserver._link for the wrap kind, where it can run in C (an ASCII tail whose wrapper fits);
+ * NotImplemented where the Python must */
+static PyObject *
+wrap_link(Observer *self, PyObject *memo, PyObject *raw)
+{
+    if (!PyUnicode_CheckExact(raw) || !PyUnicode_IS_ASCII(raw))
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *value = ascii_wrapper(raw, self->wrap_tokens), *key = NULL;
+    if (value == NULL || value == Py_NotImplemented)
+        return value;
+    if (value == Py_None) {
+        key = Py_None;
+        Py_INCREF(key);
+    }
+    else {
+        key = PyDict_GetItemWithError(self->wrap_keys, value);
+        if (key != NULL) {   /* Memo.get: a hit is now the most recently used */
+            Py_INCREF(key);
+            if (move_to_end(self->wrap_keys, value) < 0)
+                Py_CLEAR(key);
+        }
+        else if (!PyErr_Occurred()) {
+            PyObject *key_args[2] = {s_wrap, value};
+            key = PyObject_Vectorcall(self->key_fn, key_args, 2, NULL);
+        }
+        if (key == NULL) {
+            Py_DECREF(value);
+            return NULL;
+        }
+    }
+    PyObject *link = PyTuple_Pack(2, value, key);
+    Py_DECREF(value);
+    Py_DECREF(key);
+    if (link != NULL && PyUnicode_GET_LENGTH(raw) <= self->memo_chars && memo_put(memo, raw, link, self->memo_bound) < 0)
+        Py_CLEAR(link);
+    return link;
+}
+
 /* the (value, key) link of one raw input, borrowed from the memo or new from link_fn; *owned
  * says which (the caller releases an owned one) */
 static PyObject *
@@ -717,6 +839,15 @@ link_of(Observer *self, PyObject *kind, PyObject *raw, int *owned)
     }
     if (PyErr_Occurred())
         return NULL;
+    if (self->wrap_keys != NULL && PyUnicode_Compare(kind, s_wrap) == 0) {
+        link = wrap_link(self, memo, raw);
+        if (link != Py_NotImplemented) {
+            if (link != NULL)
+                *owned = 1;
+            return link;
+        }
+        Py_DECREF(link);
+    }
     PyObject *call_args[2] = {kind, raw};
     link = PyObject_Vectorcall(self->link_fn, call_args, 2, NULL);
     if (link != NULL)
@@ -900,6 +1031,606 @@ static PyTypeObject ObserverType = {
     .tp_methods = Observer_methods,
 };
 
+/* ---- stage 2: the per-key linker (linking.Linker.process) ---------------------------------
+ *
+ * LinkerCore(linker, keys, key_cls, cfg, account_hash, partner_cls, evidence_cls, anchors, recent,
+ *            max_keys).process(obs) -> PairEvidence or None
+ *
+ * The same steps as the Python method, on the linker's own objects: ``keys`` (an OrderedDict,
+ * changed only through its own methods and item assignment), its _Key objects (their slots, read
+ * and set as attributes) and their anchor and recent lists. Integers are compared as Python
+ * compares them: in 64 bits where both fit, otherwise with Python's own operators, so a message
+ * with an odd timestamp from the wire gives what the Python gives. Partners are built only for a
+ * message that returns evidence.
+ */
+static PyObject *s_kind, *s_anchors, *s_recent, *s_last_ts, *s_evicted, *s_key, *s_account, *s_ts_ms;
+static PyObject *s_event_id, *s_model, *s_base_weight, *s_ref_card, *s_min_weight, *s_pair_window_ms;
+static PyObject *s_sync_ms, *s_key_ttl_ms, *four;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *linker, *keys, *key_cls, *cfg, *account_hash, *partner_cls, *evidence_cls;
+    PyObject *window_obj, *sync_obj, *ttl_obj;
+    PyObject *base_weight, *ref_card;   /* the config's per-kind dicts (it is frozen: read once) */
+    PyObject *last_w, *last_rounded;    /* round(w, 4) of the last weight: most repeat it */
+    long long window, sync_ms, ttl;
+    double min_weight;
+    Py_ssize_t anchors, recent, max_keys;
+} LinkerCore;
+
+static int
+LinkerCore_traverse(LinkerCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->linker);
+    Py_VISIT(self->keys);
+    Py_VISIT(self->key_cls);
+    Py_VISIT(self->cfg);
+    Py_VISIT(self->account_hash);
+    Py_VISIT(self->partner_cls);
+    Py_VISIT(self->evidence_cls);
+    Py_VISIT(self->base_weight);
+    Py_VISIT(self->ref_card);
+    return 0;
+}
+
+static int
+LinkerCore_clear(LinkerCore *self)
+{
+    Py_CLEAR(self->linker);
+    Py_CLEAR(self->keys);
+    Py_CLEAR(self->key_cls);
+    Py_CLEAR(self->cfg);
+    Py_CLEAR(self->account_hash);
+    Py_CLEAR(self->partner_cls);
+    Py_CLEAR(self->evidence_cls);
+    Py_CLEAR(self->window_obj);
+    Py_CLEAR(self->sync_obj);
+    Py_CLEAR(self->ttl_obj);
+    Py_CLEAR(self->base_weight);
+    Py_CLEAR(self->ref_card);
+    Py_CLEAR(self->last_w);
+    Py_CLEAR(self->last_rounded);
+    return 0;
+}
+
+static void
+LinkerCore_dealloc(LinkerCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    LinkerCore_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+LinkerCore_init(LinkerCore *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"linker", "keys", "key_cls", "cfg", "account_hash", "partner_cls", "evidence_cls",
+                             "anchors", "recent", "max_keys", NULL};
+    PyObject *linker, *keys, *key_cls, *cfg, *account_hash, *partner_cls, *evidence_cls;
+    Py_ssize_t anchors, recent, max_keys;
+    long long window, sync_ms, ttl;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OOOO!Onnn", kwlist, &linker, &PyDict_Type, &keys, &key_cls,
+                                     &cfg, &account_hash, &PyType_Type, &partner_cls, &evidence_cls, &anchors,
+                                     &recent, &max_keys))
+        return -1;
+    if (!PyType_IsSubtype((PyTypeObject *)partner_cls, &PyTuple_Type)
+        || ((PyTypeObject *)partner_cls)->tp_basicsize != PyTuple_Type.tp_basicsize   /* a NamedTuple: no fields of its own */
+        || ((PyTypeObject *)partner_cls)->tp_dictoffset != 0 || !PyCallable_Check(key_cls)
+        || !PyCallable_Check(account_hash) || !PyCallable_Check(evidence_cls) || anchors < 1 || recent < 1) {
+        PyErr_SetString(PyExc_TypeError, "LinkerCore: a tuple class for partners, callables, bounds >= 1");
+        return -1;
+    }
+    if (long_attr(cfg, s_pair_window_ms, &window) < 0 || long_attr(cfg, s_sync_ms, &sync_ms) < 0
+        || long_attr(cfg, s_key_ttl_ms, &ttl) < 0)
+        return -1;
+    LinkerCore_clear(self);
+    PyObject **slots[] = {&self->linker, &self->keys, &self->key_cls, &self->cfg, &self->account_hash,
+                          &self->partner_cls, &self->evidence_cls};
+    PyObject *values[] = {linker, keys, key_cls, cfg, account_hash, partner_cls, evidence_cls};
+    for (int i = 0; i < 7; i++) {
+        Py_INCREF(values[i]);
+        *slots[i] = values[i];
+    }
+    if (!(self->window_obj = PyLong_FromLongLong(window)) || !(self->sync_obj = PyLong_FromLongLong(sync_ms))
+        || !(self->ttl_obj = PyLong_FromLongLong(ttl)) || !(self->base_weight = PyObject_GetAttr(cfg, s_base_weight))
+        || !(self->ref_card = PyObject_GetAttr(cfg, s_ref_card)))
+        return -1;
+    PyObject *min_w = PyObject_GetAttr(cfg, s_min_weight);
+    if (min_w == NULL)
+        return -1;
+    self->min_weight = PyFloat_AsDouble(min_w);
+    Py_DECREF(min_w);
+    if (self->min_weight == -1.0 && PyErr_Occurred())
+        return -1;
+    self->window = window;
+    self->sync_ms = sync_ms;
+    self->ttl = ttl;
+    self->anchors = anchors;
+    self->recent = recent;
+    self->max_keys = max_keys;
+    return 0;
+}
+
+/* an int that fits in 64 bits: 1 and its value; 0 for anything else (Python's arithmetic then) */
+static inline int
+as_ll(PyObject *v, long long *out)
+{
+    if (!PyLong_CheckExact(v))
+        return 0;
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    return !overflow;   /* an exact int raises nothing here */
+}
+
+/* 1 if (a - b) <= limit, else 0 (absolute: |a - b| <= limit); -1 on error. ``x``, ``y``: a's and
+ * b's values where ``fits`` (as_ll of both); Python's arithmetic where they or their difference
+ * do not fit in 64 bits. */
+static int
+within_ll(PyObject *a, long long x, PyObject *b, long long y, int fits, long long limit, PyObject *limit_obj,
+          int absolute)
+{
+    long long d;
+    if (fits && !__builtin_sub_overflow(x, y, &d) && !(absolute && d == LLONG_MIN))
+        return (absolute && d < 0 ? -d : d) <= limit;
+    PyObject *diff = PyNumber_Subtract(a, b);
+    if (diff != NULL && absolute)
+        Py_SETREF(diff, PyNumber_Absolute(diff));
+    if (diff == NULL)
+        return -1;
+    int r = PyObject_RichCompareBool(diff, limit_obj, Py_LE);
+    Py_DECREF(diff);
+    return r;
+}
+
+static int
+diff_within(PyObject *a, PyObject *b, long long limit, PyObject *limit_obj, int absolute)
+{
+    long long x = 0, y = 0;
+    int fits = as_ll(a, &x) && as_ll(b, &y);
+    return within_ll(a, x, b, y, fits, limit, limit_obj, absolute);
+}
+
+/* max(a, b) as Python's max returns it (b only if b > a), a new reference */
+static PyObject *
+py_max(PyObject *a, PyObject *b)
+{
+    int gt = PyObject_RichCompareBool(b, a, Py_GT);
+    if (gt < 0)
+        return NULL;
+    PyObject *m = gt ? b : a;
+    Py_INCREF(m);
+    return m;
+}
+
+static int
+set_max_attr(PyObject *obj, PyObject *name, PyObject *ts)
+{
+    PyObject *old = PyObject_GetAttr(obj, name);
+    if (old == NULL)
+        return -1;
+    PyObject *m = py_max(old, ts);
+    Py_DECREF(old);
+    if (m == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(obj, name, m);
+    Py_DECREF(m);
+    return rc;
+}
+
+/* a list attribute of a _Key (a new reference), checked */
+static PyObject *
+list_attr(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v != NULL && !PyList_CheckExact(v)) {
+        PyErr_Format(PyExc_TypeError, "_Key.%U must be a list", name);
+        Py_CLEAR(v);
+    }
+    return v;
+}
+
+/* item ``i`` of a list entry of ``n`` items, borrowed; NULL with TypeError if it is not one */
+static PyObject **
+entry_items(PyObject *entry, Py_ssize_t n)
+{
+    if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != n) {
+        PyErr_Format(PyExc_TypeError, "a linker entry must be a list of %zd items", n);
+        return NULL;
+    }
+    return ((PyListObject *)entry)->ob_item;
+}
+
+/* Linker._evict(now) */
+static int
+linker_evict(LinkerCore *self, PyObject *now)
+{
+    long evicted = 0;
+    int rc = 0;
+    for (;;) {
+        Py_ssize_t n = PyDict_GET_SIZE(self->keys);
+        if (n == 0)
+            break;
+        PyObject *it = PyObject_GetIter(self->keys);
+        if (it == NULL) { rc = -1; break; }
+        PyObject *k = PyIter_Next(it);
+        Py_DECREF(it);
+        if (k == NULL) { rc = PyErr_Occurred() ? -1 : 0; break; }
+        int drop = n > self->max_keys;
+        if (!drop) {
+            PyObject *st = PyObject_GetItem(self->keys, k), *last = NULL;
+            if (st != NULL)
+                last = PyObject_GetAttr(st, s_last_ts);
+            Py_XDECREF(st);
+            if (last == NULL) { Py_DECREF(k); rc = -1; break; }
+            /* now - last > ttl  <=>  not (now - last <= ttl) */
+            int within = diff_within(now, last, self->ttl, self->ttl_obj, 0);
+            Py_DECREF(last);
+            if (within < 0) { Py_DECREF(k); rc = -1; break; }
+            drop = !within;
+        }
+        if (!drop) { Py_DECREF(k); break; }
+        rc = PyObject_DelItem(self->keys, k);
+        Py_DECREF(k);
+        if (rc < 0)
+            break;
+        evicted++;
+    }
+    if (evicted) {   /* Linker.evicted, as the Python counts it */
+        PyObject *old = PyObject_GetAttr(self->linker, s_evicted), *add = PyLong_FromLong(evicted), *sum = NULL;
+        if (old != NULL && add != NULL)
+            sum = PyNumber_Add(old, add);
+        Py_XDECREF(old);
+        Py_XDECREF(add);
+        if (sum == NULL || PyObject_SetAttr(self->linker, s_evicted, sum) < 0)
+            rc = -1;
+        Py_XDECREF(sum);
+    }
+    return rc;
+}
+
+/* key_weight(kind, st.cardinality(), cfg) in double, the Python's operations in its order */
+static int
+linker_weight(LinkerCore *self, PyObject *kind, PyObject *anchors, double *out)
+{
+    Py_ssize_t n = PyList_GET_SIZE(anchors);
+    double card;
+    if (n < self->anchors)
+        card = (double)n;
+    else {
+        PyObject **last = entry_items(PyList_GET_ITEM(anchors, n - 1), 4);
+        if (last == NULL)
+            return -1;
+        double h = PyFloat_AsDouble(last[0]);   /* int / float: the int made a double first */
+        if (h == -1.0 && PyErr_Occurred())
+            return -1;
+        double x = h / 18446744073709551616.0;
+        if (x == 0.0) {
+            PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+            return -1;
+        }
+        card = (double)(self->anchors - 1) / x;
+    }
+    double base, ref;
+    PyObject *b = PyObject_GetItem(self->base_weight, kind), *r = b ? PyObject_GetItem(self->ref_card, kind) : NULL;
+    if (b == NULL || r == NULL) {
+        Py_XDECREF(b);
+        Py_XDECREF(r);
+        return -1;
+    }
+    base = PyFloat_AsDouble(b);
+    ref = PyFloat_AsDouble(r);
+    Py_DECREF(b);
+    Py_DECREF(r);
+    if (PyErr_Occurred())
+        return -1;
+    double floor_card = 1.0 > card ? 1.0 : card;    /* max(card, 1.0) */
+    double share = ref / floor_card;
+    *out = base * (share < 1.0 ? share : 1.0);       /* min(1.0, share) */
+    return 0;
+}
+
+#define MAX_PARTNERS 64
+
+/* 1 if two str are certainly unequal by their cached hashes (the check a dict makes first) */
+static inline int
+differ_by_hash(PyObject *a, PyObject *b)
+{
+    if (a == b || !PyUnicode_CheckExact(a) || !PyUnicode_CheckExact(b))
+        return 0;
+    Py_hash_t ha = ((PyASCIIObject *)a)->hash, hb = ((PyASCIIObject *)b)->hash;
+    return ha != -1 && hb != -1 && ha != hb;
+}
+
+/* partners[account] = (sync, summary), as a dict does it: an account already there keeps its
+ * place (and key object) and takes the new values */
+static int
+add_partner(PyObject **acct, PyObject **sum, int *sync, Py_ssize_t *n, PyObject *account, PyObject *summary,
+            int synced)
+{
+    Py_ssize_t j = 0;
+    for (; j < *n; j++) {
+        if (differ_by_hash(acct[j], account))
+            continue;
+        int eq = PyObject_RichCompareBool(acct[j], account, Py_EQ);
+        if (eq < 0)
+            return -1;
+        if (eq)
+            break;
+    }
+    Py_INCREF(summary);
+    if (j < *n)
+        Py_SETREF(sum[j], summary);
+    else {
+        Py_INCREF(account);
+        acct[j] = account;
+        sum[j] = summary;
+        (*n)++;
+    }
+    sync[j] = synced;
+    return 0;
+}
+
+static PyObject *
+LinkerCore_process(LinkerCore *self, PyObject *obs)
+{
+    PyObject *k = NULL, *account = NULL, *ts = NULL, *summary = NULL, *st = NULL, *anchors = NULL, *recent = NULL;
+    PyObject *kept = NULL, *own = NULL, *out = NULL;
+    PyObject *p_acct[MAX_PARTNERS], *p_sum[MAX_PARTNERS];
+    int p_sync[MAX_PARTNERS];
+    Py_ssize_t n_p = 0;
+    if (!(k = PyObject_GetAttr(obs, s_key)) || !(account = PyObject_GetAttr(obs, s_account))
+        || !(ts = PyObject_GetAttr(obs, s_ts_ms)) || !(summary = PyObject_GetAttr(obs, s_summary)))
+        goto done;
+    st = PyDict_GetItemWithError(self->keys, k);
+    if (st == NULL) {
+        if (PyErr_Occurred())
+            goto done;
+        PyObject *kind = PyObject_GetAttr(obs, s_kind);
+        if (kind == NULL)
+            goto done;
+        st = PyObject_CallOneArg(self->key_cls, kind);
+        Py_DECREF(kind);
+        if (st == NULL || PyObject_SetItem(self->keys, k, st) < 0)
+            goto done;
+    }
+    else {
+        Py_INCREF(st);
+        PyObject *r = PyObject_CallMethodOneArg(self->keys, s_move_to_end, k);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    if (set_max_attr(st, s_last_ts, ts) < 0 || !(anchors = list_attr(st, s_anchors))
+        || !(recent = list_attr(st, s_recent)))
+        goto done;
+    long long ts_ll = 0;
+    int ts_fits = as_ll(ts, &ts_ll);
+    /* partners: account -> (sync, summary); a later one replaces an earlier one, as in a dict */
+    Py_ssize_t n_anchors = PyList_GET_SIZE(anchors), n_recent = PyList_GET_SIZE(recent);
+    if (n_anchors + n_recent > MAX_PARTNERS) {
+        PyErr_SetString(PyExc_ValueError, "a linker key holds more entries than its bounds");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n_anchors; i++) {
+        PyObject *entry = PyList_GET_ITEM(anchors, i), **e = entry_items(entry, 4);
+        if (e == NULL)
+            goto done;
+        int same = differ_by_hash(e[1], account) ? 0 : PyObject_RichCompareBool(e[1], account, Py_EQ);
+        if (same < 0)
+            goto done;
+        if (same) {
+            Py_INCREF(entry);
+            Py_XSETREF(own, entry);
+            continue;
+        }
+        long long a_ts = 0;
+        int fits = ts_fits && as_ll(e[2], &a_ts);
+        int within = within_ll(ts, ts_ll, e[2], a_ts, fits, self->window, self->window_obj, 0);
+        if (within < 0)
+            goto done;
+        if (!within)
+            continue;
+        int sync = within_ll(ts, ts_ll, e[2], a_ts, fits, self->sync_ms, self->sync_obj, 1);
+        if (sync < 0 || add_partner(p_acct, p_sum, p_sync, &n_p, e[1], e[3], sync) < 0)
+            goto done;
+    }
+    if (!(kept = PyList_New(0)))   /* the ring without this account, which goes last */
+        goto done;
+    for (Py_ssize_t i = 0; i < n_recent; i++) {
+        PyObject *entry = PyList_GET_ITEM(recent, i), **e = entry_items(entry, 3);
+        if (e == NULL)
+            goto done;
+        int same = differ_by_hash(e[0], account) ? 0 : PyObject_RichCompareBool(e[0], account, Py_EQ);
+        if (same < 0)
+            goto done;
+        if (same)
+            continue;
+        long long r_ts = 0;
+        int fits = ts_fits && as_ll(e[1], &r_ts);   /* before the call: argument order is unspecified */
+        int sync = within_ll(ts, ts_ll, e[1], r_ts, fits, self->sync_ms, self->sync_obj, 1);
+        if (sync < 0)
+            goto done;
+        if (sync && add_partner(p_acct, p_sum, p_sync, &n_p, e[0], e[2], 1) < 0)
+            goto done;
+        if (PyList_Append(kept, entry) < 0)
+            goto done;
+    }
+    PyObject *mine = PyList_New(3);
+    if (mine == NULL)
+        goto done;
+    Py_INCREF(account);
+    Py_INCREF(ts);
+    Py_INCREF(summary);
+    PyList_SET_ITEM(mine, 0, account);
+    PyList_SET_ITEM(mine, 1, ts);
+    PyList_SET_ITEM(mine, 2, summary);
+    int rc = PyList_Append(kept, mine);
+    Py_DECREF(mine);
+    if (rc < 0)
+        goto done;
+    Py_ssize_t n_kept = PyList_GET_SIZE(kept);
+    PyObject *ring = PyList_GetSlice(kept, n_kept > self->recent ? n_kept - self->recent : 0, n_kept);
+    if (ring == NULL)
+        goto done;
+    rc = PyObject_SetAttr(st, s_recent, ring);
+    Py_DECREF(ring);
+    if (rc < 0)
+        goto done;
+    /* the sketch */
+    if (own != NULL) {
+        PyObject *m = py_max(PyList_GET_ITEM(own, 2), ts);
+        if (m == NULL || PyList_SetItem(own, 2, m) < 0)
+            goto done;
+        Py_INCREF(summary);
+        if (PyList_SetItem(own, 3, summary) < 0)
+            goto done;
+    }
+    else {
+        PyObject *hash_args[2] = {account, ts};
+        PyObject *h = PyObject_Vectorcall(self->account_hash, hash_args, 2, NULL);
+        if (h == NULL)
+            goto done;
+        n_anchors = PyList_GET_SIZE(anchors);
+        int lower = 1;
+        if (n_anchors >= self->anchors) {
+            PyObject **last = entry_items(PyList_GET_ITEM(anchors, n_anchors - 1), 4);
+            lower = last == NULL ? -1 : PyObject_RichCompareBool(h, last[0], Py_LT);
+        }
+        if (lower < 0) {
+            Py_DECREF(h);
+            goto done;
+        }
+        if (lower) {
+            /* append, then sort by (hash, account): a list's order is that of its items in turn,
+             * and no two anchors share both */
+            PyObject *entry = PyList_New(4);
+            if (entry == NULL) {
+                Py_DECREF(h);
+                goto done;
+            }
+            Py_INCREF(account);
+            Py_INCREF(ts);
+            Py_INCREF(summary);
+            PyList_SET_ITEM(entry, 0, h);
+            PyList_SET_ITEM(entry, 1, account);
+            PyList_SET_ITEM(entry, 2, ts);
+            PyList_SET_ITEM(entry, 3, summary);
+            rc = PyList_Append(anchors, entry);
+            Py_DECREF(entry);
+            if (rc < 0 || PyList_Sort(anchors) < 0
+                || PyList_SetSlice(anchors, self->anchors, PY_SSIZE_T_MAX, NULL) < 0)
+                goto done;
+        }
+        else
+            Py_DECREF(h);
+    }
+    if (linker_evict(self, ts) < 0)
+        goto done;
+    PyObject *kind = PyObject_GetAttr(st, s_kind);
+    if (kind == NULL)
+        goto done;
+    double w;
+    if (linker_weight(self, kind, anchors, &w) < 0) {
+        Py_DECREF(kind);
+        goto done;
+    }
+    if (n_p == 0 || w < self->min_weight) {
+        Py_DECREF(kind);
+        out = Py_None;
+        Py_INCREF(out);
+        goto done;
+    }
+    /* [partners[p] for p in sorted(partners)] */
+    PyObject *order = PyList_New(n_p), *partners = NULL, *wobj = NULL, *rounded = NULL, *event_id = NULL, *model = NULL;
+    if (order == NULL)
+        goto evidence_done;
+    for (Py_ssize_t i = 0; i < n_p; i++) {
+        Py_INCREF(p_acct[i]);
+        PyList_SET_ITEM(order, i, p_acct[i]);
+    }
+    if (PyList_Sort(order) < 0 || !(partners = PyList_New(n_p)))
+        goto evidence_done;
+    for (Py_ssize_t i = 0; i < n_p; i++) {
+        PyObject *a = PyList_GET_ITEM(order, i);
+        Py_ssize_t j = 0;
+        while (j < n_p && p_acct[j] != a)
+            j++;
+        /* Partner(...): a NamedTuple's __new__ is tuple.__new__(Partner, fields), which allocates
+         * the subclass's tuple and fills it; done here without the intermediate tuples */
+        PyTypeObject *cls = (PyTypeObject *)self->partner_cls;
+        PyObject *partner = cls->tp_alloc(cls, 3);
+        if (partner == NULL)
+            goto evidence_done;
+        Py_INCREF(p_acct[j]);
+        Py_INCREF(p_sum[j]);
+        PyTuple_SET_ITEM(partner, 0, p_acct[j]);
+        PyTuple_SET_ITEM(partner, 1, PyLong_FromLong(p_sync[j]));   /* 0 and 1 are cached ints */
+        PyTuple_SET_ITEM(partner, 2, p_sum[j]);
+        PyList_SET_ITEM(partners, i, partner);
+    }
+    if (self->last_w != NULL && memcmp(&PyFloat_AS_DOUBLE(self->last_w), &w, sizeof w) == 0) {
+        rounded = self->last_rounded;   /* the same double: the same round() */
+        Py_INCREF(rounded);
+    }
+    else {
+        if (!(wobj = PyFloat_FromDouble(w)))
+            goto evidence_done;
+        PyObject *round_args[2] = {wobj, four};
+        if (!(rounded = PyObject_Vectorcall(round_fn, round_args, 2, NULL)))
+            goto evidence_done;
+        Py_INCREF(wobj);
+        Py_XSETREF(self->last_w, wobj);
+        Py_INCREF(rounded);
+        Py_XSETREF(self->last_rounded, rounded);
+    }
+    if (!(event_id = PyObject_GetAttr(obs, s_event_id)) || !(model = PyObject_GetAttr(obs, s_model)))
+        goto evidence_done;
+    PyObject *ev_args[8] = {account, summary, kind, rounded, ts, event_id, model, partners};
+    out = PyObject_Vectorcall(self->evidence_cls, ev_args, 8, NULL);
+evidence_done:
+    Py_XDECREF(order);
+    Py_XDECREF(partners);
+    Py_XDECREF(wobj);
+    Py_XDECREF(rounded);
+    Py_XDECREF(event_id);
+    Py_XDECREF(model);
+    Py_DECREF(kind);
+done:
+    for (Py_ssize_t i = 0; i < n_p; i++) {
+        Py_DECREF(p_acct[i]);
+        Py_DECREF(p_sum[i]);
+    }
+    Py_XDECREF(k);
+    Py_XDECREF(account);
+    Py_XDECREF(ts);
+    Py_XDECREF(summary);
+    Py_XDECREF(st);
+    Py_XDECREF(anchors);
+    Py_XDECREF(recent);
+    Py_XDECREF(kept);
+    Py_XDECREF(own);
+    return out;
+}
+
+static PyMethodDef LinkerCore_methods[] = {
+    {"process", (PyCFunction)LinkerCore_process, METH_O, "process(observation) -> PairEvidence or None"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject LinkerCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "distillguard.models._linkprofile.LinkerCore",
+    .tp_basicsize = sizeof(LinkerCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "linking.Linker.process in C: the same evidence, on the linker's own objects.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)LinkerCore_init,
+    .tp_dealloc = (destructor)LinkerCore_dealloc,
+    .tp_traverse = (traverseproc)LinkerCore_traverse,
+    .tp_clear = (inquiry)LinkerCore_clear,
+    .tp_methods = LinkerCore_methods,
+};
+
 static PyObject *
 configure(PyObject *module, PyObject *args)
 {
@@ -936,7 +1667,7 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef linkprofile_module = {
-    PyModuleDef_HEAD_INIT, "_linkprofile", "The link observer's per-account profile in C.", -1, module_methods,
+    PyModuleDef_HEAD_INIT, "_linkprofile", "Cross-account linking in C: the link observer and the linker.", -1, module_methods,
 };
 
 #define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL
@@ -944,7 +1675,7 @@ static struct PyModuleDef linkprofile_module = {
 PyMODINIT_FUNC
 PyInit__linkprofile(void)
 {
-    if (PyType_Ready(&ProfileType) < 0 || PyType_Ready(&ObserverType) < 0)
+    if (PyType_Ready(&ProfileType) < 0 || PyType_Ready(&ObserverType) < 0 || PyType_Ready(&LinkerCoreType) < 0)
         return NULL;
     PyObject *builtins = PyEval_GetBuiltins();   /* borrowed */
     round_fn = builtins == NULL ? NULL : PyDict_GetItemString(builtins, "round");
@@ -953,7 +1684,7 @@ PyInit__linkprofile(void)
         return NULL;
     }
     Py_INCREF(round_fn);
-    if (!(two = PyLong_FromLong(2)) || !(three = PyLong_FromLong(3)))
+    if (!(two = PyLong_FromLong(2)) || !(three = PyLong_FromLong(3)) || !(four = PyLong_FromLong(4)))
         return NULL;
     INTERN(k_n, "n");
     INTERN(k_rd, "rd");
@@ -975,6 +1706,22 @@ PyInit__linkprofile(void)
     INTERN(s_slow_dedupe_ms, "slow_dedupe_ms");
     INTERN(s_profile_idle_ms, "profile_idle_ms");
     INTERN(s_net_window_ms, "net_window_ms");
+    INTERN(s_kind, "kind");
+    INTERN(s_anchors, "anchors");
+    INTERN(s_recent, "recent");
+    INTERN(s_last_ts, "last_ts");
+    INTERN(s_evicted, "evicted");
+    INTERN(s_key, "key");
+    INTERN(s_account, "account");
+    INTERN(s_ts_ms, "ts_ms");
+    INTERN(s_event_id, "event_id");
+    INTERN(s_model, "model");
+    INTERN(s_base_weight, "base_weight");
+    INTERN(s_ref_card, "ref_card");
+    INTERN(s_min_weight, "min_weight");
+    INTERN(s_pair_window_ms, "pair_window_ms");
+    INTERN(s_sync_ms, "sync_ms");
+    INTERN(s_key_ttl_ms, "key_ttl_ms");
     if (!(kw_last = Py_BuildValue("(O)", s_last)))
         return NULL;
     PyObject *m = PyModule_Create(&linkprofile_module);
@@ -989,6 +1736,12 @@ PyInit__linkprofile(void)
     Py_INCREF(&ObserverType);
     if (PyModule_AddObject(m, "Observer", (PyObject *)&ObserverType) < 0) {
         Py_DECREF(&ObserverType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&LinkerCoreType);
+    if (PyModule_AddObject(m, "LinkerCore", (PyObject *)&LinkerCoreType) < 0) {
+        Py_DECREF(&LinkerCoreType);
         Py_DECREF(m);
         return NULL;
     }

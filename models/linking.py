@@ -297,7 +297,8 @@ class LinkObserver:
             return None
         return native.LinkObserverCore(self.profiles, self.sent, {kind: memo.entries for kind, memo in self._links.items()},
                                        self._dedupe, self.cfg, self._link, LinkObservation, OBSERVER_MAX_ACCOUNTS,
-                                       OBSERVER_MAX)
+                                       OBSERVER_MAX, wrap_keys=self._keys["wrap"].entries, key_fn=self._key_of,
+                                       memo_bound=LINK_MEMO, memo_chars=LINK_MEMO_CHARS, wrap_tokens=_WRAP_TOKENS)
 
     # pickling (``replay --jobs 2`` sends the cross-account stages to a child process): the
     # compiled loop holds references into this object, so it is made again, not pickled (its
@@ -316,19 +317,22 @@ class LinkObserver:
         most inputs hit, and a call per input costs more than the lookup)."""
         memo = self._links[kind]
         value = link_value(kind, raw)
-        if value is None:
-            key = None
-        else:   # distinct raw inputs often share a value (templated prompt tails, one /24)
-            keys = self._keys[kind]
-            key = keys.get(value)
-            if key is None:
-                key = f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
-                if len(value) <= LINK_MEMO_CHARS:
-                    keys.put(value, key)
-        link = (value, key)
+        link = (value, None if value is None else self._key_of(kind, value))
         if (len(raw) if type(raw) is str else len(raw[0]) + len(raw[1] or "")) <= LINK_MEMO_CHARS:
             memo.put(raw, link)
         return link
+
+    def _key_of(self, kind: str, value: str) -> str:
+        """The link key of a link value. Distinct raw inputs often share a value (templated prompt
+        tails, one /24), so keys are memoised by value too (the compiled loop calls this on a miss
+        of that memo: ``models/_linkprofile.c`` makes wrap values itself)."""
+        keys = self._keys[kind]
+        key = keys.get(value)
+        if key is None:
+            key = f"{kind}:{fingerprint(self.key, kind + '|' + value):016x}"
+            if len(value) <= LINK_MEMO_CHARS:
+                keys.put(value, key)
+        return key
 
     def observe(self, record: LinkRecord) -> list[LinkObservation]:
         """Link observations for one request (usually none: most are deduplicated)."""
@@ -425,8 +429,30 @@ class Linker:
         self.cfg = cfg or ClusterConfig()
         self.keys: OrderedDict[str, _Key] = OrderedDict()
         self.evicted = 0
+        self._core = self._compiled_core(native.enabled())
+
+    def _compiled_core(self, compiled: bool):
+        """``process`` compiled (``models/_linkprofile.c``), on these same keys, where built and
+        ``compiled``; None: the Python below (its definition)."""
+        if not compiled or native.LinkerCore is None:
+            return None
+        return native.LinkerCore(self, self.keys, _Key, self.cfg, account_hash, Partner, PairEvidence,
+                                 ANCHORS, RECENT, MAX_KEYS)
+
+    # pickling (``replay --jobs 2``): the compiled loop holds references into this object, so it
+    # is made again, not pickled (as ``LinkObserver`` does)
+    def __getstate__(self) -> dict:
+        state = {name: value for name, value in self.__dict__.items() if name != "_core"}
+        state["_core"] = self._core is not None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._core = self._compiled_core(state["_core"])
 
     def process(self, obs: LinkObservation) -> PairEvidence | None:
+        if self._core is not None:   # models/_linkprofile.c: the same steps on the same objects
+            return self._core.process(obs)
         k, account, ts = obs.key, obs.account, obs.ts_ms
         st = self.keys.get(k)
         if st is None:

@@ -3,7 +3,8 @@
 Four small C extensions, built by the install (``setup.py``): the text scanner
 (``models/_textscan.c``, below), the per-account state update (``models/_statecore.c``,
 ``state.AccountState.learn_one``'s arithmetic on its packed arrays, identical bytes), the link
-observer's per-account profile (``models/_linkprofile.c``, ``linking._Profile``'s values) and the
+observer's per-account profile and loop and the linker (``models/_linkprofile.c``: ``linking._Profile``'s
+values, ``LinkObserver.observe`` and ``Linker.process`` on the stages' own objects) and the
 request event's build from decoded JSON (``schemas/_eventcheck.c``: valid documents only, the
 same ``RequestEvent``; every error is raised by the Python).
 
@@ -34,11 +35,12 @@ from .text import _GRADE_WORDS, _SCALE_WORDS, WRAPPER_TOKENS
 from distillguard.schemas import event as _event_schema
 
 try:
-    from ._linkprofile import Observer as LinkObserverCore, Profile as LinkProfile, configure as configure_link_profile
+    from ._linkprofile import (LinkerCore, Observer as LinkObserverCore, Profile as LinkProfile,
+                               configure as configure_link_profile)
     from ._statecore import StateCore
     from ._textscan import Scanner
 except ImportError:   # not built (no C compiler at install): the pure-Python code gives the same results
-    Scanner = StateCore = LinkProfile = LinkObserverCore = configure_link_profile = None
+    Scanner = StateCore = LinkProfile = LinkObserverCore = LinkerCore = configure_link_profile = None
 
 BUILT = Scanner is not None and _event_schema.CHECKER is not None
 _enabled = BUILT
@@ -55,7 +57,7 @@ def set_enabled(on: bool) -> None:
 
 def enabled() -> bool:
     """Whether the compiled code runs (feature extraction's scanner, the state update, the link
-    observer, the event build)."""
+    observer and linker, the event build)."""
     return _enabled
 
 

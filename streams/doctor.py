@@ -232,7 +232,7 @@ def check_native(settings: Settings) -> Check:
         return Check(True, "compiled hot path", "pure Python (DG_NATIVE_TEXT=0)")
     if not native.BUILT:
         return Check(False, "compiled hot path", "the compiled hot path is not built: event parsing, feature "
-                     "extraction, state updates and link profiles run pure Python (the same results, slower)",
+                     "extraction, state updates and cross-account linking run pure Python (the same results, slower)",
                      "install a C compiler and Python's headers (Debian: gcc python3-dev), then reinstall "
                      "(`make venv` after `rm .venv/.installed`, or `pip install -e .`)")
     return Check(True, "compiled hot path", "compiled (schemas/_eventcheck.c, models/_textscan.c, models/_statecore.c, "

@@ -189,7 +189,7 @@ class Settings:
                                        "mark and primary-index caches (chDB's default: 5 GB each)", parse=int,
                                        kind="whole number", minimum=1)
     native_text: bool = setting("DG_NATIVE_TEXT", "1", "1: event parsing, feature extraction, state "
-                                "updates and link profiles use the compiled hot path (`schemas/_eventcheck.c`, "
+                                "updates and cross-account linking (observer and linker) use the compiled hot path (`schemas/_eventcheck.c`, "
                                 "`models/_textscan.c`, `models/_statecore.c`, `models/_linkprofile.c`, built by the "
                                 "install) when it is built; 0: pure Python (the same results, slower)", parse=_bool, kind="1 or 0")
     tracemalloc: bool = setting("DG_TRACEMALLOC", "0", "1: trace Python allocations, largest files on the status "

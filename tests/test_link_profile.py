@@ -34,6 +34,7 @@ def _cross_outputs(records, compiled: bool) -> list:
         with native.python_route():
             cross = CrossAccountPipeline(key=b"k")
     assert (cross.observer._core is not None) is compiled
+    assert (cross.linker._core is not None) is compiled
     out = []
     for record in records:
         for obs in cross.observer.observe(record):
@@ -185,3 +186,40 @@ def test_a_pickled_observer_goes_on_as_the_original(compiled):
         a, b = original.observe(record), copy.observe(record)
         assert _bytes([dataclasses.asdict(o) for o in a]) == _bytes([dataclasses.asdict(o) for o in b])
     assert list(copy.sent.items()) == list(original.sent.items())
+
+
+_TAIL = st.text(alphabet=st.sampled_from("aZ09 .,-_\n\tÉé!x1Q"), max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), _TAIL), max_size=40))
+def test_wrap_links_made_in_c_are_the_python_ones(steps):
+    """The compiled observer makes a wrap link itself (an ASCII tail: its last tokens, numbers
+    masked) and remembers it as ``_link`` does: the same observations and the same memos, in order;
+    a non-ASCII tail goes to the Python."""
+    compiled = linking.LinkObserver(b"k")
+    with native.python_route():
+        python = linking.LinkObserver(b"k")
+    for i, (account, tail) in enumerate(steps):
+        record = (account, 1_000 * i, f"e{i}", "m", None, None, [("wrap", tail)], (False, 1, 7))
+        a, b = compiled.observe(record), python.observe(record)
+        assert _bytes([dataclasses.asdict(o) for o in a]) == _bytes([dataclasses.asdict(o) for o in b])
+    for memos in ("_links", "_keys"):
+        assert list(getattr(compiled, memos)["wrap"].entries.items()) == list(getattr(python, memos)["wrap"].entries.items())
+
+
+@pytest.mark.parametrize("tail, wrapper", [
+    ("cut Answer in 12 words, then STOP now please", "0 words then stop now please"),
+    ("only five tokens here ok", None),                  # 5 tokens after the first: none
+    ("x a b c d e f", "a b c d e f"),
+    ("3rd 1st 2nd b4 x9 a1", None),
+    ("lead 3rd 1st 2nd b4 x9 a1", "0 0 0 b4 x9 a1"),
+])
+def test_a_wrap_link_reads_the_last_tokens_with_numbers_masked(tail, wrapper):
+    with native.python_route():
+        python = linking.LinkObserver(b"k")
+    for observer in (linking.LinkObserver(b"k"), python):
+        observer.observe(("a", 1, "e", "m", None, None, [("wrap", tail)], (False, 1, 7)))
+        value, key = observer._links["wrap"].entries[tail]
+        assert value == wrapper == linking._wrapper_of(tail)
+        assert (key is None) is (wrapper is None)
