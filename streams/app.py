@@ -310,10 +310,15 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
             batch.alerts.extend(done.alerts)
             batch.rows.extend(done.minute_rows)
             await cross.publisher.flush()   # one links message per partition for the whole batch
-            for alert in batch.alerts:
-                await emit_alert(alert)
             for value in sink_messages(batch.table_rows()):
                 await sink_topic.send(value=value)
+            if batch.alerts:
+                # The rows first, delivered, then the alerts: a kill -9 between the two then
+                # leaves rows whose alerts the restarted worker raises again (same ids, with
+                # rows again), never an alert on the topic without its row in the store.
+                await app.producer.flush()
+                for alert in batch.alerts:
+                    await emit_alert(alert)
             # States last, once the batch's outputs are delivered: a state in the changelog that
             # already includes this batch means its alerts and rows are out. (The other order lost
             # them after a kill -9: the restored state did not raise them again.)

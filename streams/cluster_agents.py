@@ -163,11 +163,13 @@ def register_cluster_agents(app, settings: Settings, config: DetectorConfig, key
     quiet = {"since": time.monotonic(), "flushed": True}
 
     async def publish(out: ClusterOutput) -> None:
+        for value in sink_messages([*(AlertEventRow.of(a) for a in out.alerts), *out.members]):
+            await sink_topic.send(value=value)
+        if out.alerts:   # rows delivered before their alerts, as the detect agent does (streams/app.py)
+            await app.producer.flush()
         for alert in out.alerts:
             agents.cluster_alerts += 1
             await emit_alert(alert)
-        for value in sink_messages([*(AlertEventRow.of(a) for a in out.alerts), *out.members]):
-            await sink_topic.send(value=value)
 
     @app.agent(links)
     async def link(stream):

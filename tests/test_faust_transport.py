@@ -294,3 +294,62 @@ def test_the_worker_reads_its_topics_through_the_raw_schema(tmp_path):
     app = create_app(load_settings({"DG_DATA_DIR": str(tmp_path), "DG_DEV": "1"}))
     read = {agent.channel.get_topic_name(): type(agent.channel.schema) for agent in app.agents.values()}
     assert read and set(read.values()) == {faust_stream.RawSchema}, read
+
+
+def test_records_fetched_before_a_seek_moved_their_partition_back_wait_for_the_second_seek(tmp_path):
+    """Faust's end-of-recovery seek ends while the fetch loop delivers a fetch made before it:
+    the partition's read offset goes back to the committed offset (100) and its next record
+    (104) looked like a gap 101..104, which Faust marks as acked. Those offsets were read and
+    acked for real as well, so each was twice in the acked list and the committed offset moved
+    one offset per commit (a restarted worker did not commit what it had read in 300 s,
+    tests/faults/test_kill_worker.py). The records after the seek now wait for the second
+    seek, and one commit takes everything that was acked."""
+    from faust.types import TP
+
+    app = _stream_app(tmp_path)
+    consumer = app.consumer
+    tp = TP("requests", 0)
+    committed = 100
+
+    def message(offset):
+        return ConsumerMessage("requests", 0, offset, 0.0, 0, [], b"k", b"v", None,
+                               generation_id=app.consumer_generation_id)
+
+    async def seek_to_committed():   # the broker round trip: every partition to its committed offset
+        return {tp: committed}
+
+    class Fetcher:   # the fetcher service: stops the loop after two fetch rounds
+        _stopped = asyncio.Event()
+
+    rounds = []
+
+    async def getmany(timeout):
+        rounds.append(dict(consumer._read_offset))
+        for offset in range(100, 110):    # both rounds fetch 100..109 (from the committed offset)
+            yield tp, message(offset)
+            if len(rounds) == 1 and offset == 103:
+                await consumer.perform_seek()   # Faust's seek ends here (it ran in its own task)
+        if len(rounds) == 2:
+            Fetcher._stopped.set()
+
+    delivered = []
+
+    async def callback(msg):   # the stream: processes and acks at once
+        delivered.append(msg.offset)
+        consumer.ack(msg)
+
+    async def main():
+        await app.topics._update_indices()   # `requests` is an acking topic
+        consumer.seek_to_committed = seek_to_committed
+        consumer.getmany = getmany
+        consumer.callback = callback
+        consumer._committed_offset[tp] = committed
+        await consumer._drain_messages(Fetcher())
+        return consumer._filter_committable_offsets([tp])
+
+    commit = asyncio.run(main())
+    assert commit == {tp: 110}             # one commit takes everything acked (was 102, then 103, ...)
+    assert not consumer._gap[tp]           # nothing marked acked without being read
+    # 104..109 of the first fetch came after the seek: not delivered, read after the second seek
+    assert delivered == [100, 101, 102, 103] + list(range(100, 110))
+    assert rounds[1] == {tp: committed}   # the second round starts from the second seek
