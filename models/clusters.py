@@ -64,7 +64,7 @@ from .config import ClusterConfig, DetectorConfig
 from .lifecycle import Lifecycle, OpenAlert, severity_of
 from .records import PairEvidence
 from .memo import Bounds
-from .pair_shards import MAX_PAIRS, HotPair, PairShard, _Pair, pair_key, shard_of
+from .pair_shards import MAX_PAIRS, HotPair, PairShard, _Pair, pair_key, shard_of, strength_of
 from .rows import ClusterMemberRow
 from .ramps import ramp
 from .spread import area_spread
@@ -113,22 +113,25 @@ def topic_spread(topics: Mapping[str, float]) -> tuple[int, float]:
 
 def synchrony(times: Mapping[str, list[int]], sync_ms: int = ClusterConfig.sync_ms) -> float:
     """Share of members' recent observations with ≥ 2 other members within ±``sync_ms``."""
-    events = sorted((t, a) for a, ts in times.items() for t in ts)
+    events = sorted([(t, a) for a, ts in times.items() for t in ts])
     if not events:
         return 0.0
+    stamps = [t for t, _ in events]     # the times and accounts apart: one subscript each in the loops
+    owners = [a for _, a in events]
     hits = 0
     lo = hi = 0
     n = len(events)
     window: dict[str, int] = {}   # account -> its observations within ±sync_ms (a's own among them)
-    for t, _ in events:
-        while events[lo][0] < t - sync_ms:
-            b = events[lo][1]
+    for t in stamps:
+        start, end = t - sync_ms, t + sync_ms
+        while stamps[lo] < start:
+            b = owners[lo]
             window[b] -= 1
             if not window[b]:
                 del window[b]
             lo += 1
-        while hi < n and events[hi][0] <= t + sync_ms:
-            b = events[hi][1]
+        while hi < n and stamps[hi] <= end:
+            b = owners[hi]
             window[b] = window.get(b, 0) + 1
             hi += 1
         if len(window) >= 3:      # a and at least two others
@@ -150,19 +153,21 @@ def score_cluster(members: Mapping[str, dict], times: Mapping[str, list[int]], k
     young = low_tier = rotating = 0
     alone_areas = []
     alone_reqs = []
+    young_ms, low_tiers = cfg.young_ms, cfg.low_tiers
     for s in members.values():
         rd = s.get("rd") or s.get("n") or 0.0
         reqs += rd
         reasoning += s.get("r", 0.0) * rd
         template += s.get("tp", 0.0) * rd
-        for t, v in s.get("t", {}).items():
+        mix = s.get("t", {})
+        for t, v in mix.items():
             topics[t] = topics.get(t, 0.0) + v
-        alone_areas.append(topic_spread(s.get("t", {}))[0])
+        alone_areas.append(area_spread(mix.values())[0])   # topic_spread(mix)
         alone_reqs.append(rd)
         created = s.get("created")
-        if created is not None and s.get("first", 0) - created < cfg.young_ms:
+        if created is not None and s.get("first", 0) - created < young_ms:
             young += 1
-        if s.get("tier") in cfg.low_tiers:
+        if s.get("tier") in low_tiers:
             low_tier += 1
         if s.get("nets", 0) >= 2:
             rotating += 1
@@ -249,11 +254,12 @@ class ClusterEngine:
     # -- union-find ------------------------------------------------------
     def find(self, a: str) -> str:
         parent = self.parent
-        root = a
-        while parent.get(root, root) != root:
-            root = parent[root]
-        while parent.get(a, a) != root:
-            parent[a], a = root, parent[a]
+        root, up = a, parent.get(a, a)
+        while up != root:
+            root, up = up, parent.get(up, up)
+        if root != a:             # most accounts asked for are roots or right under one
+            while parent.get(a, a) != root:
+                parent[a], a = root, parent[a]
         return root
 
     def _members(self, root: str) -> list[str]:
@@ -267,10 +273,9 @@ class ClusterEngine:
         into = self.component.setdefault(rb, {rb})
         into |= self.component.pop(ra, {ra})
 
-    def _union(self, a: str, b: str, ts: int) -> str | None:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return ra
+    def _union_roots(self, ra: str, rb: str, ts: int) -> str | None:
+        """Join the clusters of two different roots: the root of the joined one (None past ``MAX_CLUSTER``).
+        Callers find the roots first: most strong pairs are in one cluster already, and then nothing is called."""
         sa, sb = self.size.get(ra, 1), self.size.get(rb, 1)
         if sa + sb > MAX_CLUSTER:
             return None
@@ -307,7 +312,8 @@ class ClusterEngine:
             acc = self.accounts[account] = _Account()
         if summary:
             acc.summary = summary
-        acc.last_ts = max(acc.last_ts, ts)
+        if ts > acc.last_ts:      # max(last_ts, ts), without the call
+            acc.last_ts = ts
         return acc
 
     def process(self, msg: PairEvidence) -> list[Alert]:
@@ -320,27 +326,18 @@ class ClusterEngine:
             self.watermark = ts
         self._recent_ts.append(ts)
         acc = self._account(a, msg.summary, ts)
-        if not acc.times or acc.times[-1] != ts:
-            acc.times.append(ts)
-            acc.times.sort()
-            del acc.times[:-TS_RING]
+        times = acc.times             # kept sorted
+        if not times or ts > times[-1]:
+            times.append(ts)          # in order: no sort needed
+            del times[:-TS_RING]
+        elif ts != times[-1]:
+            times.append(ts)
+            times.sort()
+            del times[:-TS_RING]
         if msg.event_id and msg.event_id not in acc.samples:
             acc.samples.append(msg.event_id)
             del acc.samples[:-2]
-        touched: set[str] = set()
-        for b, sb, p, key in self._hot_pairs(msg):
-            self._account(b, sb, 0)
-            if p is None:
-                continue          # a linked account's newer summary, its pair with ``a`` is not hot
-            if self.pairs.get(key) is not p:
-                if key not in self.pairs:
-                    self._partner(a, b)
-                self.pairs[key] = p
-            self._changed.add(key)
-            if p.strength(ts, cc) >= cc.link_threshold:
-                root = self._union(a, b, ts)
-                if root is not None:
-                    touched.add(root)
+        touched = self._link(a, ts, self._hot_pairs(msg))
         if a in self.parent:
             touched.add(self.find(a))
         if msg.model:
@@ -356,6 +353,28 @@ class ClusterEngine:
             self.last_sweep = ts
             self._sweep(ts)
         return self._out
+
+    def _link(self, a: str, ts: int, hot: list[HotPair]) -> set[str]:
+        """Take the hot pairs of ``a`` in, union the strong ones: the roots they touched."""
+        cc = self.cc
+        pairs, changed, find = self.pairs, self._changed, self.find
+        held_since, threshold = ts - cc.pair_hold_ms, cc.link_threshold   # ts - seen <= hold: int times
+        touched: set[str] = set()
+        for b, sb, p, key in hot:
+            self._account(b, sb, 0)
+            if p is None:
+                continue          # a linked account's newer summary, its pair with ``a`` is not hot
+            if pairs.get(key) is not p:
+                if key not in pairs:
+                    self._partner(a, b)
+                pairs[key] = p
+            changed.add(key)
+            if strength_of(p, ts, held_since, cc) >= threshold:
+                ra, rb = find(a), find(b)
+                root = ra if ra == rb else self._union_roots(ra, rb, ts)
+                if root is not None:
+                    touched.add(root)
+        return touched
 
     def _hot_pairs(self, msg: PairEvidence) -> list[HotPair]:
         """Fold the message's partners into the shards' pairs; the hot and linked ones (``PairShard``),
@@ -377,6 +396,8 @@ class ClusterEngine:
 
     def _flush_pending(self, clock: int) -> None:
         due = self._due   # a heap: most messages find nothing due without looking at every account
+        if not due or due[0][0] > clock:
+            return
         done: set[str] = set()
         while due and due[0][0] <= clock:
             t, a = heapq.heappop(due)
@@ -399,7 +420,8 @@ class ClusterEngine:
         last CLOCK_WINDOW messages. In a stream, evidence comes from partitions consumed at
         different speeds (a low watermark, as the per-account detector uses); in a replay this
         trails the watermark slightly, which only delays closes."""
-        return min(self._recent_ts, default=self.watermark)
+        recent = self._recent_ts    # min(recent, default=watermark), without parsing a keyword
+        return min(recent) if recent else self.watermark
 
 
     # -- scoring -----------------------------------------------------------
@@ -432,19 +454,32 @@ class ClusterEngine:
 
     def _kinds(self, members: list[str], ts: int) -> dict[str, int]:
         """Link kind -> members with a live pair of that kind inside the cluster."""
+        cc = self.cc
+        partners, pairs = self.partners, self.pairs
+        held_since, threshold = ts - cc.pair_hold_ms, cc.link_threshold   # ts - seen <= hold: int times
         mset = set(members)
         by_kind: dict[str, set] = {}
         for x in members:   # the members' pairs, not all pairs: a cluster is a small part of them
-            for y in self.partners.get(x, ()):
+            for y in partners.get(x, ()):
                 if x > y or y not in mset:
                     continue
-                p = self.pairs[(x, y)]
-                if p.strength(ts, self.cc) < self.cc.link_threshold:
+                p = pairs[(x, y)]
+                if strength_of(p, ts, held_since, cc) < threshold:
                     continue
                 for k in p.kinds:
-                    by_kind.setdefault(k, set()).update((x, y))
+                    linked = by_kind.get(k)
+                    if linked is None:
+                        by_kind[k] = {x, y}
+                    else:
+                        linked.add(x)
+                        linked.add(y)
                 if p.sync:
-                    by_kind.setdefault("sync", set()).update((x, y))
+                    linked = by_kind.get("sync")
+                    if linked is None:
+                        by_kind["sync"] = {x, y}
+                    else:
+                        linked.add(x)
+                        linked.add(y)
         return {k: len(v) for k, v in sorted(by_kind.items())}
 
     def _score(self, root: str, ts: int) -> None:
@@ -520,8 +555,7 @@ class ClusterEngine:
         old_root = {a: self.find(a) for a in self.parent}
         old_clusters = self.clusters
         self.parent, self.size, self.clusters, self.component = {}, {}, {}, {}
-        self._strong = {k for k in self._strong | self._changed
-                        if self.pairs[k].strength(now, cc) >= cc.link_threshold}
+        self._strong = self._strong_at(self._strong | self._changed, now)
         self._changed = set()
         for (a, b) in sorted(self._strong):
             ra, rb = self.find(a), self.find(b)
@@ -574,6 +608,16 @@ class ClusterEngine:
         while len(self.retired) > RETIRED_MAX:
             del self.retired[min(self.retired, key=lambda k: (self.retired[k].last_ts, k))]
         self._close_quiet(self.close_clock())
+
+    def _strong_at(self, keys: set[tuple[str, str]], now: int) -> set[tuple[str, str]]:
+        """The pairs of ``keys`` at ``link_threshold`` or more at ``now``."""
+        cc, pairs = self.cc, self.pairs
+        held_since, threshold = now - cc.pair_hold_ms, cc.link_threshold   # now - seen <= hold: int times
+        strong = set()
+        for k in keys:
+            if strength_of(pairs[k], now, held_since, cc) >= threshold:
+                strong.add(k)
+        return strong
 
     def _close_quiet(self, now: int) -> None:
         """Close the alerts of clusters quiet for ``close_after_ms`` at ``now``."""

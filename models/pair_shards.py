@@ -56,14 +56,7 @@ class _Pair:
         self.first_ts = ts
 
     def strength(self, now: int, cfg: ClusterConfig) -> float:
-        miss = 1.0
-        hold = cfg.pair_hold_ms
-        for w, ts in self.kinds.values():
-            age = now - ts
-            miss *= 1.0 - (w if age <= hold else w * _fade(age, cfg))   # most evidence is held
-        if self.sync:
-            miss *= 1.0 - _sync_weight(self.sync)
-        return 1.0 - miss
+        return strength_of(self, now, now - cfg.pair_hold_ms, cfg)
 
     def snapshot(self) -> _Pair:
         """A copy of this state: what a shard in another process would send the core."""
@@ -75,12 +68,30 @@ class _Pair:
 
     def potential(self) -> float:
         """The strength with nothing faded: no ``strength(now)`` of this state is higher."""
-        miss = 1.0
-        for w, _ in self.kinds.values():
-            miss *= 1.0 - w
-        if self.sync:
-            miss *= 1.0 - _sync_weight(self.sync)
-        return 1.0 - miss
+        return _potential(self.kinds, self.sync)
+
+
+def _potential(kinds: dict[str, list], sync: list[int]) -> float:
+    """``_Pair.potential`` of a pair's kinds and sync minutes (a function, not the method: ``PairShard.update``
+    calls it for every partner whose pair is not hot yet and changed, ~17k times per 50k requests)."""
+    miss = 1.0
+    for w, _ in kinds.values():
+        miss *= 1.0 - w
+    if sync:
+        miss *= 1.0 - _sync_weight(sync)
+    return 1.0 - miss
+
+
+def strength_of(p: _Pair, now: int, held_since: int, cfg: ClusterConfig) -> float:
+    """``p.strength(now, cfg)``, with ``held_since = now - cfg.pair_hold_ms`` worked out once by a
+    caller that asks for many pairs at one time (the cluster engine's loops: ~70k pairs per 50k
+    requests). Evidence seen since then is held (``_fade`` is 1.0 for it: ``now - seen <= hold``)."""
+    miss = 1.0
+    for w, seen in p.kinds.values():
+        miss *= 1.0 - (w if seen >= held_since else w * _fade(now - seen, cfg))   # most evidence is held
+    if p.sync:
+        miss *= 1.0 - _sync_weight(p.sync)
+    return 1.0 - miss
 
 
 def pair_key(a: str, b: str) -> PairKey:
@@ -109,41 +120,83 @@ class PairShard:
         self.max_pairs = max_pairs
         self.pairs: dict[PairKey, _Pair] = {}
         self.hot: set[PairKey] = set()
+        # every pair's key, filed under a period (``sweep_ms`` of event time) no later than its last_ts's:
+        # a sweep reads only the periods that can hold idle pairs, not every pair (see ``sweep``)
+        self.period = max(1, self.cc.sweep_ms)
+        self.filed: dict[int, list[PairKey]] = {}
 
     def update(self, a: str, kind: str, w: float, ts: int, partners: Iterable[Partner],
                linked: Container[str] = ()) -> list[HotPair]:
         cc = self.cc
         pairs, hot = self.pairs, self.hot
+        # the same for every partner: looked up once per message, not once per partner
+        weak = w < cc.pair_seed_weight            # reinforces existing pairs but starts none
+        max_pairs, threshold, keep = self.max_pairs, cc.link_threshold, cc.sync_keep
+        held_since = ts - cc.pair_hold_ms        # evidence seen since is held: ts - seen <= hold (int times)
+        minute = ts // 60_000
         out: list[HotPair] = []
         for b, sync, sb in partners:
             key = (a, b) if a < b else (b, a)
             p = pairs.get(key)
             if p is None:
-                if w < cc.pair_seed_weight or len(pairs) >= self.max_pairs:
+                if weak or len(pairs) >= max_pairs:
                     if b in linked:
                         out.append((b, sb, None, None))
                     continue
                 p = pairs[key] = _Pair(ts)
-            old = p.kinds.get(kind)
-            if old is None or w >= old[0] * _fade(ts - old[1], cc):
-                p.kinds[kind] = [w, ts]
-            if sync:
-                minute = ts // 60_000
-                if minute not in p.sync:
-                    p.sync.append(minute)
-                    del p.sync[:-cc.sync_keep]
+                self._file(key, ts)
+            kinds = p.kinds
+            old = kinds.get(kind)
+            if old is None:
+                kinds[kind] = [w, ts]
+                changed = True
+            # ``old[0] * _fade(ts - old[1], cc)``, the call saved for held evidence (``_fade`` is 1.0
+            # there): it ran ~40k times per 50k requests
+            elif w >= (old[0] if old[1] >= held_since else old[0] * _fade(ts - old[1], cc)):
+                changed = w != old[0]
+                old[0], old[1] = w, ts          # in place: the list is the pair's own (``snapshot`` copies)
+            else:
+                changed = False
+            if sync and minute not in p.sync:
+                p.sync.append(minute)
+                del p.sync[:-keep]
+                changed = True
             if ts > p.last_ts:
                 p.last_ts = ts
-            if key in hot or p.potential() >= cc.link_threshold:
+            # a pair not hot had its potential below link_threshold after its last update; the potential
+            # reads only the weights and the sync minutes, so unless they changed it still has
+            if key in hot or (changed and _potential(kinds, p.sync) >= threshold):
                 hot.add(key)
                 out.append((b, sb, p, key))
             elif b in linked:
                 out.append((b, sb, None, None))
         return out
 
+    def _file(self, key: PairKey, ts: int) -> None:
+        """File a pair's key under the period of ``ts`` (``sweep``)."""
+        period = ts // self.period
+        keys = self.filed.get(period)
+        if keys is None:
+            self.filed[period] = [key]
+        else:
+            keys.append(key)
+
     def sweep(self, now: int) -> None:
-        """Evict pairs idle for ``pair_ttl_ms`` (the core evicts its hot copies by the same rule)."""
-        ttl = self.cc.pair_ttl_ms
-        for key in [k for k, p in self.pairs.items() if now - p.last_ts > ttl]:
-            del self.pairs[key]
-            self.hot.discard(key)
+        """Evict pairs idle for ``pair_ttl_ms`` (the core evicts its hot copies by the same rule).
+
+        A pair is idle when ``now - last_ts > ttl``, that is ``last_ts < cutoff`` (times are ints). Its
+        key is filed under a period no later than its last_ts's (evidence since only moved last_ts on),
+        so every idle pair is in a period up to the cutoff's: those are read, their idle pairs evicted
+        and the others filed again under their last_ts. Each pair is read about once per ``pair_ttl_ms``
+        of activity instead of at every sweep; which pairs go is the same."""
+        cutoff = now - self.cc.pair_ttl_ms
+        last = cutoff // self.period
+        pairs, hot, filed = self.pairs, self.hot, self.filed
+        for period in sorted(period for period in filed if period <= last):
+            for key in filed.pop(period):
+                p = pairs[key]
+                if p.last_ts < cutoff:
+                    del pairs[key]
+                    hot.discard(key)
+                else:
+                    self._file(key, p.last_ts)

@@ -109,3 +109,31 @@ def test_cluster_ceiling_reports_input_rate_cpu_and_saturation_per_shard_count()
     assert res["shards3_hot_pairs"] <= res["engine_pairs"]
     assert {"shards3_core_cpu_us_per_request", "shards3_busiest_shard_cpu_us_per_request",
             "shards3_saturation_requests_per_s"} <= set(res)
+
+
+def test_a_shard_sweep_evicts_exactly_the_idle_pairs_and_files_every_pair_once():
+    rng = random.Random(11)
+    accounts = [f"a{i:02d}" for i in range(30)]
+    shard = PairShard(CC)
+    ts = 1_793_577_600_000
+    evicted = 0
+    for step in range(3000):
+        ts += rng.randint(-120_000, 600_000)        # out of order now and then, as a stream delivers
+        a = rng.choice(accounts)
+        partners = [Partner(b, rng.random() < 0.2, {"n": 1}) for b in rng.sample([b for b in accounts if b != a], 3)]
+        shard.update(a, rng.choice(["pay", "net", "wrap", "sys", "ua"]), rng.choice([0.15, 0.25, 0.35, 0.6]), ts,
+                     partners)
+        # a pair not hot is below link_threshold, whichever updates left its potential as it was
+        assert all(p.potential() < CC.link_threshold for k, p in shard.pairs.items() if k not in shard.hot)
+        if step % 50 == 0:
+            now = ts + rng.choice([0, 3_600_000, CC.pair_ttl_ms // 2])
+            idle = {k for k, p in shard.pairs.items() if now - p.last_ts > CC.pair_ttl_ms}
+            before = set(shard.pairs)
+            shard.sweep(now)
+            assert set(shard.pairs) == before - idle and shard.hot <= set(shard.pairs)
+            evicted += len(idle)
+            filed = [k for keys in shard.filed.values() for k in keys]
+            assert sorted(filed) == sorted(shard.pairs)
+            assert all(period <= shard.pairs[k].last_ts // shard.period
+                       for period, keys in shard.filed.items() for k in keys)
+    assert evicted > 100 and shard.hot
