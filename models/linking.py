@@ -269,7 +269,28 @@ class _Profile:
                 "nets": sum(1 for t in self.nets.values() if ts - t <= net_window_ms)}
 
 
-class LinkObserver:
+class _CompiledStage:
+    """A stage whose loop may run compiled (``_core``, made by ``_compiled_core``) on the stage's own
+    objects. Pickling (``replay --jobs 2`` sends the cross-account stages to a child process): the
+    compiled loop holds references into the stage, so it is made again after unpickling, not
+    pickled; the pickle says whether it was compiled."""
+
+    _core = None
+
+    def _compiled_core(self, compiled: bool):
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        state = {name: value for name, value in self.__dict__.items() if name != "_core"}
+        state["_core"] = self._core is not None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._core = self._compiled_core(state["_core"])
+
+
+class LinkObserver(_CompiledStage):
     """Stage 1: requests (``LinkRecord``) → deduplicated ``LinkObservation``s.
 
     It runs for every request, so what repeats is computed once: link values and keys are
@@ -299,18 +320,6 @@ class LinkObserver:
                                        self._dedupe, self.cfg, self._link, LinkObservation, OBSERVER_MAX_ACCOUNTS,
                                        OBSERVER_MAX, wrap_keys=self._keys["wrap"].entries, key_fn=self._key_of,
                                        memo_bound=LINK_MEMO, memo_chars=LINK_MEMO_CHARS, wrap_tokens=_WRAP_TOKENS)
-
-    # pickling (``replay --jobs 2`` sends the cross-account stages to a child process): the
-    # compiled loop holds references into this object, so it is made again, not pickled (its
-    # profiles, compiled or not, are in ``profiles``)
-    def __getstate__(self) -> dict:
-        state = {name: value for name, value in self.__dict__.items() if name != "_core"}
-        state["_core"] = self._core is not None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._core = self._compiled_core(state["_core"])
 
     def _link(self, kind: str, raw) -> tuple[str | None, str | None]:
         """(link value, key) of a raw input the memo missed (``observe`` looks the memo up itself:
@@ -413,7 +422,7 @@ def key_weight(kind: str, card: float, cfg: ClusterConfig) -> float:
     return cfg.base_weight[kind] * min(1.0, cfg.ref_card[kind] / max(card, 1.0))
 
 
-class Linker:
+class Linker(_CompiledStage):
     """Stage 2: link observations of one key → pair evidence.
 
     Partners of an observation are the key's anchors (the bottom-``ANCHORS``
@@ -438,17 +447,6 @@ class Linker:
             return None
         return native.LinkerCore(self, self.keys, _Key, self.cfg, account_hash, Partner, PairEvidence,
                                  ANCHORS, RECENT, MAX_KEYS)
-
-    # pickling (``replay --jobs 2``): the compiled loop holds references into this object, so it
-    # is made again, not pickled (as ``LinkObserver`` does)
-    def __getstate__(self) -> dict:
-        state = {name: value for name, value in self.__dict__.items() if name != "_core"}
-        state["_core"] = self._core is not None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._core = self._compiled_core(state["_core"])
 
     def process(self, obs: LinkObservation) -> PairEvidence | None:
         if self._core is not None:   # models/_linkprofile.c: the same steps on the same objects
