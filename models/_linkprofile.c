@@ -535,8 +535,10 @@ static PyObject *kw_last;   /* ("last",): popitem(last=False) */
 typedef struct {
     PyObject_HEAD
     PyObject *profiles, *sent, *link_memos, *dedupe_ms, *cfg, *link_fn, *observation_cls;
-    PyObject *wrap_keys, *key_fn;   /* the wrap kind's key memo map and LinkObserver._key_of, or NULL */
-    Py_ssize_t max_accounts, max_sent, memo_bound, memo_chars, wrap_tokens;
+    /* for wrap links made here: the wrap kind's key memo map, LinkObserver._key_of, the wrap link
+     * memo's put; all NULL where _link makes every link */
+    PyObject *wrap_keys, *key_fn, *wrap_put;
+    Py_ssize_t max_accounts, max_sent, memo_chars, wrap_tokens;
     long long slow_dedupe_ms, profile_idle_ms, net_window_ms;
 } Observer;
 
@@ -552,6 +554,7 @@ Observer_traverse(Observer *self, visitproc visit, void *arg)
     Py_VISIT(self->observation_cls);
     Py_VISIT(self->wrap_keys);
     Py_VISIT(self->key_fn);
+    Py_VISIT(self->wrap_put);
     return 0;
 }
 
@@ -567,6 +570,7 @@ Observer_clear(Observer *self)
     Py_CLEAR(self->observation_cls);
     Py_CLEAR(self->wrap_keys);
     Py_CLEAR(self->key_fn);
+    Py_CLEAR(self->wrap_put);
     return 0;
 }
 
@@ -582,21 +586,22 @@ static int
 Observer_init(Observer *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"profiles", "sent", "link_memos", "dedupe_ms", "cfg", "link_fn", "observation_cls",
-                             "max_accounts", "max_sent", "wrap_keys", "key_fn", "memo_bound", "memo_chars",
+                             "max_accounts", "max_sent", "wrap_keys", "key_fn", "wrap_put", "memo_chars",
                              "wrap_tokens", NULL};
     PyObject *profiles, *sent, *link_memos, *dedupe_ms, *cfg, *link_fn, *observation_cls;
-    PyObject *wrap_keys = NULL, *key_fn = NULL;
-    Py_ssize_t max_accounts, max_sent, memo_bound = 0, memo_chars = 0, wrap_tokens = 0;
+    PyObject *wrap_keys = NULL, *key_fn = NULL, *wrap_put = NULL;
+    Py_ssize_t max_accounts, max_sent, memo_chars = 0, wrap_tokens = 0;
     long long slow, idle, window;
-    if (!ready() || !PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!OOOnn|O!Onnn", kwlist, &PyDict_Type, &profiles,
+    if (!ready() || !PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!OOOnn|O!OOnn", kwlist, &PyDict_Type, &profiles,
                                                  &PyDict_Type, &sent, &PyDict_Type, &link_memos, &PyDict_Type,
                                                  &dedupe_ms, &cfg, &link_fn, &observation_cls, &max_accounts,
-                                                 &max_sent, &PyDict_Type, &wrap_keys, &key_fn, &memo_bound,
+                                                 &max_sent, &PyDict_Type, &wrap_keys, &key_fn, &wrap_put,
                                                  &memo_chars, &wrap_tokens))
         return -1;
-    if (wrap_keys != NULL && (key_fn == NULL || !PyCallable_Check(key_fn) || memo_bound < 1 || memo_chars < 0
-                              || wrap_tokens < 1)) {
-        PyErr_SetString(PyExc_TypeError, "wrap_keys needs key_fn, memo_bound >= 1, memo_chars and wrap_tokens >= 1");
+    if (wrap_keys != NULL && (key_fn == NULL || !PyCallable_Check(key_fn) || wrap_put == NULL
+                              || !PyCallable_Check(wrap_put) || memo_chars < 0 || wrap_tokens < 1)) {
+        PyErr_SetString(PyExc_TypeError, "wrap_keys needs callable key_fn and wrap_put, memo_chars >= 0 and "
+                        "wrap_tokens >= 1");
         return -1;
     }
     if (!PyCallable_Check(link_fn) || !PyCallable_Check(observation_cls)) {
@@ -614,13 +619,14 @@ Observer_init(Observer *self, PyObject *args, PyObject *kwds)
         Py_INCREF(values[i]);
         *slots[i] = values[i];
     }
-    Py_XINCREF(wrap_keys);
-    Py_XINCREF(key_fn);
-    self->wrap_keys = wrap_keys;
-    self->key_fn = wrap_keys == NULL ? NULL : key_fn;
-    if (wrap_keys == NULL)
-        Py_XDECREF(key_fn);
-    self->memo_bound = memo_bound;
+    if (wrap_keys != NULL) {
+        Py_INCREF(wrap_keys);
+        Py_INCREF(key_fn);
+        Py_INCREF(wrap_put);
+        self->wrap_keys = wrap_keys;
+        self->key_fn = key_fn;
+        self->wrap_put = wrap_put;
+    }
     self->memo_chars = memo_chars;
     self->wrap_tokens = wrap_tokens;
     self->max_accounts = max_accounts;
@@ -716,15 +722,6 @@ forget(Observer *self, long long now)
     }
 }
 
-/* Memo.put(key, value) on a memo's map: set, most recent last, the least recent out over the bound */
-static int
-memo_put(PyObject *entries, PyObject *key, PyObject *value, Py_ssize_t bound)
-{
-    if (PyObject_SetItem(entries, key, value) < 0 || move_to_end(entries, key) < 0)
-        return -1;
-    return PyDict_GET_SIZE(entries) > bound ? pop_oldest(entries) : 0;
-}
-
 #define MAX_WRAP_TOKENS 32
 
 /* str.isalnum() of an ASCII character (text.words' tokens are runs of these) */
@@ -780,7 +777,7 @@ ascii_wrapper(PyObject *tail, Py_ssize_t n)
 /* LinkObserver._link for the wrap kind, where it can run in C (an ASCII tail whose wrapper fits);
  * NotImplemented where the Python must */
 static PyObject *
-wrap_link(Observer *self, PyObject *memo, PyObject *raw)
+wrap_link(Observer *self, PyObject *raw)
 {
     if (!PyUnicode_CheckExact(raw) || !PyUnicode_IS_ASCII(raw))
         Py_RETURN_NOTIMPLEMENTED;
@@ -810,8 +807,13 @@ wrap_link(Observer *self, PyObject *memo, PyObject *raw)
     PyObject *link = PyTuple_Pack(2, value, key);
     Py_DECREF(value);
     Py_DECREF(key);
-    if (link != NULL && PyUnicode_GET_LENGTH(raw) <= self->memo_chars && memo_put(memo, raw, link, self->memo_bound) < 0)
-        Py_CLEAR(link);
+    if (link != NULL && PyUnicode_GET_LENGTH(raw) <= self->memo_chars) {   /* as _link remembers it */
+        PyObject *put_args[2] = {raw, link};
+        PyObject *r = PyObject_Vectorcall(self->wrap_put, put_args, 2, NULL);
+        if (r == NULL)
+            Py_CLEAR(link);
+        Py_XDECREF(r);
+    }
     return link;
 }
 
@@ -840,7 +842,7 @@ link_of(Observer *self, PyObject *kind, PyObject *raw, int *owned)
     if (PyErr_Occurred())
         return NULL;
     if (self->wrap_keys != NULL && PyUnicode_Compare(kind, s_wrap) == 0) {
-        link = wrap_link(self, memo, raw);
+        link = wrap_link(self, raw);
         if (link != Py_NotImplemented) {
             if (link != NULL)
                 *owned = 1;

@@ -319,7 +319,8 @@ class LinkObserver(_CompiledStage):
         return native.LinkObserverCore(self.profiles, self.sent, {kind: memo.entries for kind, memo in self._links.items()},
                                        self._dedupe, self.cfg, self._link, LinkObservation, OBSERVER_MAX_ACCOUNTS,
                                        OBSERVER_MAX, wrap_keys=self._keys["wrap"].entries, key_fn=self._key_of,
-                                       memo_bound=LINK_MEMO, memo_chars=LINK_MEMO_CHARS, wrap_tokens=_WRAP_TOKENS)
+                                       wrap_put=self._links["wrap"].put, memo_chars=LINK_MEMO_CHARS,
+                                       wrap_tokens=_WRAP_TOKENS)
 
     def _link(self, kind: str, raw) -> tuple[str | None, str | None]:
         """(link value, key) of a raw input the memo missed (``observe`` looks the memo up itself:
