@@ -49,7 +49,7 @@ from .memory import process_memory
 from .metrics import faust_lag, render as render_metrics
 from .ocsf import to_ocsf
 from .settings import Settings, tune_gc
-from .sink import Sink, sink_messages
+from .sink import Sink, publish_rows_then_alerts
 from .sink_process import SinkProcess
 
 log = logging.getLogger("distillguard.worker")
@@ -310,15 +310,7 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
             batch.alerts.extend(done.alerts)
             batch.rows.extend(done.minute_rows)
             await cross.publisher.flush()   # one links message per partition for the whole batch
-            for value in sink_messages(batch.table_rows()):
-                await sink_topic.send(value=value)
-            if batch.alerts:
-                # The rows first, delivered, then the alerts: a kill -9 between the two then
-                # leaves rows whose alerts the restarted worker raises again (same ids, with
-                # rows again), never an alert on the topic without its row in the store.
-                await app.producer.flush()
-                for alert in batch.alerts:
-                    await emit_alert(alert)
+            await publish_rows_then_alerts(app.producer, sink_topic, batch.table_rows(), batch.alerts, emit_alert)
             # States last, once the batch's outputs are delivered: a state in the changelog that
             # already includes this batch means its alerts and rows are out. (The other order lost
             # them after a kill -9: the restored state did not raise them again.)

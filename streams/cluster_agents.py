@@ -60,7 +60,7 @@ from distillguard.models.rows import AlertEventRow
 
 from .faust_stream import RawSchema
 from .settings import Settings
-from .sink import sink_messages
+from .sink import publish_rows_then_alerts
 
 log = logging.getLogger("distillguard.clusters")
 
@@ -163,13 +163,9 @@ def register_cluster_agents(app, settings: Settings, config: DetectorConfig, key
     quiet = {"since": time.monotonic(), "flushed": True}
 
     async def publish(out: ClusterOutput) -> None:
-        for value in sink_messages([*(AlertEventRow.of(a) for a in out.alerts), *out.members]):
-            await sink_topic.send(value=value)
-        if out.alerts:   # rows delivered before their alerts, as the detect agent does (streams/app.py)
-            await app.producer.flush()
-        for alert in out.alerts:
-            agents.cluster_alerts += 1
-            await emit_alert(alert)
+        agents.cluster_alerts += len(out.alerts)
+        rows = [*(AlertEventRow.of(a) for a in out.alerts), *out.members]
+        await publish_rows_then_alerts(app.producer, sink_topic, rows, out.alerts, emit_alert)
 
     @app.agent(links)
     async def link(stream):

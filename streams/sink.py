@@ -60,6 +60,19 @@ def sink_messages(rows: Iterable[Row]) -> list[bytes]:
     return [orjson.dumps({"table": t, "rows": values}) for t, values in by_table.items()]
 
 
+async def publish_rows_then_alerts(producer, sink_topic, rows: Iterable[Row], alerts: list, emit_alert) -> None:
+    """Send a batch's rows to the sink topic, then (delivered first) its alerts with ``await
+    emit_alert(alert)``: a kill -9 between the two leaves rows whose alerts the restarted worker
+    raises again (same ids, with rows again), never an alert on the topic without its row in the
+    store. The detect and cluster agents publish through this."""
+    for value in sink_messages(rows):
+        await sink_topic.send(value=value)
+    if alerts:
+        await producer.flush()
+        for alert in alerts:
+            await emit_alert(alert)
+
+
 def dead_letter_topic(settings: Settings) -> str:
     """Where the sink puts what ClickHouse rejects for good: ``<DG_TOPIC_SINK>.dlq``."""
     return f"{settings.topic_sink}.dlq"
