@@ -327,12 +327,11 @@ class ClusterEngine:
         self._recent_ts.append(ts)
         acc = self._account(a, msg.summary, ts)
         times = acc.times             # kept sorted
-        if not times or ts > times[-1]:
-            times.append(ts)          # in order: no sort needed
-            del times[:-TS_RING]
-        elif ts != times[-1]:
+        if not times or ts != times[-1]:
+            late = bool(times) and ts < times[-1]
             times.append(ts)
-            times.sort()
+            if late:                  # in order needs no sort
+                times.sort()
             del times[:-TS_RING]
         if msg.event_id and msg.event_id not in acc.samples:
             acc.samples.append(msg.event_id)
@@ -466,17 +465,10 @@ class ClusterEngine:
                 p = pairs[(x, y)]
                 if strength_of(p, ts, held_since, cc) < threshold:
                     continue
-                for k in p.kinds:
+                for k in (*p.kinds, "sync") if p.sync else p.kinds:
                     linked = by_kind.get(k)
                     if linked is None:
                         by_kind[k] = {x, y}
-                    else:
-                        linked.add(x)
-                        linked.add(y)
-                if p.sync:
-                    linked = by_kind.get("sync")
-                    if linked is None:
-                        by_kind["sync"] = {x, y}
                     else:
                         linked.add(x)
                         linked.add(y)
