@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections import deque
 from collections.abc import Mapping
 
 from distillguard.schemas import Alert
@@ -68,6 +67,7 @@ from .pair_shards import MAX_PAIRS, HotPair, PairShard, _Pair, pair_key, shard_o
 from .rows import ClusterMemberRow
 from .ramps import ramp
 from .spread import area_spread
+from .window_min import WindowMin
 
 DETECTOR = "hydra_cluster"
 # Tunables (thresholds, windows) are ClusterConfig's (models/config.py, the [clusters] table);
@@ -249,7 +249,7 @@ class ClusterEngine:
         self.pending_rows: list[ClusterMemberRow] = []  # drained by ClusterStage after each call
         self.max_scores: dict[str, float] = {}          # cluster id -> highest score
         self.retired: dict[str, _Cluster] = {}          # cluster id -> record of a cluster that fell apart
-        self._recent_ts: deque[int] = deque(maxlen=max(1, settle))
+        self._clock = WindowMin(max(1, settle))        # oldest event time of the last `settle` messages
 
     # -- union-find ------------------------------------------------------
     def find(self, a: str) -> str:
@@ -324,7 +324,7 @@ class ClusterEngine:
         a, ts = msg.account, msg.ts_ms
         if ts > self.watermark:
             self.watermark = ts
-        self._recent_ts.append(ts)
+        self._clock.push(ts)
         acc = self._account(a, msg.summary, ts)
         times = acc.times             # kept sorted
         if not times or ts != times[-1]:
@@ -416,11 +416,10 @@ class ClusterEngine:
 
     def close_clock(self) -> int:
         """Event time up to which every source has (probably) delivered: the oldest time among the
-        last CLOCK_WINDOW messages. In a stream, evidence comes from partitions consumed at
+        last ``settle`` messages (``WindowMin``). In a stream, evidence comes from partitions consumed at
         different speeds (a low watermark, as the per-account detector uses); in a replay this
         trails the watermark slightly, which only delays closes."""
-        recent = self._recent_ts    # min(recent, default=watermark), without parsing a keyword
-        return min(recent) if recent else self.watermark
+        return self._clock.min(self.watermark)
 
 
     # -- scoring -----------------------------------------------------------

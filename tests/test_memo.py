@@ -66,12 +66,12 @@ def test_cluster_scores_and_retired_records_are_pruned():
     engine = h.clusters.engine
     assert engine.max_scores
     t = engine.watermark + 13 * 3_600_000
-    engine._recent_ts.append(t)                             # the stream's clock moves on, no evidence
+    engine._clock.push(t)                                   # the stream's clock moves on, no evidence
     engine._sweep(t)                                        # pairs idle past their TTL: clusters fall apart
     assert not engine.clusters and engine.retired
     assert set(engine.max_scores) <= set(engine.retired)    # only records that may still carry an alert
     t += 3 * 3_600_000
-    engine._recent_ts.append(t)
+    engine._clock.push(t)
     engine._sweep(t)                                        # their alerts close when quiet...
     assert all(c.alert is None for c in engine.retired.values())
     t += RETIRED_TTL_MS
