@@ -5,8 +5,8 @@
  * (tests/test_link_profile.py checks identical observations, summaries, evidence and profiles
  * after whole streams, under small bounds, and after random call sequences). Same arithmetic in
  * the same order, in double: the day decay is exp() of the same quotient (Python's int / int of
- * two exactly representable numbers is one IEEE division), the summary's numbers go through
- * Python's own round(), and keys are compared as Python compares them.
+ * two exactly representable numbers is one IEEE division), the summary's numbers are rounded as
+ * Python's round() rounds them (round_to), and keys are compared as Python compares them.
  *
  * configure(n_topics, topic_names, day_ms, net_ring, wrappers_kept, tails_kept) once per
  * process (linking.py), then Profile(ts) with the methods and attributes of _Profile,
@@ -24,7 +24,7 @@
 static int n_topics = -1, net_ring, wrappers_kept, tails_kept;
 static long long day_ms;
 static PyObject *topic_names;          /* tuple of str: the summary's topic keys */
-static PyObject *round_fn, *two, *three;
+static PyObject *round_fn, *two, *three, *four;
 static PyObject *k_n, *k_rd, *k_r, *k_tp, *k_t, *k_first, *k_created, *k_tier, *k_nets;
 static PyObject *k_dedupe_ms, *k_novel_wrap_budget;
 
@@ -269,17 +269,48 @@ Profile_saw_network(Profile *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* round(x, digits) as Python rounds: a new reference */
+/* round(x, digits) as Python rounds (digits 2, 3 or 4): a new reference.
+ *
+ * Python rounds the exact binary value of x half-even to a decimal string and converts that back
+ * (correctly rounded). Here y = x * 10^digits is within half an ulp of the exact product, so where
+ * y is farther than that from a half-integer, the exact product rounds to the integer y rounds to,
+ * r; and r / 10^digits (two exact doubles: one correctly rounded division) is the double nearest
+ * that decimal, as Python's conversion gives. Near a half-integer (a tie or nearly one), beyond
+ * 2^52 or not finite, Python's round() itself decides. tests/test_link_profile.py compares the two
+ * on random and near-tie values. */
 static PyObject *
-rounded(double x, PyObject *digits)
+round_to(double x, int digits)
 {
+    static const double scale[] = {1.0, 10.0, 100.0, 1000.0, 10000.0};
+    double y = x * scale[digits];
+    if (isfinite(y) && fabs(y) < 0x1p52) {
+        double r = nearbyint(y);
+        if (fabs(fabs(y - r) - 0.5) > fabs(y) * 0x1p-50)
+            return PyFloat_FromDouble(r / scale[digits]);
+    }
     PyObject *f = PyFloat_FromDouble(x);
     if (f == NULL)
         return NULL;
-    PyObject *call_args[2] = {f, digits};
+    PyObject *call_args[2] = {f, digits == 2 ? two : digits == 3 ? three : four};
     PyObject *out = PyObject_Vectorcall(round_fn, call_args, 2, NULL);
     Py_DECREF(f);
     return out;
+}
+
+/* round(x, digits) for the tests: the rounding summary() and the linker use */
+static PyObject *
+round_digits(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyFloat_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "round_digits(x: float, digits: 2, 3 or 4)");
+        return NULL;
+    }
+    long digits = PyLong_AsLong(args[1]);
+    if (digits < 2 || digits > 4) {
+        PyErr_SetString(PyExc_ValueError, "digits must be 2, 3 or 4");
+        return NULL;
+    }
+    return round_to(PyFloat_AS_DOUBLE(args[0]), (int)digits);
 }
 
 /* d[key] = value, stealing value */
@@ -310,15 +341,15 @@ Profile_summary(Profile *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *out = PyDict_New(), *t = NULL;
     if (out == NULL)
         return NULL;
-    if (put(out, k_n, PyLong_FromLongLong(self->n)) < 0 || put(out, k_rd, rounded(req, two)) < 0
-        || put(out, k_r, req != 0.0 ? rounded(self->reasoning / req, three) : PyFloat_FromDouble(0.0)) < 0
-        || put(out, k_tp, req != 0.0 ? rounded(self->template_ / req, three) : PyFloat_FromDouble(0.0)) < 0)
+    if (put(out, k_n, PyLong_FromLongLong(self->n)) < 0 || put(out, k_rd, round_to(req, 2)) < 0
+        || put(out, k_r, req != 0.0 ? round_to(self->reasoning / req, 3) : PyFloat_FromDouble(0.0)) < 0
+        || put(out, k_tp, req != 0.0 ? round_to(self->template_ / req, 3) : PyFloat_FromDouble(0.0)) < 0)
         goto fail;
     if ((t = PyDict_New()) == NULL)
         goto fail;
     for (int i = 0; i < n_topics; i++)
         if ((self->seen >> i & 1) && self->topics[i] >= 0.01
-            && put(t, PyTuple_GET_ITEM(topic_names, i), rounded(self->topics[i], two)) < 0)
+            && put(t, PyTuple_GET_ITEM(topic_names, i), round_to(self->topics[i], 2)) < 0)
             goto fail;
     int rc = PyDict_SetItem(out, k_t, t);
     Py_CLEAR(t);
@@ -1047,7 +1078,7 @@ static PyTypeObject ObserverType = {
  */
 static PyObject *s_kind, *s_anchors, *s_recent, *s_last_ts, *s_evicted, *s_key, *s_account, *s_ts_ms;
 static PyObject *s_event_id, *s_model, *s_base_weight, *s_ref_card, *s_min_weight, *s_pair_window_ms;
-static PyObject *s_sync_ms, *s_key_ttl_ms, *four;
+static PyObject *s_sync_ms, *s_key_ttl_ms;
 
 typedef struct {
     PyObject_HEAD
@@ -1575,10 +1606,7 @@ LinkerCore_process(LinkerCore *self, PyObject *obs)
         Py_INCREF(rounded);
     }
     else {
-        if (!(wobj = PyFloat_FromDouble(w)))
-            goto evidence_done;
-        PyObject *round_args[2] = {wobj, four};
-        if (!(rounded = PyObject_Vectorcall(round_fn, round_args, 2, NULL)))
+        if (!(wobj = PyFloat_FromDouble(w)) || !(rounded = round_to(w, 4)))
             goto evidence_done;
         Py_INCREF(wobj);
         Py_XSETREF(self->last_w, wobj);
@@ -1665,6 +1693,8 @@ configure(PyObject *module, PyObject *args)
 static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(n_topics, topic_names, day_ms, net_ring, wrappers_kept, tails_kept)"},
+    {"round_digits", (PyCFunction)(void (*)(void))round_digits, METH_FASTCALL,
+     "round_digits(x, digits): round(x, digits) as summary() and the linker round (digits 2-4)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,6 +3,7 @@ the same observations, summaries and evidence after whole streams, the same prof
 sequence of calls, and bad input refused without a change."""
 import dataclasses
 import itertools
+import math
 
 import orjson
 import pytest
@@ -223,3 +224,27 @@ def test_a_wrap_link_reads_the_last_tokens_with_numbers_masked(tail, wrapper):
         value, key = observer._links["wrap"].entries[tail]
         assert value == wrapper == linking._wrapper_of(tail)
         assert (key is None) is (wrapper is None)
+
+
+def _same_float(a: float, b: float) -> bool:
+    return orjson.dumps(a) == orjson.dumps(b) and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.floats(allow_nan=False), st.sampled_from((2, 3, 4)))
+def test_compiled_round_is_pythons(x, digits):
+    """summary() and the linker round in C without Python's decimal conversion where the answer
+    is plain; it must be round()'s answer, ties, near-ties, signed zeros and huge values included."""
+    from distillguard.models._linkprofile import round_digits
+    assert _same_float(round_digits(x, digits), round(x, digits))
+
+
+def test_compiled_round_near_ties():
+    from distillguard.models._linkprofile import round_digits
+    for digits in (2, 3, 4):
+        for k in range(-20_000, 20_000, 7):
+            tie = (k + 0.5) / 10**digits
+            for x in (tie, math.nextafter(tie, math.inf), math.nextafter(tie, -math.inf), k / 10**digits):
+                assert _same_float(round_digits(x, digits), round(x, digits)), (x, digits)
+    with pytest.raises(ValueError):
+        round_digits(1.0, 5)
