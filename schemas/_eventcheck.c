@@ -1,7 +1,7 @@
 /* The happy path of schemas/event.py:event_from_dict, in C.
  *
  * Checker(event_cls, message_cls, operations, roles, known, param_kinds, max_messages,
- *         max_logit_bias, max_ts).build(doc) -> RequestEvent | None
+ *         max_logit_bias, max_ts[, event_fields=, message_fields=]).build(doc) -> RequestEvent | None
  *
  * build() makes the RequestEvent that event_from_dict makes for a decoded event that keeps
  * contract v1 and has no unknown fields, through the same constructors and with the same
@@ -10,12 +10,19 @@
  * returns None and the Python function runs: it is the definition, and it alone raises
  * BadEvent, with its reason and detail (tests/test_schemas.py runs every case on both routes).
  *
+ * With event_fields and message_fields (the dataclasses' field names in constructor order), the
+ * RequestEvent and each Message are filled in here, slot by slot, as their generated __init__
+ * fills them (``self.name = name`` for each field, through the class's own slot descriptors, found
+ * at init): without a Python call per object. event.py passes them only for slotted dataclasses
+ * without __post_init__; init refuses a class whose fields are not plain writable object slots.
+ *
  * param_kinds maps a params key to its kind: 1 a number (int or float), 2 an int, 3 a bool,
  * 4 an object (logit_bias: at most max_logit_bias numbers). Types are exact, as in Python
  * (type(x) is int: a bool is not an int).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 enum { KIND_NUMBER = 1, KIND_INT = 2, KIND_BOOL = 3, KIND_OBJECT = 4 };
 
@@ -27,6 +34,13 @@ static const char *optional_names[N_OPTIONAL] = {
 /* 1: None or str, 2: None or int, 0: usage (checked apart) */
 static const int optional_kind[N_OPTIONAL] = {1, 1, 1, 1, 1, 1, 2, 1, 0, 1, 2};
 #define USAGE_AT 8
+#define MAX_FIELDS 24
+
+/* where a class's fields live: the offsets of their slots, in constructor order (n 0: call the class) */
+typedef struct {
+    Py_ssize_t n;
+    Py_ssize_t offset[MAX_FIELDS];
+} Layout;
 
 typedef struct {
     PyObject_HEAD
@@ -37,6 +51,7 @@ typedef struct {
     PyObject *usage_keys[3];
     Py_ssize_t max_messages, max_logit_bias;
     long long max_ts;
+    Layout event_layout, message_layout;
 } Checker;
 
 static int
@@ -94,20 +109,70 @@ Checker_dealloc(Checker *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* the slot offsets of cls's fields ``names`` (a tuple of str), or -1 with an error set */
+static int
+layout_of(PyObject *cls, PyObject *names, Layout *out)
+{
+    out->n = 0;
+    if (names == Py_None)
+        return 0;
+    if (!PyType_Check(cls) || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) > MAX_FIELDS
+        || ((PyTypeObject *)cls)->tp_new != PyBaseObject_Type.tp_new) {
+        PyErr_SetString(PyExc_TypeError, "fields: a tuple of field names of a class with object's __new__");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
+        PyObject *d = PyObject_GetAttr(cls, PyTuple_GET_ITEM(names, i));
+        if (d == NULL)
+            return -1;
+        int ok = Py_IS_TYPE(d, &PyMemberDescr_Type);
+        PyMemberDef *member = ok ? ((PyMemberDescrObject *)d)->d_member : NULL;
+        ok = ok && member->type == T_OBJECT_EX && !(member->flags & READONLY)
+             && ((PyMemberDescrObject *)d)->d_common.d_type == (PyTypeObject *)cls;
+        Py_ssize_t offset = ok ? member->offset : 0;
+        Py_DECREF(d);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "%R is not a writable object slot of %R", PyTuple_GET_ITEM(names, i), cls);
+            return -1;
+        }
+        out->offset[i] = offset;
+    }
+    out->n = PyTuple_GET_SIZE(names);
+    return 0;
+}
+
+/* cls(*values) where layout knows its slots: the instance filled as its __init__ fills it */
+static PyObject *
+make(PyObject *cls, const Layout *layout, PyObject *const *values, Py_ssize_t n)
+{
+    if (layout->n != n)
+        return PyObject_Vectorcall(cls, values, n, NULL);
+    PyTypeObject *type = (PyTypeObject *)cls;
+    PyObject *obj = type->tp_alloc(type, 0);
+    if (obj == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(values[i]);
+        *(PyObject **)((char *)obj + layout->offset[i]) = values[i];
+    }
+    return obj;
+}
+
 #define INTERN(field, text) if (!(self->field = PyUnicode_InternFromString(text))) return -1
 
 static int
 Checker_init(Checker *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"event_cls", "message_cls", "operations", "roles", "known", "param_kinds",
-                             "max_messages", "max_logit_bias", "max_ts", NULL};
+                             "max_messages", "max_logit_bias", "max_ts", "event_fields", "message_fields", NULL};
     PyObject *event_cls, *message_cls, *operations, *roles, *known, *param_kinds;
+    PyObject *event_fields = Py_None, *message_fields = Py_None;
     Py_ssize_t max_messages, max_logit_bias;
     long long max_ts;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O!O!O!nnL", kwlist, &event_cls, &message_cls,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O!O!O!nnL|$OO", kwlist, &event_cls, &message_cls,
                                      &PyFrozenSet_Type, &operations, &PyFrozenSet_Type, &roles,
                                      &PyFrozenSet_Type, &known, &PyDict_Type, &param_kinds,
-                                     &max_messages, &max_logit_bias, &max_ts))
+                                     &max_messages, &max_logit_bias, &max_ts, &event_fields, &message_fields))
         return -1;
     if (!PyCallable_Check(event_cls) || !PyCallable_Check(message_cls)) {
         PyErr_SetString(PyExc_TypeError, "event_cls and message_cls must be callable");
@@ -126,6 +191,15 @@ Checker_init(Checker *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "the maxima must be positive");
         return -1;
     }
+    Layout event_layout, message_layout;
+    if (layout_of(event_cls, event_fields, &event_layout) < 0 || layout_of(message_cls, message_fields, &message_layout) < 0)
+        return -1;
+    if ((event_layout.n && event_layout.n != 20) || (message_layout.n && message_layout.n != 2)) {
+        PyErr_SetString(PyExc_ValueError, "event_fields names 20 fields, message_fields 2");
+        return -1;
+    }
+    self->event_layout = event_layout;
+    self->message_layout = message_layout;
     Checker_clear_refs(self);
     Py_INCREF(event_cls);
     self->event_cls = event_cls;
@@ -261,7 +335,7 @@ messages_of(Checker *self, PyObject *raw, int *failed)
             goto unexpected;
         }
         PyObject *call_args[2] = {role, content};
-        PyObject *message = PyObject_Vectorcall(self->message_cls, call_args, 2, NULL);
+        PyObject *message = make(self->message_cls, &self->message_layout, call_args, 2);
         if (message == NULL) {
             *failed = 1;
             Py_DECREF(out);
@@ -362,10 +436,11 @@ Checker_build(Checker *self, PyObject *doc)
         }
         usage = new_usage;
     }
-    PyObject *call_args[19] = {event_id, ts, account_id, model, operation, messages, params,
+    /* the 19 fields the document gives, and extra (None: no unknown fields) */
+    PyObject *call_args[20] = {event_id, ts, account_id, model, operation, messages, params,
                                optional[0], optional[1], optional[2], optional[3], optional[4], optional[5],
-                               optional[6], optional[7], usage, optional[9], optional[10], finish_reason};
-    PyObject *event = PyObject_Vectorcall(self->event_cls, call_args, 19, NULL);
+                               optional[6], optional[7], usage, optional[9], optional[10], finish_reason, Py_None};
+    PyObject *event = make(self->event_cls, &self->event_layout, call_args, self->event_layout.n ? 20 : 19);
     Py_DECREF(messages);
     Py_XDECREF(new_usage);
     return event;

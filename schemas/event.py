@@ -17,7 +17,7 @@ the two agree.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -176,9 +176,20 @@ except ImportError:
     Checker = None
 
 _KIND_CODES = {(int, float): 1, (int,): 2, (bool,): 3, (dict,): 4}   # _eventcheck.c's kinds
+
+
+def _slot_fields(cls: type) -> tuple[str, ...] | None:
+    """The field names the C may fill in itself, as the generated ``__init__`` would (a slotted
+    dataclass whose ``__init__`` only assigns its fields), or None: then it calls the class."""
+    names = tuple(f.name for f in fields(cls))
+    plain = "__slots__" in cls.__dict__ and not hasattr(cls, "__post_init__") and all(f.init for f in fields(cls))
+    return names if plain else None
+
+
 CHECKER = None if Checker is None else Checker(
     RequestEvent, Message, OPERATIONS, ROLES, KNOWN, {k: _KIND_CODES[v] for k, v in PARAM_TYPES.items()},
-    MAX_MESSAGES, MAX_LOGIT_BIAS, MAX_TS_MS)
+    MAX_MESSAGES, MAX_LOGIT_BIAS, MAX_TS_MS,
+    event_fields=_slot_fields(RequestEvent), message_fields=_slot_fields(Message))
 _build = None if CHECKER is None else CHECKER.build
 
 

@@ -103,3 +103,52 @@ def test_the_native_switch_turns_the_compiled_build_off_and_on():
     with native.python_route():
         assert not event_schema.compiled()
     assert event_schema.compiled() is native.enabled()
+
+
+def _checker(**fields):
+    s = event_schema
+    return type(CHECKER)(s.RequestEvent, s.Message, s.OPERATIONS, s.ROLES, s.KNOWN,
+                         {k: s._KIND_CODES[v] for k, v in PARAM_TYPES.items()}, s.MAX_MESSAGES,
+                         s.MAX_LOGIT_BIAS, s.MAX_TS_MS, **fields)
+
+
+def test_the_c_fills_the_dataclasses_slots_as_their_init_does():
+    """The shipped checker fills RequestEvent and Message in itself (no __init__ call per object);
+    a checker that calls the classes builds equal events, every slot set, messages included."""
+    assert event_schema._slot_fields(event_schema.RequestEvent) is not None
+    assert event_schema._slot_fields(event_schema.Message) == ("role", "content")
+    calling = _checker()
+    for ev in itertools.islice(simulate(load_scenario("default"), seed=3).events(), 500):
+        doc = orjson.loads(orjson.dumps(ev))
+        a, b = CHECKER.build(doc), calling.build(doc)
+        assert a == b and type(a) is type(b) and all(type(m) is event_schema.Message for m in a.messages)
+        assert [getattr(a, n) for n in a.__slots__] == [getattr(b, n) for n in b.__slots__]
+
+
+def test_a_class_the_c_cannot_fill_is_called_or_refused():
+    from dataclasses import dataclass
+
+    @dataclass(slots=True)
+    class Checked:
+        role: str
+        content: str
+
+        def __post_init__(self):
+            self.role = self.role.upper()
+
+    assert event_schema._slot_fields(Checked) is None   # __post_init__: the class is called
+
+    class NotSlots:
+        role = "x"
+        content = "y"
+
+    with pytest.raises(TypeError, match="writable object slot"):
+        type(CHECKER)(event_schema.RequestEvent, NotSlots, *_args_after_classes(), message_fields=("role", "content"))
+    with pytest.raises(ValueError, match="20 fields"):
+        _checker(event_fields=("event_id",))
+
+
+def _args_after_classes():
+    s = event_schema
+    return (s.OPERATIONS, s.ROLES, s.KNOWN, {k: s._KIND_CODES[v] for k, v in PARAM_TYPES.items()},
+            s.MAX_MESSAGES, s.MAX_LOGIT_BIAS, s.MAX_TS_MS)
