@@ -109,30 +109,51 @@ class PromptSignals(NamedTuple):
 # the latest pairs is kept (a process has one, evaluation a few).
 PROMPT_MEMO = 4096
 _SIGNALS = Memo("features.signal_memos", 4)
-_latest: list = [None, None, None]   # (key, model, memo) of the last call: a process has one pair
 
 
-def _signals_memo(key: bytes, model: ElicitationModel) -> Memo:
-    latest = _latest
-    if latest[1] is model and latest[0] == key:
-        return latest[2]
+class _SignalContext(NamedTuple):
+    """What computing a prompt's signals needs besides its text, looked up once per (key, model,
+    route) rather than once per prompt: its memo, the key's hasher, the compiled scanner (None:
+    the pure-Python route)."""
+    key: bytes
+    model: ElicitationModel
+    compiled: bool
+    memo: Memo
+    hasher: object
+    scanner: object
+
+
+_latest: list = [None]   # the context of the last call: a process has one (key, model) pair
+
+
+def _signal_context(key: bytes, model: ElicitationModel) -> _SignalContext:
+    ctx = _latest[0]
+    compiled = native.enabled()
+    if ctx is not None and ctx.model is model and ctx.compiled is compiled and ctx.key == key:
+        return ctx
     memo = _SIGNALS.get((key, model))
     if memo is None:
         memo = Memo("features.prompt_signals", PROMPT_MEMO)
         _SIGNALS.put((key, model), memo)
-    latest[:] = key, model, memo
-    return memo
+    ctx = _latest[0] = _SignalContext(key, model, compiled, memo, keyed_hasher(key), native.scanner_for(model))
+    return ctx
 
 
-def prompt_signals(prompt: str, key: bytes, model: ElicitationModel, memo: Memo | None = None) -> PromptSignals:
-    """The text signals of ``prompt`` (all functions of its clipped text), memoised in ``memo``."""
+def prompt_signals(prompt: str, key: bytes, model: ElicitationModel, memo: Memo | None = None,
+                   ctx: _SignalContext | None = None) -> PromptSignals:
+    """The text signals of ``prompt`` (all functions of its clipped text), memoised in ``memo``
+    (``ctx``: the key's and model's context, with its memo, if the caller has it)."""
     clipped = clip(prompt)
+    if ctx is not None:
+        memo = ctx.memo
     if memo is not None:
         found = memo.get(clipped)
         if found is not None:
             return found
-    hasher = keyed_hasher(key)   # looked up once for both fingerprints
-    scanned = native.scan(model, clipped)
+    if ctx is None:
+        ctx = _signal_context(key, model)
+    hasher = ctx.hasher   # one lookup for both fingerprints
+    scanned = None if ctx.scanner is None else ctx.scanner.scan(clipped)
     if scanned is None:   # pure Python (the definition), or text that is not ASCII
         p = analyze(clipped)
         words = p.words
@@ -210,7 +231,7 @@ def _features(event: RequestEvent, key: bytes, parts: PromptParts,
     bias = params.get("logit_bias")
     usage = event.usage
     model = elicitation or default_model()
-    sig = prompt_signals(prompt, key, model, _signals_memo(key, model))
+    sig = prompt_signals(prompt, key, model, ctx=_signal_context(key, model))
     # the area of a conversation is its opening question's, whatever the follow-ups ask
     capability = sig.capability if question is prompt else _opening_capability(question, model)
     elicits = sig.elicits or (bool(system) and model.is_elicitation_memo(system))
