@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from distillguard.schemas import RequestEvent
-from distillguard.schemas.redaction import is_content_less
+from distillguard.schemas.redaction import MARKER_MAX_CHARS, MARKERS, REDACTED_FIELD, is_content_less
 
 from .capability_areas import OTHER as AREA_OTHER, area_of
 from .capability_space import OTHER as CAPABILITY_OTHER, capability_of
@@ -177,7 +177,19 @@ class PromptParts(NamedTuple):
     question: str    # the first user turn: the conversation's opening question
 
 
-_NO_PARTS = PromptParts("", "", 0, "")
+NO_PARTS = PromptParts("", "", 0, "")   # a content-less request's parts (compared by identity)
+# the same scan in C (models/_eventfront.c), used while the compiled route is on
+_FRONT = None if native.EventFront is None else native.EventFront(PromptParts, NO_PARTS, MARKERS,
+                                                                   MARKER_MAX_CHARS, REDACTED_FIELD)
+_compiled_parts = None
+
+
+def _set_compiled(on: bool) -> None:
+    global _compiled_parts
+    _compiled_parts = _FRONT.parts if on and _FRONT is not None else None
+
+
+native.on_switch(_set_compiled)
 
 
 def prompt_parts(event: RequestEvent) -> PromptParts:
@@ -185,8 +197,12 @@ def prompt_parts(event: RequestEvent) -> PromptParts:
     (``linking.link_inputs``) both read. A content-less event (redacted, or no content sent:
     ``schemas/redaction.py``) has none, so a redaction marker can never read as a prompt, a
     wrapper or a system prompt."""
+    if _compiled_parts is not None:
+        parts = _compiled_parts(event)   # None: a type the C does not expect; the Python decides
+        if parts is not None:
+            return parts
     if is_content_less(event):
-        return _NO_PARTS
+        return NO_PARTS
     prompt = system = question = ""
     turns = 0
     for m in event.messages:
@@ -211,7 +227,7 @@ def extract(event: RequestEvent, key: bytes, elicitation: ElicitationModel | Non
     ``parts``: the event's :func:`prompt_parts` if the caller has them already)."""
     if parts is None:
         parts = prompt_parts(event)
-    if parts is _NO_PARTS:
+    if parts is NO_PARTS:
         # Redacted or no-content producers: the metadata signals only. The fingerprint is the
         # event's own, so it neither repeats nor fills a template (a constant would read as one
         # prompt sent again and again), and the capability areas are "other".

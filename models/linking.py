@@ -58,7 +58,9 @@ import math
 from collections import OrderedDict
 
 from .config import ClusterConfig
-from .features import PromptParts, prompt_parts
+from distillguard.schemas.redaction import MARKER_MAX_CHARS, MARKERS, REDACTED_FIELD
+
+from .features import NO_PARTS, PromptParts, prompt_parts
 from .records import AccountSummary, LinkFeatures, LinkObservation, LinkRecord, PairEvidence, Partner
 from . import native
 from .memo import AgedMemo, Bounds, Memo
@@ -82,6 +84,7 @@ MAX_KEYS = 100_000
 _WRAP_TAIL_CHARS = 160
 _WRAP_TOKENS = 6
 _WRAP_MIN_CHARS = 60         # shorter prompts are all payload, no wrapper
+_SYSTEM_CHARS = 400          # a system prompt's link input: its start
 _HASH_SPACE = float(2**64)
 
 
@@ -142,7 +145,7 @@ def link_inputs(event, parts: PromptParts | None = None) -> list[tuple[str, obje
     if len(prompt) >= _WRAP_MIN_CHARS:
         out.append(("wrap", prompt[-_WRAP_TAIL_CHARS:]))
     if system:
-        out.append(("sys", system[:400]))
+        out.append(("sys", system[:_SYSTEM_CHARS]))
     if event.user_agent:
         out.append(("ua", (event.user_agent, event.api_key_id)))
     return out
@@ -151,9 +154,28 @@ def link_inputs(event, parts: PromptParts | None = None) -> list[tuple[str, obje
 def link_record(event, features=None, parts: PromptParts | None = None) -> LinkRecord:
     """All that stage 1 reads of one request and its ``EventFeatures``: plain values only, so a
     ``tuple()`` of it is cheap to hand to another process (``replay --jobs 2``)."""
+    if _compiled_record is not None and parts is not None:
+        record = _compiled_record(event, features, parts)   # None: a type the C does not expect
+        if record is not None:
+            return record
     feats = None if features is None else (bool(features.reasoning), features.area, features.wrapper_fp)
     return LinkRecord(event.account_id, event.ts_ms, event.event_id, event.model, event.account_created_ms,
                       event.access_tier, link_inputs(event, parts), feats)
+
+
+# link_record in C (models/_eventfront.c), used while the compiled route is on
+_FRONT = None if native.EventFront is None else native.EventFront(
+    PromptParts, NO_PARTS, MARKERS, MARKER_MAX_CHARS, REDACTED_FIELD, record_cls=LinkRecord,
+    wrap_min_chars=_WRAP_MIN_CHARS, wrap_tail_chars=_WRAP_TAIL_CHARS, system_chars=_SYSTEM_CHARS)
+_compiled_record = None
+
+
+def _set_compiled(on: bool) -> None:
+    global _compiled_record
+    _compiled_record = _FRONT.record if on and _FRONT is not None else None
+
+
+native.on_switch(_set_compiled)
 
 
 def _wrapper_of(tail: str) -> str | None:

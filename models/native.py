@@ -1,12 +1,13 @@
 """The compiled hot path: an optional, faster route to the same results as the Python code.
 
-Four small C extensions, built by the install (``setup.py``): the text scanner
+Five small C extensions, built by the install (``setup.py``): the text scanner
 (``models/_textscan.c``, below), the per-account state update (``models/_statecore.c``,
 ``state.AccountState.learn_one``'s arithmetic on its packed arrays, identical bytes), the link
 observer's per-account profile and loop and the linker (``models/_linkprofile.c``: ``linking._Profile``'s
-values, ``LinkObserver.observe`` and ``Linker.process`` on the stages' own objects) and the
-request event's build from decoded JSON (``schemas/_eventcheck.c``: valid documents only, the
-same ``RequestEvent``; every error is raised by the Python).
+values, ``LinkObserver.observe`` and ``Linker.process`` on the stages' own objects), the
+request's front (``models/_eventfront.c``: ``features.prompt_parts`` and ``linking.link_record``)
+and the request event's build from decoded JSON (``schemas/_eventcheck.c``: valid documents
+only, the same ``RequestEvent``; every error is raised by the Python).
 
 Prompts seen for the first time cost most of feature extraction: tokenising, the skeleton and
 wrapper strings, and the lookups of each word in three tables (coarse lexicon, capability space,
@@ -39,13 +40,25 @@ try:
                                configure as configure_link_profile)
     from ._statecore import StateCore
     from ._textscan import Scanner
+    from ._eventfront import Front as EventFront
 except ImportError:   # not built (no C compiler at install): the pure-Python code gives the same results
-    Scanner = StateCore = LinkProfile = LinkObserverCore = LinkerCore = configure_link_profile = None
+    Scanner = StateCore = LinkProfile = LinkObserverCore = LinkerCore = configure_link_profile = EventFront = None
 
-BUILT = Scanner is not None and _event_schema.CHECKER is not None
+BUILT = Scanner is not None and EventFront is not None and _event_schema.CHECKER is not None
 _enabled = BUILT
 _event_schema.set_compiled(_enabled)   # one switch for all four
 _SCANNERS = Memo("native.scanners", 4)   # elicitation model -> its scanner (a process has one, evaluation a few)
+
+
+_SWITCHES: list = []   # modules' set_compiled(on): each keeps its compiled callables, or None
+
+
+def on_switch(set_compiled) -> None:
+    """Call ``set_compiled(on)`` now and whenever the route changes: a module that calls its
+    compiled part per request keeps it in a global (None on the Python route) instead of asking
+    ``enabled()`` each time."""
+    _SWITCHES.append(set_compiled)
+    set_compiled(_enabled)
 
 
 def set_enabled(on: bool) -> None:
@@ -53,6 +66,8 @@ def set_enabled(on: bool) -> None:
     global _enabled
     _enabled = bool(on) and BUILT
     _event_schema.set_compiled(_enabled)
+    for set_compiled in _SWITCHES:
+        set_compiled(_enabled)
 
 
 def enabled() -> bool:

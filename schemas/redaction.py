@@ -22,12 +22,12 @@ from typing import Any
 REDACTED_FIELD = "content_redacted"
 # What producers put where a prompt was: LiteLLM's marker, and the usual hand-written ones.
 MARKERS = frozenset({"redacted-by-litellm", "redacted", "[redacted]", "<redacted>", "***", "[content redacted]"})
-_MARKER_MAX_CHARS = max(len(m) for m in MARKERS) + 8
+MARKER_MAX_CHARS = max(len(m) for m in MARKERS) + 8   # a longer text is no marker (unless blank)
 
 
 def is_marker(text: str) -> bool:
     """True when ``text`` is empty or a redaction marker (not a prompt)."""
-    return len(text) <= _MARKER_MAX_CHARS and text.strip().lower() in MARKERS or not text.strip()
+    return len(text) <= MARKER_MAX_CHARS and text.strip().lower() in MARKERS or not text.strip()
 
 
 def scrub_messages(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], bool]:

@@ -236,7 +236,7 @@ def check_native(settings: Settings) -> Check:
                      "install a C compiler and Python's headers (Debian: gcc python3-dev), then reinstall "
                      "(`make venv` after `rm .venv/.installed`, or `pip install -e .`)")
     return Check(True, "compiled hot path", "compiled (schemas/_eventcheck.c, models/_textscan.c, models/_statecore.c, "
-                 "models/_linkprofile.c)")
+                 "models/_linkprofile.c, models/_eventfront.c)")
 
 
 def _worker_readiness(url: str, timeout: float) -> dict | None:

@@ -190,7 +190,7 @@ class Settings:
                                        kind="whole number", minimum=1)
     native_text: bool = setting("DG_NATIVE_TEXT", "1", "1: event parsing, feature extraction, state "
                                 "updates and cross-account linking (observer and linker) use the compiled hot path (`schemas/_eventcheck.c`, "
-                                "`models/_textscan.c`, `models/_statecore.c`, `models/_linkprofile.c`, built by the "
+                                "`models/_textscan.c`, `models/_statecore.c`, `models/_linkprofile.c`, `models/_eventfront.c`, built by the "
                                 "install) when it is built; 0: pure Python (the same results, slower)", parse=_bool, kind="1 or 0")
     tracemalloc: bool = setting("DG_TRACEMALLOC", "0", "1: trace Python allocations, largest files on the status "
                                 "page (slow; diagnosis only)", parse=_bool, kind="1 or 0")

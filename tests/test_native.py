@@ -179,7 +179,8 @@ def test_pure_python_switch_from_the_environment(monkeypatch, tmp_path, capsys):
     off = check_native(load_settings({"DG_NATIVE_TEXT": "0"}))
     on = check_native(load_settings({}))
     assert (off.ok, off.detail) == (True, "pure Python (DG_NATIVE_TEXT=0)")
-    assert (on.ok, on.detail) == (True, "compiled (schemas/_eventcheck.c, models/_textscan.c, models/_statecore.c, models/_linkprofile.c)")
+    assert (on.ok, on.detail) == (True, "compiled (schemas/_eventcheck.c, models/_textscan.c, models/_statecore.c, models/_linkprofile.c, "
+                                  "models/_eventfront.c)")
 
 
 def _learn_all(events, features) -> dict:
