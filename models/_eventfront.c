@@ -179,8 +179,7 @@ content_less(Front *self, PyObject *event, PyObject *messages)
     PyObject *operation = get(event, s_operation);
     if (operation == NULL)
         return -1;
-    int batch = PyUnicode_CheckExact(operation) ? PyUnicode_Compare(operation, s_batch) == 0
-                                                : PyObject_RichCompareBool(operation, s_batch, Py_EQ);
+    int batch = PyObject_RichCompareBool(operation, s_batch, Py_EQ);
     Py_DECREF(operation);
     if (batch < 0)
         return -1;

@@ -1085,7 +1085,6 @@ typedef struct {
     PyObject *linker, *keys, *key_cls, *cfg, *account_hash, *partner_cls, *evidence_cls;
     PyObject *window_obj, *sync_obj, *ttl_obj;
     PyObject *base_weight, *ref_card;   /* the config's per-kind dicts (it is frozen: read once) */
-    PyObject *last_w, *last_rounded;    /* round(w, 4) of the last weight: most repeat it */
     long long window, sync_ms, ttl;
     double min_weight;
     Py_ssize_t anchors, recent, max_keys;
@@ -1121,8 +1120,6 @@ LinkerCore_clear(LinkerCore *self)
     Py_CLEAR(self->ttl_obj);
     Py_CLEAR(self->base_weight);
     Py_CLEAR(self->ref_card);
-    Py_CLEAR(self->last_w);
-    Py_CLEAR(self->last_rounded);
     return 0;
 }
 
@@ -1574,7 +1571,7 @@ LinkerCore_process(LinkerCore *self, PyObject *obs)
         goto done;
     }
     /* [partners[p] for p in sorted(partners)] */
-    PyObject *order = PyList_New(n_p), *partners = NULL, *wobj = NULL, *rounded = NULL, *event_id = NULL, *model = NULL;
+    PyObject *order = PyList_New(n_p), *partners = NULL, *rounded = NULL, *event_id = NULL, *model = NULL;
     if (order == NULL)
         goto evidence_done;
     for (Py_ssize_t i = 0; i < n_p; i++) {
@@ -1601,18 +1598,8 @@ LinkerCore_process(LinkerCore *self, PyObject *obs)
         PyTuple_SET_ITEM(partner, 2, p_sum[j]);
         PyList_SET_ITEM(partners, i, partner);
     }
-    if (self->last_w != NULL && memcmp(&PyFloat_AS_DOUBLE(self->last_w), &w, sizeof w) == 0) {
-        rounded = self->last_rounded;   /* the same double: the same round() */
-        Py_INCREF(rounded);
-    }
-    else {
-        if (!(wobj = PyFloat_FromDouble(w)) || !(rounded = round_to(w, 4)))
-            goto evidence_done;
-        Py_INCREF(wobj);
-        Py_XSETREF(self->last_w, wobj);
-        Py_INCREF(rounded);
-        Py_XSETREF(self->last_rounded, rounded);
-    }
+    if (!(rounded = round_to(w, 4)))
+        goto evidence_done;
     if (!(event_id = PyObject_GetAttr(obs, s_event_id)) || !(model = PyObject_GetAttr(obs, s_model)))
         goto evidence_done;
     PyObject *ev_args[8] = {account, summary, kind, rounded, ts, event_id, model, partners};
@@ -1620,7 +1607,6 @@ LinkerCore_process(LinkerCore *self, PyObject *obs)
 evidence_done:
     Py_XDECREF(order);
     Py_XDECREF(partners);
-    Py_XDECREF(wobj);
     Py_XDECREF(rounded);
     Py_XDECREF(event_id);
     Py_XDECREF(model);
