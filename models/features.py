@@ -112,12 +112,11 @@ _SIGNALS = Memo("features.signal_memos", 4)
 
 
 class _SignalContext(NamedTuple):
-    """What computing a prompt's signals needs besides its text, looked up once per (key, model,
-    route) rather than once per prompt: its memo, the key's hasher, the compiled scanner (None:
-    the pure-Python route)."""
+    """What computing a prompt's signals needs besides its text, looked up once per (key, model)
+    rather than once per prompt: its memo, the key's hasher, the compiled scanner (None: the
+    pure-Python route; a change of route drops the context, ``_set_compiled``)."""
     key: bytes
     model: ElicitationModel
-    compiled: bool
     memo: Memo
     hasher: object
     scanner: object
@@ -128,14 +127,13 @@ _latest: list = [None]   # the context of the last call: a process has one (key,
 
 def _signal_context(key: bytes, model: ElicitationModel) -> _SignalContext:
     ctx = _latest[0]
-    compiled = native.enabled()
-    if ctx is not None and ctx.model is model and ctx.compiled is compiled and ctx.key == key:
+    if ctx is not None and ctx.model is model and ctx.key == key:
         return ctx
     memo = _SIGNALS.get((key, model))
     if memo is None:
         memo = Memo("features.prompt_signals", PROMPT_MEMO)
         _SIGNALS.put((key, model), memo)
-    ctx = _latest[0] = _SignalContext(key, model, compiled, memo, keyed_hasher(key), native.scanner_for(model))
+    ctx = _latest[0] = _SignalContext(key, model, memo, keyed_hasher(key), native.scanner_for(model))
     return ctx
 
 
@@ -178,15 +176,25 @@ class PromptParts(NamedTuple):
 
 
 NO_PARTS = PromptParts("", "", 0, "")   # a content-less request's parts (compared by identity)
-# the same scan in C (models/_eventfront.c), used while the compiled route is on
-_FRONT = None if native.EventFront is None else native.EventFront(PromptParts, NO_PARTS, MARKERS,
-                                                                   MARKER_MAX_CHARS, REDACTED_FIELD)
-_compiled_parts = None
+
+
+def event_front(**record):
+    """The compiled ``prompt_parts`` (models/_eventfront.c) over this module's parts and the
+    redaction markers; ``record`` (``linking``'s record class and cuts) adds ``link_record``.
+    None where it is not built."""
+    if native.EventFront is None:
+        return None
+    return native.EventFront(PromptParts, NO_PARTS, MARKERS, MARKER_MAX_CHARS, REDACTED_FIELD, **record)
+
+
+_FRONT = event_front()
+_compiled_parts = None   # _FRONT.parts while the compiled route is on
 
 
 def _set_compiled(on: bool) -> None:
     global _compiled_parts
     _compiled_parts = _FRONT.parts if on and _FRONT is not None else None
+    _latest[0] = None   # the signal context holds the route's scanner
 
 
 native.on_switch(_set_compiled)

@@ -58,9 +58,7 @@ import math
 from collections import OrderedDict
 
 from .config import ClusterConfig
-from distillguard.schemas.redaction import MARKER_MAX_CHARS, MARKERS, REDACTED_FIELD
-
-from .features import NO_PARTS, PromptParts, prompt_parts
+from .features import PromptParts, event_front, prompt_parts
 from .records import AccountSummary, LinkFeatures, LinkObservation, LinkRecord, PairEvidence, Partner
 from . import native
 from .memo import AgedMemo, Bounds, Memo
@@ -164,9 +162,8 @@ def link_record(event, features=None, parts: PromptParts | None = None) -> LinkR
 
 
 # link_record in C (models/_eventfront.c), used while the compiled route is on
-_FRONT = None if native.EventFront is None else native.EventFront(
-    PromptParts, NO_PARTS, MARKERS, MARKER_MAX_CHARS, REDACTED_FIELD, record_cls=LinkRecord,
-    wrap_min_chars=_WRAP_MIN_CHARS, wrap_tail_chars=_WRAP_TAIL_CHARS, system_chars=_SYSTEM_CHARS)
+_FRONT = event_front(record_cls=LinkRecord, wrap_min_chars=_WRAP_MIN_CHARS, wrap_tail_chars=_WRAP_TAIL_CHARS,
+                     system_chars=_SYSTEM_CHARS)
 _compiled_record = None
 
 

@@ -46,10 +46,7 @@ except ImportError:   # not built (no C compiler at install): the pure-Python co
 
 BUILT = Scanner is not None and EventFront is not None and _event_schema.CHECKER is not None
 _enabled = BUILT
-_event_schema.set_compiled(_enabled)   # one switch for all four
 _SCANNERS = Memo("native.scanners", 4)   # elicitation model -> its scanner (a process has one, evaluation a few)
-
-
 _SWITCHES: list = []   # modules' set_compiled(on): each keeps its compiled callables, or None
 
 
@@ -65,9 +62,11 @@ def set_enabled(on: bool) -> None:
     """Use the compiled code (when built) or force the pure-Python code (``DG_NATIVE_TEXT=0``)."""
     global _enabled
     _enabled = bool(on) and BUILT
-    _event_schema.set_compiled(_enabled)
     for set_compiled in _SWITCHES:
         set_compiled(_enabled)
+
+
+on_switch(_event_schema.set_compiled)   # schemas/ cannot import models/: registered from here
 
 
 def enabled() -> bool:
