@@ -141,3 +141,21 @@ class WorkerProcess:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+def wait_all(workers: list[WorkerProcess], predicate, timeout: float, what: str) -> list[dict | None]:
+    """Poll every worker's status page until ``predicate(statuses)`` holds (one status per worker,
+    None where the page did not answer); return them. A timeout names each worker's last status
+    and log tail: a group that stops making progress is usually one member's story, and the
+    other's page alone does not tell which."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses = [w.status() for w in workers]
+        if predicate(statuses):
+            return statuses
+        for w in workers:
+            w._check_alive(what)
+        time.sleep(0.5)
+    report = "\n".join(f"--- worker {i + 1} (log {w.log_path}): last status {w.status()}\n{w.log_tail()}"
+                       for i, w in enumerate(workers))
+    raise WorkerError(f"timed out after {timeout:.0f}s waiting for {what}\n{report}")

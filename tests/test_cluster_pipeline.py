@@ -10,7 +10,7 @@ from distillguard.streams.kafka_io import consume, ensure_topics, produce_events
 from distillguard.streams.replay import open_lines
 
 from .conftest import free_port
-from .workers import WorkerProcess
+from .workers import WorkerProcess, wait_all
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +30,13 @@ def test_two_workers_raise_one_cluster_alert(tmp_path, isolated_env, isolated_se
                        DG_WORKER_WEB_PORT=str(free_port())).start()
     try:
         # both in the group before any event: a fast first worker could otherwise take them all
-        held = lambda w: (w.status() or {}).get("partitions") or []  # noqa: E731
-        w1.wait_for(lambda _s: held(w1) and held(w2) and len(held(w1)) + len(held(w2)) == settings.partitions,
-                    120, "both workers to hold request partitions")
+        wait_all([w1, w2], lambda ss: all(s and s["partitions"] for s in ss)
+                 and sum(len(s["partitions"]) for s in ss) == settings.partitions,
+                 120, "both workers to hold request partitions")
         sent = produce_events(settings, lines, progress=False)
-        total = lambda: sum((w.status() or {}).get("events", 0) for w in (w1, w2))  # noqa: E731
-        w1.wait_for(lambda s: total() >= sent, 300, f"{sent} events over two workers")
-        both = [w.status() for w in (w1, w2)]
+        # both pages must answer: a page that does not would count as 0 events and read as a stall
+        both = wait_all([w1, w2], lambda ss: all(ss) and sum(s["events"] for s in ss) >= sent, 300,
+                        f"{sent} events over two workers")
         assert all(s["events"] > 0 for s in both), both          # both workers took partitions
         alerts = [orjson.loads(v) for _k, v, _h in consume(settings, settings.topic_alerts, timeout=90, idle=15)]
         n_alerts = len(alerts)

@@ -7,3 +7,6 @@ from distillguard.streams import processes
 class WorkerProcess(processes.WorkerProcess):
     def __init__(self, env, log_path, *args, **extra_env):
         super().__init__({"DG_DEV": "1", **env}, log_path, *args, **extra_env)
+
+
+wait_all = processes.wait_all
