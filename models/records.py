@@ -7,9 +7,12 @@
 
 A :class:`LinkRecord` crosses a process boundary in ``replay --jobs 2`` (as a
 plain tuple, ``marshal``); observations and evidence cross Kafka topics in the
-stream (``to_wire``/``from_wire``). The wire form is the JSON object with the
-short keys earlier versions wrote, so workers of both versions read each
-other's messages during a rolling upgrade.
+stream (``to_wire``/``from_wire``). An item's wire form is the JSON object with
+the short keys earlier versions wrote. Evidence travels in messages of many
+items, and since version 2 (:func:`evidence_message`) a message names each
+account summary once: a hydra's partners repeat in nearly every item of a
+batch, and their summaries were 90% of its bytes. Readers take both versions;
+``DG_CLUSTER_WIRE=1`` keeps writing version 1 while older workers still read.
 """
 from __future__ import annotations
 
@@ -97,10 +100,73 @@ class PairEvidence:
                 "e": self.event_id, "m": self.model, "p": [list(p) for p in self.partners]}
 
     @classmethod
-    def from_wire(cls, d: dict) -> PairEvidence:
-        """Raises KeyError/TypeError/ValueError on a message that is not pair evidence."""
-        ev = cls(d["a"], d.get("sa") or {}, d["kind"], float(d["w"]), d["ts"], d.get("e"), d.get("m"),
-                 [Partner(a, int(s), sb) for a, s, sb in d["p"]])
+    def from_wire(cls, d: dict, summaries: list | None = None) -> PairEvidence:
+        """An item as ``to_wire`` writes it, or (``summaries``: its message's table, version 2)
+        with summary indexes in their place. Raises KeyError/IndexError/TypeError/ValueError on
+        an item that is not pair evidence."""
+        if summaries is None:
+            ev = cls(d["a"], d.get("sa") or {}, d["kind"], float(d["w"]), d["ts"], d.get("e"), d.get("m"),
+                     [Partner(a, int(s), sb) for a, s, sb in d["p"]])
+        else:
+            ev = cls(d["a"], summaries[_index(d["sa"])], d["kind"], float(d["w"]), d["ts"], d.get("e"),
+                     d.get("m"), [Partner(a, int(s), summaries[_index(i)]) for a, s, i in d["p"]])
         if not (isinstance(ev.account, str) and isinstance(ev.ts_ms, int)):
             raise TypeError("pair evidence with fields of the wrong type")
         return ev
+
+
+def _index(i: Any) -> int:
+    # a summary index as written: a plain non-negative int (not a bool, not from the end)
+    if type(i) is not int or i < 0:
+        raise TypeError(f"summary index {i!r} is not a non-negative integer")
+    return i
+
+
+EVIDENCE_WIRE_VERSIONS = (1, 2)
+
+
+def evidence_message(items: list[PairEvidence], version: int = 2) -> Any:
+    """Pair evidence as the JSON value of one message. Version 1: the list of ``to_wire``
+    items. Version 2: ``{"v": 2, "s": [summary, ...], "ev": [item, ...]}`` where each item's
+    ``sa`` and each partner's third element are indexes into ``s``. A summary object is
+    written once however many items name it: the linker hands out the summary it keeps per
+    anchor, so a partner's repeats are the same object (equal copies are written apart,
+    which decodes to the same values).
+
+    >>> s = {"n": 3}
+    >>> ev = PairEvidence("b", {"n": 1}, "wrap", 0.5, 10, "e1", "m", [Partner("a", 1, s)])
+    >>> doc = evidence_message([ev, ev])
+    >>> doc["s"], [item["p"] for item in doc["ev"]]
+    ([{'n': 1}, {'n': 3}], [[['a', 1, 1]], [['a', 1, 1]]])
+    >>> items, table = evidence_items(doc)
+    >>> PairEvidence.from_wire(items[1], table) == ev
+    True
+    """
+    if version == 1:
+        return [e.to_wire() for e in items]
+    slot: dict[int, int] = {}   # id(summary) -> index; the items hold the objects while this runs
+    table: list = []
+
+    def ref(summary) -> int:
+        i = slot.get(id(summary))
+        if i is None:
+            i = slot[id(summary)] = len(table)
+            table.append(summary)
+        return i
+
+    return {"v": 2, "s": table, "ev": [
+        {"a": e.account, "sa": ref(e.summary), "kind": e.kind, "w": e.weight, "ts": e.ts_ms, "e": e.event_id,
+         "m": e.model, "p": [[p.account, p.sync, ref(p.summary)] for p in e.partners]} for e in items]}
+
+
+def evidence_items(doc: Any) -> tuple[list, list | None]:
+    """A decoded evidence message: (its items, its summary table or None for version 1), for
+    ``PairEvidence.from_wire(item, table)`` item by item (a bad item is skipped, not the
+    message). Version 1 is a list of items or (earliest versions) one item. Raises TypeError
+    on a version-2 message whose table is not a list of objects."""
+    if isinstance(doc, dict) and "ev" in doc and doc.get("v") == 2:
+        table, items = doc.get("s"), doc["ev"]
+        if not (isinstance(table, list) and isinstance(items, list) and all(isinstance(x, dict) for x in table)):
+            raise TypeError("pair evidence message with a malformed summary table")
+        return items, table
+    return (doc if isinstance(doc, list) else [doc]), None

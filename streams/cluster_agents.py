@@ -10,7 +10,8 @@ them out; ``distillguard replay`` chains the same objects in-process
         │  ──► DG_TOPIC_LINKS (partition = murmur2(link key fingerprint), DG_PARTITIONS partitions;
         │      one message per partition per detect batch: a JSON array of observations)
     [link]    Linker per partition: bounded per-key account sketches ──► pair evidence
-        │  ──► DG_TOPIC_CLUSTER (ONE partition; one JSON array of evidence per links message)
+        │  ──► DG_TOPIC_CLUSTER (ONE partition; one evidence message per links message: its
+        │      items, each account summary once, ``records.evidence_message``)
     [cluster] ClusterEngine: union-find, collective scores, alert lifecycle
            ──► llm.alerts (cluster alerts), distillguard.sink (alert_events, cluster_members)
 
@@ -22,8 +23,10 @@ message per partition per detect batch: per-message costs (a produce, a Faust
 event on the linker's side) are paid per batch, not per observation. Readers
 also accept the single-object form (one observation or evidence per
 message) that earlier versions wrote; the objects' wire form (``LinkObservation.to_wire``,
-``PairEvidence.to_wire``) is the short-key JSON of earlier versions, so a rolling upgrade
-needs no care. Clusters span keys and partitions, so the cluster stage runs as a
+``PairEvidence.to_wire``) is the short-key JSON of earlier versions. Evidence messages are
+version 2 (``records.evidence_message``: each account summary once per message, half the
+bytes), which workers before it cannot read: a rolling upgrade from them runs with
+``DG_CLUSTER_WIRE=1`` until every worker is upgraded. Clusters span keys and partitions, so the cluster stage runs as a
 single instance cluster-wide: its topic has one partition, and Kafka gives
 that partition to exactly one worker of the group. Its input is small --
 observations are deduplicated per account and key (at most one per key per 3
@@ -55,7 +58,7 @@ from distillguard.models.feedback import FeedbackBook
 from distillguard.models.linking import Linker, LinkObserver
 from distillguard.models.memo import Memo
 from distillguard.models.pipeline import ClusterOutput, ClusterStage
-from distillguard.models.records import LinkObservation, LinkRecord, PairEvidence
+from distillguard.models.records import LinkObservation, LinkRecord, PairEvidence, evidence_items, evidence_message
 from distillguard.models.rows import AlertEventRow
 
 from .faust_stream import RawSchema
@@ -70,7 +73,7 @@ log = logging.getLogger("distillguard.clusters")
 # one partition gets per batch).
 MAX_BATCH_MESSAGE_BYTES = 256 * 1024
 _HASHES = Memo("cluster_agents.link_hashes", 100_000)  # link key -> murmur2 (pure Python: ~5 µs)
-MALFORMED = (KeyError, TypeError, ValueError, AttributeError)   # what from_wire raises on a bad item
+MALFORMED = (LookupError, TypeError, ValueError, AttributeError)   # what from_wire raises on a bad item
 
 
 def link_partition(link_key: str, partitions: int) -> int:
@@ -84,19 +87,39 @@ def link_partition(link_key: str, partitions: int) -> int:
     return h % partitions
 
 
-def batch_messages(items: list, limit: int = MAX_BATCH_MESSAGE_BYTES) -> list[bytes]:
-    """``items`` as JSON arrays of at most ``limit`` bytes each (unless one item alone is larger)."""
-    raw = orjson.dumps(items)
+def batch_messages(items: list, limit: int = MAX_BATCH_MESSAGE_BYTES, encode=orjson.dumps) -> list[bytes]:
+    """``items`` as messages of at most ``limit`` bytes each (unless one item alone is larger):
+    ``encode(part)`` for consecutive parts of ``items`` (default: a JSON array)."""
+    raw = encode(items)
     if len(raw) <= limit or len(items) == 1:
         return [raw]
     half = len(items) // 2
-    return batch_messages(items[:half], limit) + batch_messages(items[half:], limit)
+    return batch_messages(items[:half], limit, encode) + batch_messages(items[half:], limit, encode)
+
+
+def evidence_messages(items: list[PairEvidence], version: int = 2) -> list[bytes]:
+    """The linker's evidence for one links message, as evidence messages of wire ``version``
+    (``records.evidence_message``; a split message carries the summaries its part names)."""
+    return batch_messages(items, encode=lambda part: orjson.dumps(evidence_message(part, version)))
 
 
 def _batch(raw: bytes) -> list:
-    """A links or evidence message: a JSON array of objects, or (earlier versions) one object."""
+    """A links message: a JSON array of objects, or (earlier versions) one object."""
     doc = orjson.loads(raw)
     return doc if isinstance(doc, list) else [doc]
+
+
+def read_evidence(raw: bytes) -> tuple[list[PairEvidence], list[str]]:
+    """An evidence message (either wire version) → (its evidence, why each item skipped was
+    malformed). Raises ``orjson.JSONDecodeError`` or TypeError for a message that is not one."""
+    items, table = evidence_items(orjson.loads(raw))
+    found, bad = [], []
+    for item in items:
+        try:
+            found.append(PairEvidence.from_wire(item, table))
+        except MALFORMED as err:
+            bad.append(f"{type(err).__name__}: {err}")
+    return found, bad
 
 
 class LinkPublisher:
@@ -167,6 +190,8 @@ def register_cluster_agents(app, settings: Settings, config: DetectorConfig, key
         rows = [*(AlertEventRow.of(a) for a in out.alerts), *out.members]
         await publish_rows_then_alerts(app.producer, sink_topic, rows, out.alerts, emit_alert)
 
+    wire = settings.cluster_wire
+
     @app.agent(links)
     async def link(stream):
         async for raw in stream:
@@ -184,27 +209,24 @@ def register_cluster_agents(app, settings: Settings, config: DetectorConfig, key
                     continue
                 found = agents.linker.process(obs)
                 if found is not None:
-                    out.append(found.to_wire())
+                    out.append(found)
             if out:
                 agents.evidence += len(out)
-                for value in batch_messages(out):
+                for value in evidence_messages(out, wire):
                     await evidence.send(key=b"cluster", value=value)
 
     @app.agent(evidence)
     async def cluster(stream):
         async for raw in stream:
             try:
-                batch = _batch(raw)
-            except orjson.JSONDecodeError as err:
+                batch, bad = read_evidence(raw)
+            except (orjson.JSONDecodeError, TypeError) as err:
                 log.error("cluster: skipped a malformed pair evidence message (%s)", err)
                 continue
+            for why in bad:
+                log.error("cluster: skipped malformed pair evidence (%s)", why)
             out = ClusterOutput()
-            for item in batch:
-                try:
-                    found = PairEvidence.from_wire(item)
-                except MALFORMED as err:
-                    log.error("cluster: skipped malformed pair evidence (%s)", err)
-                    continue
+            for found in batch:
                 out.extend(agents.clusters.process(found))
             quiet["since"], quiet["flushed"] = time.monotonic(), False
             await publish(out)

@@ -11,8 +11,8 @@ scaled to ``--accounts`` accounts, its first ``--hours`` of event time):
 1. its input rate: pair-evidence items (and their partners) per request, the way
    the stream produces them (one ``LinkObserver``, ``DG_PARTITIONS`` linkers routed
    by ``link_partition``, one evidence message per links partition per batch);
-2. its CPU per evidence item, shell included (``orjson`` + ``PairEvidence.from_wire``,
-   as the cluster agent reads it, then ``ClusterStage.process``), in CPU seconds
+2. its CPU per evidence item, shell included (``read_evidence``: ``orjson`` and
+   ``PairEvidence.from_wire``, as the cluster agent reads it, then ``ClusterStage.process``), in CPU seconds
    (``time.process_time``: the machine is shared, so wall time says little);
 3. the request rate at which that saturates one core: requests / CPU seconds;
 4. the same with the pair state split over S ``PairShard``s (``--shards 1,4,8``), as
@@ -48,7 +48,7 @@ from distillguard.models.records import PairEvidence, Partner
 from distillguard.models.simulation import scenario as sim_scenario
 from distillguard.schemas import event_from_dict
 
-from .cluster_agents import _batch, batch_messages, link_partition
+from .cluster_agents import evidence_messages, link_partition, read_evidence
 from .settings import tune_gc
 
 SCALED = ("accounts", "teams", "campaigns")   # cohort knobs that set how many accounts it has
@@ -80,20 +80,21 @@ class EvidenceRun:
 
 
 def evidence_of(sim: sim_scenario.Simulation, hours: float, partitions: int, batch: int = 1000,
-                key: bytes = DEV_KEY, progress=None) -> EvidenceRun:
-    """Run the simulation's first ``hours`` through observer and linkers; keep the evidence messages.
-    One batch = ``batch`` requests: each links partition sends at most one evidence message per batch."""
+                key: bytes = DEV_KEY, progress=None, wire: int = 2) -> EvidenceRun:
+    """Run the simulation's first ``hours`` through observer and linkers; keep the evidence messages
+    (of wire version ``wire``). One batch = ``batch`` requests: each links partition sends at most one
+    evidence message per batch."""
     config = DetectorConfig()
     observer = LinkObserver(key, config.clusters)
     linkers = [Linker(config.clusters) for _ in range(partitions)]
     end = sim.scenario.start_ms + int(hours * 3_600_000)
     run = EvidenceRun(len(sim.labels), hours)
-    pending: dict[int, list[dict]] = {}
+    pending: dict[int, list[PairEvidence]] = {}
     t0 = time.process_time()
 
     def flush() -> None:
         for part in sorted(pending):
-            run.messages.extend(batch_messages(pending[part]))
+            run.messages.extend(evidence_messages(pending[part], wire))
         pending.clear()
 
     for doc in sim.events():
@@ -108,7 +109,7 @@ def evidence_of(sim: sim_scenario.Simulation, hours: float, partitions: int, bat
             if found is not None:
                 run.evidence += 1
                 run.partners += len(found.partners)
-                pending.setdefault(part, []).append(found.to_wire())
+                pending.setdefault(part, []).append(found)
         if run.requests % batch == 0:
             flush()
             if progress and run.requests % (100 * batch) == 0:
@@ -138,7 +139,7 @@ def replay(messages: list[bytes], shards: int = 1, config: DetectorConfig | None
     t0 = clock()
     for raw in messages:
         t = clock()
-        batch = [PairEvidence.from_wire(item) for item in _batch(raw)]
+        batch, _bad = read_evidence(raw)
         decode += clock() - t
         for evidence in batch:
             out.extend(stage.process(evidence))
@@ -165,9 +166,9 @@ def replay_core(messages: list[bytes], shards: int, config: DetectorConfig | Non
         return hot
     engine._hot_pairs = record
     for raw in messages:
-        for item in _batch(raw):
-            stage.process(PairEvidence.from_wire(item))
-            heads.append(orjson.dumps({k: v for k, v in item.items() if k != "p"}))
+        for evidence in read_evidence(raw)[0]:
+            stage.process(evidence)
+            heads.append(orjson.dumps({k: v for k, v in evidence.to_wire().items() if k != "p"}))
     stage.finish()
     core = ClusterStage(config)
     given = iter(found)
@@ -202,10 +203,11 @@ def decode_split(messages: list[bytes], shards: int) -> list[float]:
     evidence item's partners, grouped by ``shard_of``, to their pairs' shards."""
     pieces: list[list[bytes]] = [[] for _ in range(shards)]
     for raw in messages:
-        for item in _batch(raw):
+        for evidence in read_evidence(raw)[0]:
             routed: dict[int, list] = {}
-            for partner in item["p"]:
-                routed.setdefault(shard_of(pair_key(item["a"], partner[0]), shards), []).append(partner)
+            for partner in evidence.partners:   # as the link agents would send it: [account, sync, summary]
+                shard = shard_of(pair_key(evidence.account, partner.account), shards)
+                routed.setdefault(shard, []).append(list(partner))
             for i, partners in routed.items():
                 pieces[i].append(orjson.dumps(partners))
     clock = time.process_time
@@ -288,6 +290,11 @@ def load(path: str) -> EvidenceRun:
     return run
 
 
+def rewire(messages: list[bytes], version: int) -> list[bytes]:
+    """The same evidence in messages of wire ``version``, one (or its split) per message."""
+    return [out for raw in messages for out in evidence_messages(read_evidence(raw)[0], version)]
+
+
 def _decisions(out: ClusterOutput) -> tuple:
     return ([a.to_json() for a in out.alerts], [(m.cluster_id, m.account_id, m.updated_at, m.score) for m in out.members])
 
@@ -302,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--save", metavar="FILE", help="also write the population's evidence here (gzip)")
     p.add_argument("--load", metavar="FILE", help="replay evidence written by --save instead of simulating")
+    p.add_argument("--wire", type=int, choices=(1, 2), default=2,
+                   help="evidence wire version to replay (DG_CLUSTER_WIRE; default 2); with --load, the saved "
+                        "messages are rewritten in it (version 1 → 2 loses the summaries' sharing: generate in 2)")
     a = p.parse_args(argv)
     tune_gc()   # the worker's collector settings (streams/settings.py), or the figures are not its own
     say = lambda msg: print(f"cluster-ceiling: {msg}", file=sys.stderr, flush=True)  # noqa: E731
@@ -312,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
                                                            progress=say)
         if a.save:
             save(evidence, a.save)
+        evidence.messages = rewire(evidence.messages, a.wire)
+    elif a.wire != 2:
+        evidence = evidence_of(population(a.accounts, a.seed), a.hours, a.partitions, progress=say, wire=a.wire)
     res = measure(a.accounts, a.hours, a.partitions, shards, a.seed, progress=say, evidence=evidence)
     if a.json:
         print(orjson.dumps(res).decode())

@@ -216,6 +216,10 @@ class Settings:
     topic_cluster: str = setting("DG_TOPIC_CLUSTER", "", "internal: account-pair evidence, one partition "
                                  "(cross-account)", shown_default="`<DG_APP_ID>.cluster`",
                                  derive=lambda s: f"{s['app_id']}.cluster")
+    cluster_wire: int = setting(
+        "DG_CLUSTER_WIRE", "2", "wire version of the evidence messages the link agent writes (readers take both): "
+        "2 names each account summary once per message; 1 is what workers before it read, for a rolling "
+        "upgrade from them", parse=int, kind="1 or 2", choices=("1", "2"))
 
     @property
     def embedded_clickhouse(self) -> bool:
