@@ -59,9 +59,10 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 def faust_broker_options(settings: Settings, stock_consumer: bool = False) -> dict:
     """``faust.App`` keyword arguments for the broker: URL(s) and credentials.
 
-    The consumer's URLs say ``distillguard://``: Faust's transport registry maps that scheme to
-    ``streams/faust_transport.py`` (Faust's aiokafka transport with a consumer that makes no
-    tasks per message). ``stock_consumer`` keeps Faust's own (the bench's "before" figure)."""
+    The consumer's and producer's URLs say ``distillguard://``: Faust's transport registry maps
+    that scheme to ``streams/faust_transport.py`` (Faust's aiokafka transport with a consumer that
+    makes no tasks per message and a producer buffer that reads no setting per message).
+    ``stock_consumer`` keeps Faust's own for both (the bench's "before" figure)."""
     import faust
 
     from .faust_transport import SCHEME, check_registered
@@ -70,7 +71,7 @@ def faust_broker_options(settings: Settings, stock_consumer: bool = False) -> di
     urls = [f"kafka://{host}" for host in hosts]
     if not stock_consumer:
         check_registered()
-    consumer_urls = urls if stock_consumer else [f"{SCHEME}://{host}" for host in hosts]
+    transport_urls = urls if stock_consumer else [f"{SCHEME}://{host}" for host in hosts]
     protocol = settings.kafka_security_protocol
     credentials = None
     if protocol.startswith("SASL"):
@@ -81,7 +82,8 @@ def faust_broker_options(settings: Settings, stock_consumer: bool = False) -> di
                                             ssl_context=ssl_context(settings))
     elif protocol == "SSL":
         credentials = faust.SSLCredentials(ssl_context(settings))
-    return {"broker": urls, "broker_consumer": consumer_urls, "broker_credentials": credentials}
+    return {"broker": urls, "broker_consumer": transport_urls, "broker_producer": transport_urls,
+            "broker_credentials": credentials}
 
 
 def describe_auth(settings: Settings) -> str:

@@ -39,8 +39,11 @@ def test_the_worker_app_selects_our_consumer(tmp_path):
     app = create_app(settings)
     assert type(app.transport) is faust_transport.Transport   # via the faust.transports entry point
     assert type(app.consumer) is faust_transport.Consumer     # the consumer the worker runs
-    # the producer side is Faust's own aiokafka transport
-    assert type(app.producer_transport).__module__ == "faust.transport.drivers.aiokafka"
+    # the producer too: Faust's aiokafka producer with the buffer whose size reads no setting
+    assert type(app.producer_transport) is faust_transport.Transport
+    assert type(app.producer) is faust_transport.Producer
+    assert type(app.producer.buffer) is faust_transport.ProducerBuffer and app.producer.buffer.threaded is False
+    assert app.producer.buffer.app is app and app.producer.buffer.size == 0
     assert type(app.monitor) is faust_transport.QuietMonitor and app.conf.consumer_max_fetch_size == 4 << 20
     assert app.conf.Stream is faust_stream.BatchStream and isinstance(app.stream(app.channel()), faust_stream.BatchStream)
 

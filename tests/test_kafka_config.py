@@ -21,6 +21,7 @@ def test_plaintext_is_the_default_and_unchanged():
     assert conf == {"bootstrap.servers": "127.0.0.1:19092", "security.protocol": "plaintext"}
     assert faust_broker_options(s) == {"broker": ["kafka://127.0.0.1:19092"],
                                        "broker_consumer": ["distillguard://127.0.0.1:19092"],   # our consumer
+                                       "broker_producer": ["distillguard://127.0.0.1:19092"],   # and producer
                                        "broker_credentials": None}
     assert ssl_context(s) is None
 
@@ -33,7 +34,7 @@ def test_sasl_ssl_reaches_both_clients_and_is_masked():
     assert conf["sasl.username"] == "svc" and conf["sasl.password"] == "hunter2" and conf["group.id"] == "g"
     options = faust_broker_options(s)
     assert options["broker"] == ["kafka://b1:9096", "kafka://b2:9096"]
-    assert options["broker_consumer"] == ["distillguard://b1:9096", "distillguard://b2:9096"]
+    assert options["broker_consumer"] == options["broker_producer"] == ["distillguard://b1:9096", "distillguard://b2:9096"]
     creds = options["broker_credentials"]
     assert isinstance(creds, faust.SASLCredentials) and creds.protocol.value == "SASL_SSL"
     assert creds.mechanism.value == "SCRAM-SHA-256" and creds.ssl_context is not None
