@@ -89,6 +89,15 @@ _CORE = native.StateCore({
     "c_fresh": C_FRESH, "c_burst": C_BURST, "c_new_model": C_NEW_MODEL, "c_long_answer": C_LONG_ANSWER,
     "c_short_answer": C_SHORT_ANSWER, "c_padded": C_PADDED, "c_in_tokens": C_IN_TOKENS,
     "c_out_tokens": C_OUT_TOKENS}) if native.StateCore is not None else None
+_core_learn = None   # _CORE.learn while the compiled route is on (native.on_switch)
+
+
+def _set_compiled(on: bool) -> None:
+    global _core_learn
+    _core_learn = _CORE.learn if on and _CORE is not None else None
+
+
+native.on_switch(_set_compiled)
 
 
 def _model_id(model: str) -> int:
@@ -147,9 +156,9 @@ class AccountState:
 
     def learn_one(self, f: EventFeatures) -> None:
         """Fold one event's features into the state (event time; late events are discounted)."""
-        if _CORE is not None and native.enabled():
+        if _core_learn is not None:
             # the same arithmetic, compiled (``_counters_and_sketches`` is its definition)
-            _CORE.learn(self, f, _model_id(f.model))
+            _core_learn(self, f, _model_id(f.model))
         else:
             self._counters_and_sketches(f)
         if f.tier is not None:
