@@ -24,10 +24,10 @@ event on the linker's side) are paid per batch, not per observation. Readers
 also accept the single-object form (one observation or evidence per
 message) that earlier versions wrote; the objects' wire form (``LinkObservation.to_wire``,
 ``PairEvidence.to_wire``) is the short-key JSON of earlier versions. Evidence messages are
-version 2 (``records.evidence_message``: each account summary once per message, half the
-bytes), which workers before it cannot read: a rolling upgrade from them runs with
-``DG_CLUSTER_WIRE=1`` until every worker is upgraded. Clusters span keys and partitions, so the cluster stage runs as a
-single instance cluster-wide: its topic has one partition, and Kafka gives
+version 2 (``records.evidence_message``: each account summary once per message, 56% of the
+bench's bytes), which workers before it cannot read: a rolling upgrade from them runs with
+``DG_CLUSTER_WIRE=1`` until every worker is upgraded. Clusters span keys and partitions, so
+the cluster stage runs as a single instance cluster-wide: its topic has one partition, and Kafka gives
 that partition to exactly one worker of the group. Its input is small --
 observations are deduplicated per account and key (at most one per key per 3
 minutes, 30 for payment/system prompt/client), keys shared by too many

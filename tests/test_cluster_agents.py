@@ -4,7 +4,8 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from distillguard.models.records import PairEvidence, Partner, evidence_message
-from distillguard.streams.cluster_agents import _batch, batch_messages, evidence_messages, link_partition, read_evidence
+from distillguard.streams.cluster_agents import (_batch, batch_messages, evidence_messages, link_partition,
+                                                 read_evidence)
 
 
 def test_link_partition_is_kafkas_default_partitioner_of_the_link_key():
