@@ -105,6 +105,7 @@ class Sink(threading.Thread):
         self._stopping = threading.Event()
         self.inserted: dict[str, int] = defaultdict(int)
         self.pending_rows = 0
+        self._uncommitted = False   # messages consumed since the last commit that went through
         self.retries = 0
         self.skipped_messages = 0
         self.dead_letter_rows: dict[str, int] = defaultdict(int)
@@ -155,10 +156,17 @@ class Sink(threading.Thread):
                         if msg.error().code() != KafkaError._PARTITION_EOF:
                             log.warning("sink consumer: %s", msg.error())
                         continue
+                    self._uncommitted = True
                     self._add(msg.value(), buffer)
                 due = time.monotonic() - last_flush >= self.settings.sink_flush_s
                 if self.pending_rows and (due or self.pending_rows >= self.settings.sink_batch_rows):
                     self._flush(buffer)
+                    last_flush = time.monotonic()
+                elif self._uncommitted and due and not self.pending_rows:
+                    # messages that left no row to insert (dead-lettered), or a commit that failed:
+                    # committed now, not only once more rows come (they may not, and a restart
+                    # would read and dead-letter them again)
+                    self._commit()
                     last_flush = time.monotonic()
                 if time.monotonic() - last_sample >= MEMORY_SAMPLE_S:
                     self._sample_memory()
@@ -168,6 +176,8 @@ class Sink(threading.Thread):
                     last_purge = time.monotonic()
             if self.pending_rows:
                 self._flush(buffer)
+            elif self._uncommitted:
+                self._commit()
         finally:
             c.close()
 
@@ -269,7 +279,17 @@ class Sink(threading.Thread):
         if paused:
             self.consumer.resume(self.consumer.assignment())
         self.pending_rows = 0
+        self._commit()
+
+    def _commit(self) -> None:
+        """Commit the offsets of everything consumed (inserted or dead-lettered by now). A failed
+        commit is tried again at the next flush interval, rows or not."""
         try:
             self.consumer.commit(asynchronous=False)
-        except KafkaException as err:  # e.g. a rebalance took the partitions: rows are re-read, deduped
-            log.warning("sink: offset commit failed (%s)", err)
+            self._uncommitted = False
+        except KafkaException as err:
+            if err.args[0].code() == KafkaError._NO_OFFSET:   # nothing new since the last commit
+                self._uncommitted = False
+                return
+            # e.g. a rebalance took the partitions: rows are re-read, deduped
+            log.warning("sink: offset commit failed (%s); tried again in %.1fs", err, self.settings.sink_flush_s)

@@ -67,3 +67,33 @@ def test_rejected_rows_go_to_the_dead_letter_topic_and_the_rest_is_inserted(isol
     assert by_table["account_minute_in"]["rows"] == [bad.values()]
     assert "many" in by_table["account_minute_in"]["reason"]
     assert "2 values" in by_table["dlq_minute"]["reason"] or "3 values" in by_table["dlq_minute"]["reason"]
+
+
+def test_messages_that_leave_no_row_are_committed_without_waiting_for_rows(isolated_settings):
+    # only a malformed message: nothing to insert, so no insert's commit; its offset is committed
+    # anyway, or a restarted sink would read it and dead-letter it again
+    from confluent_kafka import Consumer, TopicPartition
+
+    from distillguard.streams.kafka_config import client_config
+    settings = isolated_settings
+    ensure_topics(settings)
+    p = producer(settings)
+    p.produce(settings.topic_sink, value=b"{not a row batch", partition=0)
+    p.flush(30)
+    store = Store(settings)
+    store.migrate()
+    sink = Sink(settings, store)
+    probe = Consumer(client_config(settings, **{"group.id": f"{settings.app_id}-sink"}))
+    committed = lambda: probe.committed([TopicPartition(settings.topic_sink, 0)], timeout=10)[0].offset  # noqa: E731
+    sink.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and committed() != 1:
+            time.sleep(0.5)
+        assert sink.stats()["skipped_messages"] == 1
+        assert committed() == 1, "the malformed message's offset was never committed"
+    finally:
+        sink.stop()
+        probe.close()
+        store.close()
+    assert len(list(consume(settings, dead_letter_topic(settings), timeout=30, idle=5))) == 1
