@@ -122,9 +122,6 @@ def _index(i: Any) -> int:
     return i
 
 
-EVIDENCE_WIRE_VERSIONS = (1, 2)
-
-
 def evidence_message(items: list[PairEvidence], version: int = 2) -> Any:
     """Pair evidence as the JSON value of one message. Version 1: the list of ``to_wire``
     items. Version 2: ``{"v": 2, "s": [summary, ...], "ev": [item, ...]}`` where each item's

@@ -232,7 +232,7 @@ class Producer(aiokafka.Producer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        faust_buffer = self.buffer   # made by Faust's __init__, not started yet: replaced as made
+        faust_buffer = self.buffer   # Faust's __init__ made it; nothing started or holds it yet
         self.buffer = ProducerBuffer(loop=self.loop, beacon=self.beacon)
         self.buffer.app = faust_buffer.app
         if self.threaded_producer is not None:
