@@ -12,5 +12,6 @@ from setuptools import Extension, setup
 # no fused multiply-add: the C must round like the Python it stands in for
 _FLAGS = ["-O2", "-ffp-contract=off"]
 _EXTENSIONS = {"models": ("_textscan", "_statecore", "_linkprofile", "_eventfront"), "schemas": ("_eventcheck",)}
+_HEADERS = ["models/_namedtuple.h"]   # shared by _eventfront.c and _linkprofile.c
 setup(ext_modules=[Extension(f"distillguard.{package}.{name}", [f"{package}/{name}.c"], extra_compile_args=_FLAGS,
-                             optional=True) for package, names in _EXTENSIONS.items() for name in names])
+                             depends=_HEADERS, optional=True) for package, names in _EXTENSIONS.items() for name in names])

@@ -13,6 +13,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_namedtuple.h"
 
 typedef struct {
     PyObject_HEAD
@@ -55,21 +56,6 @@ Front_dealloc(Front *self)
     PyObject_GC_UnTrack(self);
     Front_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-/* cls must be a NamedTuple of n fields (a tuple subclass without fields of its own, whose
- * __new__ is tuple.__new__(cls, values)): its instances are built here with tp_alloc */
-static int
-plain_tuple_class(PyObject *cls, Py_ssize_t n)
-{
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)
-        || ((PyTypeObject *)cls)->tp_basicsize != PyTuple_Type.tp_basicsize || ((PyTypeObject *)cls)->tp_dictoffset != 0)
-        return 0;
-    PyObject *fields = PyObject_GetAttrString(cls, "_fields");
-    int ok = fields != NULL && PyTuple_Check(fields) && PyTuple_GET_SIZE(fields) == n;
-    Py_XDECREF(fields);
-    PyErr_Clear();
-    return ok;
 }
 
 static int
@@ -197,6 +183,17 @@ content_less(Front *self, PyObject *event, PyObject *messages)
     return 1;
 }
 
+/* m.content if it is a str (a new reference); NULL with an error set, or NULL without one where
+ * it is another type (the Python decides) */
+static PyObject *
+str_content(PyObject *m)
+{
+    PyObject *content = get(m, s_content);
+    if (content != NULL && !PyUnicode_CheckExact(content))
+        Py_CLEAR(content);
+    return content;
+}
+
 static PyObject *
 Front_parts(Front *self, PyObject *event)
 {
@@ -208,16 +205,15 @@ Front_parts(Front *self, PyObject *event)
     long turns = 0;
     if (messages == NULL)
         goto done;
-    if (!PyList_CheckExact(messages)) {
-        out = Py_None;
-        Py_INCREF(out);
-        goto done;
-    }
+    if (!PyList_CheckExact(messages))
+        goto python;
     int less = content_less(self, event, messages);
     if (less == -1)
         goto done;
-    if (less == -2 || less == 1) {
-        out = less == 1 ? self->no_parts : Py_None;
+    if (less == -2)
+        goto python;
+    if (less == 1) {
+        out = self->no_parts;
         Py_INCREF(out);
         goto done;
     }
@@ -228,22 +224,14 @@ Front_parts(Front *self, PyObject *event)
             goto done;
         if (!PyUnicode_CheckExact(role)) {
             Py_DECREF(role);
-            out = Py_None;
-            Py_INCREF(out);
-            goto done;
+            goto python;
         }
         int user = PyUnicode_Compare(role, s_user) == 0, is_system = !user && PyUnicode_Compare(role, s_system) == 0;
         Py_DECREF(role);
         if (user) {
-            PyObject *content = get(m, s_content);
+            PyObject *content = str_content(m);
             if (content == NULL)
-                goto done;
-            if (!PyUnicode_CheckExact(content)) {
-                Py_DECREF(content);
-                out = Py_None;
-                Py_INCREF(out);
-                goto done;
-            }
+                goto python;
             Py_SETREF(prompt, content);
             if (PyUnicode_GET_LENGTH(question) == 0) {
                 Py_INCREF(prompt);
@@ -253,15 +241,9 @@ Front_parts(Front *self, PyObject *event)
         }
         else if (is_system) {
             if (PyUnicode_GET_LENGTH(system) == 0) {
-                PyObject *content = get(m, s_content);
+                PyObject *content = str_content(m);
                 if (content == NULL)
-                    goto done;
-                if (!PyUnicode_CheckExact(content)) {
-                    Py_DECREF(content);
-                    out = Py_None;
-                    Py_INCREF(out);
-                    goto done;
-                }
+                    goto python;
                 Py_SETREF(system, content);
             }
         }
@@ -282,6 +264,12 @@ Front_parts(Front *self, PyObject *event)
     PyTuple_SET_ITEM(t, 3, question);
     prompt = system = question = NULL;   /* stolen */
     out = t;
+    goto done;
+python:   /* a type the C does not expect, or an error: None (no error) lets the Python decide */
+    if (!PyErr_Occurred()) {
+        out = Py_None;
+        Py_INCREF(out);
+    }
 done:
     Py_XDECREF(messages);
     Py_XDECREF(prompt);

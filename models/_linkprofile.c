@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_namedtuple.h"
 #include <math.h>
 #include <string.h>
 
@@ -1143,11 +1144,9 @@ LinkerCore_init(LinkerCore *self, PyObject *args, PyObject *kwds)
                                      &cfg, &account_hash, &PyType_Type, &partner_cls, &evidence_cls, &anchors,
                                      &recent, &max_keys))
         return -1;
-    if (!PyType_IsSubtype((PyTypeObject *)partner_cls, &PyTuple_Type)
-        || ((PyTypeObject *)partner_cls)->tp_basicsize != PyTuple_Type.tp_basicsize   /* a NamedTuple: no fields of its own */
-        || ((PyTypeObject *)partner_cls)->tp_dictoffset != 0 || !PyCallable_Check(key_cls)
+    if (!plain_tuple_class(partner_cls, 3) || !PyCallable_Check(key_cls)
         || !PyCallable_Check(account_hash) || !PyCallable_Check(evidence_cls) || anchors < 1 || recent < 1) {
-        PyErr_SetString(PyExc_TypeError, "LinkerCore: a tuple class for partners, callables, bounds >= 1");
+        PyErr_SetString(PyExc_TypeError, "LinkerCore: a NamedTuple class of 3 fields for partners, callables, bounds >= 1");
         return -1;
     }
     if (long_attr(cfg, s_pair_window_ms, &window) < 0 || long_attr(cfg, s_sync_ms, &sync_ms) < 0
