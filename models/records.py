@@ -95,9 +95,12 @@ class PairEvidence:
     model: str | None
     partners: list[Partner]
 
-    def to_wire(self) -> dict:
-        return {"a": self.account, "sa": self.summary, "kind": self.kind, "w": self.weight, "ts": self.ts_ms,
-                "e": self.event_id, "m": self.model, "p": [list(p) for p in self.partners]}
+    def to_wire(self, ref=None) -> dict:
+        """The item; ``ref`` (version 2, :func:`evidence_message`): each summary's index in its
+        message's table, written in the summary's place."""
+        put = _inline if ref is None else ref
+        return {"a": self.account, "sa": put(self.summary), "kind": self.kind, "w": self.weight, "ts": self.ts_ms,
+                "e": self.event_id, "m": self.model, "p": [[p.account, p.sync, put(p.summary)] for p in self.partners]}
 
     @classmethod
     def from_wire(cls, d: dict, summaries: list | None = None) -> PairEvidence:
@@ -113,6 +116,10 @@ class PairEvidence:
         if not (isinstance(ev.account, str) and isinstance(ev.ts_ms, int)):
             raise TypeError("pair evidence with fields of the wrong type")
         return ev
+
+
+def _inline(summary: AccountSummary) -> AccountSummary:   # version 1: the summary itself
+    return summary
 
 
 def _index(i: Any) -> int:
@@ -151,9 +158,7 @@ def evidence_message(items: list[PairEvidence], version: int = 2) -> Any:
             table.append(summary)
         return i
 
-    return {"v": 2, "s": table, "ev": [
-        {"a": e.account, "sa": ref(e.summary), "kind": e.kind, "w": e.weight, "ts": e.ts_ms, "e": e.event_id,
-         "m": e.model, "p": [[p.account, p.sync, ref(p.summary)] for p in e.partners]} for e in items]}
+    return {"v": 2, "s": table, "ev": [e.to_wire(ref) for e in items]}
 
 
 def evidence_items(doc: Any) -> tuple[list, list | None]:
