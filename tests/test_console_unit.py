@@ -69,3 +69,41 @@ def test_the_console_refuses_to_start_without_a_token(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == ("distillguard console: error: set DG_CONSOLE_TOKEN to the secret analysts sign in "
                                 "with (or run with --dev for a one-off token on this machine)")
+
+
+def test_the_alert_page_reads_reasons_of_the_event_whose_severity_it_shows(tmp_path):
+    # an event stored between the page's two reads (the alert's latest row, then its evidence)
+    # must not put a newer event's reasons beside the older event's severity
+    from distillguard.models.rows import AlertEventRow
+    from distillguard.schemas.alert import Alert
+    from distillguard.streams.clickhouse import Store
+    from distillguard.streams.console.queries import ConsoleData
+    from distillguard.streams.settings import load_settings
+
+    def event(version_ms: int, severity: str, feature: str) -> AlertEventRow:
+        return AlertEventRow.of(Alert("dg-1", "update", "account_extraction", severity, 0.9, ["acct"], NOW,
+                                      NOW + version_ms, NOW + version_ms, 10,
+                                      [{"feature": feature, "value": 1, "baseline": None}], ["e1"], "block"))
+
+    class StoredBetweenReads:   # the store, with an event inserted right after the alert's row is read
+        def __init__(self, store, row):
+            self.store, self.db, self.row = store, store.db, row
+
+        def query(self, sql, params=None):
+            out = self.store.query(sql, params)
+            if "alerts_latest AS a FINAL" in sql and self.row is not None:   # the alert's row, read
+                self.store.insert(self.row.TABLE, [self.row.values()])
+                self.row = None
+            return out
+
+    store = Store(load_settings({"DG_DATA_DIR": str(tmp_path), "DG_DEV": "1"}))
+    try:
+        store.migrate()
+        first = event(1_000, "critical", "breadth")
+        store.insert(first.TABLE, [first.values()])
+        page = ConsoleData(StoredBetweenReads(store, event(2_000, "low", "feedback_tempered"))).alert("dg-1")
+        assert page["severity"] == "critical" and [r["feature"] for r in page["reasons"]] == ["breadth"]
+        again = ConsoleData(store).alert("dg-1")   # the next read shows the newer event whole
+        assert again["severity"] == "low" and [r["feature"] for r in again["reasons"]] == ["feedback_tempered"]
+    finally:
+        store.close()

@@ -113,9 +113,12 @@ class ConsoleData:
         if not rows.result_rows:
             return None
         d = dict(zip(rows.column_names, rows.result_rows[0]))
-        # the evidence of the latest create/update: a close carries only how long it was quiet
+        # the evidence of the latest create/update: a close carries only how long it was quiet. Up to
+        # the version read above: an event stored between the two queries would otherwise give the
+        # page a newer event's reasons (a tempering, say) beside the older event's severity
         ev = self._rows("SELECT reasons, sample_event_ids FROM {db}.alert_events WHERE alert_id = {id:String} "
-                        "AND activity != 'close' ORDER BY version DESC LIMIT 1", {"id": alert_id})
+                        "AND activity != 'close' AND version <= {version:UInt64} ORDER BY version DESC LIMIT 1",
+                        {"id": alert_id, "version": d["version"]})
         d["reasons"] = orjson.loads(ev[0][0] if ev else d["reasons"] or "[]")
         if ev and not d["sample_event_ids"]:
             d["sample_event_ids"] = ev[0][1]
