@@ -356,3 +356,170 @@ def test_records_fetched_before_a_seek_moved_their_partition_back_wait_for_the_s
     # 104..109 of the first fetch came after the seek: not delivered, read after the second seek
     assert delivered == [100, 101, 102, 103] + list(range(100, 110))
     assert rounds[1] == {tp: committed}   # the second round starts from the second seek
+
+
+def _acked_consumer(tmp_path, committed, first_delivered, acked, gap=None):
+    """The app's consumer with `acked` acked on requests/0 after a seek to `committed` (None: no
+    committed offset) whose first delivered record was `first_delivered`."""
+    from faust.types import TP
+
+    consumer = _stream_app(tmp_path).consumer
+    tp = TP("requests", 0)
+    consumer._committed_offset[tp] = committed
+    if first_delivered is not None:
+        consumer._first_delivered[tp] = first_delivered
+    consumer._acked[tp] = list(acked)
+    consumer._acked_index[tp] = set(acked)
+    if gap:
+        consumer._gap[tp].addi(*gap)
+    return consumer, tp
+
+
+def test_no_commit_past_a_delivered_head_offset_that_is_not_acked(tmp_path):
+    """faust-streaming #606: with 2585 committed and 2586..2589 acked, Faust's own rule commits
+    2590, past 2585, which was delivered and is still being processed (or was cleared by a
+    rebalance): it would never be read again. Ours waits for 2585's ack."""
+    consumer, tp = _acked_consumer(tmp_path, 2585, 2585, range(2586, 2590))
+    assert FaustConsumer._new_offset(consumer, tp) == 2590     # Faust's rule: 2585 is lost
+    consumer, tp = _acked_consumer(tmp_path, 2585, 2585, range(2586, 2590))
+    assert consumer._new_offset(tp) is None
+    asyncio.run(consumer.app.topics._update_indices())   # `requests` is an acking topic
+    assert consumer.ack(ConsumerMessage("requests", 0, 2585, 0.0, 0, [], b"k", b"v", None))
+    assert consumer._new_offset(tp) == 2590                    # acked: one commit takes them all
+
+
+def test_a_head_offset_the_log_skipped_is_committed_past_as_faust_does(tmp_path):
+    # the first record after the seek was 2586: 2585 is a transaction marker or compacted away
+    consumer, tp = _acked_consumer(tmp_path, 2585, 2586, range(2586, 2590))
+    assert consumer._new_offset(tp) == 2590
+    # a gap Faust recorded between two delivered records (2585 skipped by the log)
+    consumer, tp = _acked_consumer(tmp_path, 2585, 2580, range(2586, 2590), gap=(2585, 2586))
+    assert consumer._new_offset(tp) == 2590
+    # before any record was delivered since the seek, Faust's rule stands
+    consumer, tp = _acked_consumer(tmp_path, 2585, None, range(2586, 2590))
+    assert consumer._new_offset(tp) == 2590
+
+
+def test_a_partition_never_committed_has_where_its_seek_put_it_as_head(tmp_path):
+    consumer, tp = _acked_consumer(tmp_path, None, 40, range(41, 45))
+    assert FaustConsumer._new_offset(consumer, tp) == 45       # Faust checks nothing before a commit
+    consumer, tp = _acked_consumer(tmp_path, None, 40, range(41, 45))
+    consumer._seek_start[tp] = 40
+    assert consumer._new_offset(tp) is None
+    consumer, tp = _acked_consumer(tmp_path, None, 40, range(40, 45))
+    consumer._seek_start[tp] = 40
+    assert consumer._new_offset(tp) == 45
+
+
+def _seeking_consumer(tmp_path, committed: dict):
+    """The app's consumer with the broker round trips of Faust's consumer thread replaced: the
+    seek to the committed offsets returns `committed`; seeks are recorded."""
+    app = _stream_app(tmp_path)
+    consumer = app.consumer
+    seeks: list = []
+
+    class Thread:
+        async def seek_to_committed(self):
+            return dict(committed)
+
+        async def seek_wait(self, partitions):
+            seeks.append(dict(partitions))
+
+    asyncio.run(app.topics._update_indices())   # `requests` is an acking topic, changelogs are not
+    consumer._thread = Thread()
+    return consumer, seeks
+
+
+def test_seeks_move_a_never_committed_partition_back_to_what_was_not_processed(tmp_path):
+    """aiokafka's seek leaves a partition with no committed offset where it is. Ours moves it
+    to the first offset delivered since the last seek that is not acked, holds its records until
+    the second seek like the others', and the second seek moves it there again; a partition
+    nothing was delivered from stays where it is."""
+    from faust.types import TP
+
+    committed_tp, read_tp, unread_tp, zero_tp, table_tp = (
+        TP("requests", 0), TP("requests", 1), TP("requests", 2), TP("requests", 3), TP("app-table-changelog", 0))
+    consumer, seeks = _seeking_consumer(tmp_path, {committed_tp: 100, read_tp: None, unread_tp: None,
+                                                   zero_tp: 0, table_tp: None})
+    consumer._first_delivered.update({read_tp: 5, zero_tp: 0, table_tp: 0})
+    consumer._acked[read_tp] = [5, 6, 7, 9]     # 8 was delivered and cleared
+    consumer._acked[zero_tp] = [1, 2]           # 0 is still being processed
+    asyncio.run(consumer.perform_seek())
+    assert seeks == [{read_tp: 8, zero_tp: 0}]
+    assert consumer._seek_start == {read_tp: 8, zero_tp: 0}
+    assert consumer._moved_back == {committed_tp, read_tp, zero_tp}   # held until the second seek
+    assert consumer._first_delivered == {}
+    assert consumer._read_offset[committed_tp] == 100 and consumer._seek_again
+    # the second seek, nothing delivered in between: the same place again
+    asyncio.run(consumer.perform_seek())
+    assert seeks[1] == {read_tp: 8, zero_tp: 0}
+
+
+def test_a_revoked_partition_assigned_again_is_read_from_what_was_not_processed(tmp_path):
+    from faust.types import TP
+
+    tp = TP("requests", 0)
+    consumer, seeks = _seeking_consumer(tmp_path, {tp: None})
+    consumer._first_delivered[tp] = 10
+    consumer._acked[tp] = [10, 11, 12]
+    asyncio.run(consumer.on_partitions_revoked({tp}))   # Faust forgets the acks here...
+    assert not consumer._acked.get(tp) and tp not in consumer._first_delivered
+    consumer._acked[tp] = [13]                           # ...the batch in flight is acked after
+    asyncio.run(consumer.perform_seek())                 # assigned again: the recovery's seek
+    assert seeks == [{tp: 14}]
+    assert consumer._revoked_progress == {}
+
+
+def test_faust_methods_the_consumer_builds_on_are_the_ones_it_follows():
+    for name, expected in faust_transport.UPSTREAM_SHA256.items():
+        digest = hashlib.sha256(inspect.getsource(getattr(FaustConsumer, name.split(".")[1])).encode()).hexdigest()
+        assert digest == expected, (
+            f"faust.transport.consumer.{name} changed (a Faust upgrade?): faust_transport.Consumer builds on it "
+            f"(its docstring says how). Check that it still holds, then set UPSTREAM_SHA256[{name!r}] to {digest}")
+
+
+def test_a_never_committed_partition_is_read_again_after_a_rebalance_clear(tmp_path):
+    """A partition with nothing committed: 2 and 3 were delivered when Faust's end-of-recovery
+    seek ended and were then cleared (never acked). Both seeks move the partition back to 2, the
+    records fetched before the second are held, and 2.. are read and acked again: one commit
+    takes 0..9. (aiokafka's own seek left it where it was, and Faust committed past what was
+    cleared.)"""
+    from faust.types import TP
+
+    tp = TP("requests", 0)
+    consumer, seeks = _seeking_consumer(tmp_path, {tp: None})
+    app = consumer.app
+
+    class Fetcher:
+        _stopped = asyncio.Event()
+
+    rounds = []
+
+    async def getmany(timeout):
+        rounds.append(len(delivered))
+        for offset in range(10) if len(rounds) == 1 else range(seeks[-1][tp], 10):
+            yield tp, ConsumerMessage("requests", 0, offset, 0.0, 0, [], b"k", b"v", None,
+                                      generation_id=app.consumer_generation_id)
+            if len(rounds) == 1 and offset == 3:
+                await consumer.perform_seek()
+        if len(rounds) == 2:
+            Fetcher._stopped.set()
+
+    delivered = []
+
+    async def callback(msg):
+        delivered.append(msg.offset)
+        if not (len(rounds) == 1 and msg.offset in (2, 3)):   # 2 and 3 of the first round: cleared
+            consumer.ack(msg)
+
+    async def main():
+        consumer.getmany = getmany
+        consumer.callback = callback
+        await consumer._drain_messages(Fetcher())
+        return consumer._filter_committable_offsets([tp])
+
+    commit = asyncio.run(main())
+    assert seeks == [{tp: 2}, {tp: 2}]
+    assert delivered == [0, 1, 2, 3] + list(range(2, 10))
+    assert consumer._first_delivered == {tp: 2}
+    assert commit == {tp: 10}
