@@ -163,7 +163,12 @@ class Consumer(aiokafka.Consumer):
         self._revoked_progress.clear()
         self._seek_start = starts
         if starts:
-            await self.seek_wait(starts)
+            try:
+                await self.seek_wait(starts)
+            except Exception as exc:  # noqa: BLE001 - a rebalance took them: the next seek moves them
+                self._moved_back.update(starts)   # held until then
+                self._seek_again = True
+                self.log.warning("seek of partitions with no committed offset failed (%r); trying again", exc)
         self._first_delivered.clear()
         return committed
 
@@ -219,6 +224,21 @@ class Consumer(aiokafka.Consumer):
                 return None   # delivered, not acked yet (or cleared: read again after the seek)
         return super()._new_offset(tp)
 
+    async def _seek_once_more(self) -> None:
+        """The second seek (the class docstring). If it fails -- a rebalance began since the first
+        took the partitions, or the broker did not answer -- the partitions stay held and it is
+        tried again at the next fetch round, instead of ending the fetch loop (which would stop
+        this worker reading without stopping the worker)."""
+        self._seek_again = False
+        held = set(self._moved_back)
+        self._moved_back.clear()   # before the round trip: a recovery's seek during it adds its own
+        try:
+            await super().perform_seek()
+        except Exception as exc:  # noqa: BLE001 - anything but cancellation: retried
+            self._moved_back.update(held)
+            self._seek_again = True
+            self.log.warning("second seek to the committed offsets failed (%r); trying again", exc)
+
     async def _deliver(self, callback, message) -> None:
         coro = callback(message)
         try:
@@ -257,9 +277,7 @@ class Consumer(aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 if self._seek_again:   # the seek again: see the class docstring
-                    self._seek_again = False
-                    moved_back.clear()
-                    await super().perform_seek()
+                    await self._seek_once_more()
                 set_flag(flag_consumer_fetching)
                 ait = cast(AsyncIterator, getmany(timeout=1.0))
                 await self.sleep(0)

@@ -523,3 +523,47 @@ def test_a_never_committed_partition_is_read_again_after_a_rebalance_clear(tmp_p
     assert delivered == [0, 1, 2, 3] + list(range(2, 10))
     assert consumer._first_delivered == {tp: 2}
     assert commit == {tp: 10}
+
+
+def test_a_second_seek_that_fails_holds_the_partitions_and_is_tried_again(tmp_path):
+    """A rebalance that begins between Faust's seek and the second one takes the partitions
+    (aiokafka: "No partitions are currently assigned"). The fetch loop goes on, the partitions
+    the first seek moved back stay held, and the next round seeks again."""
+    from faust.types import TP
+
+    tp = TP("requests", 0)
+    consumer, _ = _seeking_consumer(tmp_path, {tp: 100})
+    asyncio.run(consumer.perform_seek())
+    assert consumer._moved_back == {tp} and consumer._seek_again
+
+    class Rebalancing:
+        async def seek_to_committed(self):
+            raise AssertionError("No partitions are currently assigned")
+
+    working = consumer._thread
+    consumer._thread = Rebalancing()
+    asyncio.run(consumer._seek_once_more())
+    assert consumer._moved_back == {tp} and consumer._seek_again      # held, tried again
+    consumer._thread = working
+    asyncio.run(consumer._seek_once_more())
+    assert consumer._moved_back == set() and not consumer._seek_again
+
+
+def test_a_failed_seek_of_a_never_committed_partition_holds_it_for_the_next_seek(tmp_path):
+    from faust.types import TP
+
+    tp = TP("requests", 0)
+    consumer, seeks = _seeking_consumer(tmp_path, {tp: None})
+    consumer._first_delivered[tp] = 3
+    consumer._acked[tp] = [3, 4]
+    working_seek = consumer._thread.seek_wait
+
+    async def rebalancing(partitions):
+        raise RuntimeError("IllegalStateError: No current assignment for partition")
+
+    consumer._thread.seek_wait = rebalancing
+    asyncio.run(consumer._seek_once_more())   # the second seek of the loop
+    assert consumer._moved_back == {tp} and consumer._seek_again and consumer._seek_start == {tp: 5}
+    consumer._thread.seek_wait = working_seek
+    asyncio.run(consumer._seek_once_more())
+    assert seeks == [{tp: 5}] and not consumer._seek_again and consumer._moved_back == set()
