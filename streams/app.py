@@ -342,7 +342,10 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
                 "content_less": coverage(stage.detector.content_less, read_events()),
                 "adapters": {src: dict(c) for src, c in adapter_counts.items()},
                 # which route runs the hot path (models/native.py): the same results, not the same cost
-                "hot_path": native.route_name()}
+                "hot_path": native.route_name(),
+                # commits held back at an unacked offset, seeks of never-committed partitions
+                # (streams/faust_transport.py); Faust's own consumer (no report) shows {}
+                "offsets": getattr(app.consumer, "offset_report", dict)()}
         if sink is not None:
             body["sink"] = sink.stats()
         # issue #18: memory by component, and every bounded structure's (size, bound)

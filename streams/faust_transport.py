@@ -25,6 +25,7 @@ records of partitions a seek moved back held until that seek).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
 from functools import partial
 from typing import Any, cast
@@ -147,6 +148,22 @@ class Consumer(aiokafka.Consumer):
         self._revoked_progress: dict = {}
         # partition -> the first offset delivered since its last seek
         self._first_delivered: dict = {}
+        # what the checks above did, for the worker's status page (`offset_report`)
+        self.commits_held = 0
+        self.uncommitted_seeks = 0
+        self.seek_retries = 0
+        self._held_since: dict = {}   # partition -> monotonic time its commit was first held back
+
+    def offset_report(self) -> dict:
+        """The worker status page's ``offsets``: commits held back at an unacked head offset (and
+        for how long, per partition held now), seeks of partitions with no committed offset, seeks
+        tried again. A partition held for long is a commit that does not move: lag that will not
+        drain until the head offset is acked or read again."""
+        now = time.monotonic()
+        return {"commits_held": self.commits_held, "uncommitted_partitions_moved_back": self.uncommitted_seeks,
+                "seek_retries": self.seek_retries,
+                "held_for_s": {f"{tp.topic}:{tp.partition}": round(now - since, 1)
+                               for tp, since in self._held_since.items()}}
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Faust's seek to the committed offsets, and partitions without one (or with 0) to the
@@ -162,12 +179,15 @@ class Consumer(aiokafka.Consumer):
                     starts[tp] = start
         self._revoked_progress.clear()
         self._seek_start = starts
+        self._held_since.clear()   # what was held is read again from where this seek put it
+        self.uncommitted_seeks += len(starts)
         if starts:
             try:
                 await self.seek_wait(starts)
             except Exception as exc:  # noqa: BLE001 - a rebalance took them: the next seek moves them
                 self._moved_back.update(starts)   # held until then
                 self._seek_again = True
+                self.seek_retries += 1
                 self.log.warning("seek of partitions with no committed offset failed (%r); trying again", exc)
         self._first_delivered.clear()
         return committed
@@ -198,6 +218,7 @@ class Consumer(aiokafka.Consumer):
             if first is not None and self._committed_offset.get(tp) is None:
                 self._revoked_progress[tp] = (first, set(self._acked.get(tp, ())))
             self._seek_start.pop(tp, None)
+            self._held_since.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def perform_seek(self) -> None:
@@ -221,7 +242,10 @@ class Consumer(aiokafka.Consumer):
             first = self._first_delivered.get(tp)
             if (head is not None and first is not None and first <= head < min(acked)
                     and not self._gap[tp].overlaps(head)):
+                self.commits_held += 1
+                self._held_since.setdefault(tp, time.monotonic())
                 return None   # delivered, not acked yet (or cleared: read again after the seek)
+            self._held_since.pop(tp, None)
         return super()._new_offset(tp)
 
     async def _seek_once_more(self) -> None:
@@ -237,6 +261,7 @@ class Consumer(aiokafka.Consumer):
         except Exception as exc:  # noqa: BLE001 - anything but cancellation: retried
             self._moved_back.update(held)
             self._seek_again = True
+            self.seek_retries += 1
             self.log.warning("second seek to the committed offsets failed (%r); trying again", exc)
 
     async def _deliver(self, callback, message) -> None:

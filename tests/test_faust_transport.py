@@ -383,9 +383,12 @@ def test_no_commit_past_a_delivered_head_offset_that_is_not_acked(tmp_path):
     assert FaustConsumer._new_offset(consumer, tp) == 2590     # Faust's rule: 2585 is lost
     consumer, tp = _acked_consumer(tmp_path, 2585, 2585, range(2586, 2590))
     assert consumer._new_offset(tp) is None
+    report = consumer.offset_report()   # the worker's status page shows the hold, and for how long
+    assert report["commits_held"] == 1 and list(report["held_for_s"]) == ["requests:0"]
     asyncio.run(consumer.app.topics._update_indices())   # `requests` is an acking topic
     assert consumer.ack(ConsumerMessage("requests", 0, 2585, 0.0, 0, [], b"k", b"v", None))
     assert consumer._new_offset(tp) == 2590                    # acked: one commit takes them all
+    assert consumer.offset_report()["held_for_s"] == {}
 
 
 def test_a_head_offset_the_log_skipped_is_committed_past_as_faust_does(tmp_path):
@@ -447,6 +450,7 @@ def test_seeks_move_a_never_committed_partition_back_to_what_was_not_processed(t
     asyncio.run(consumer.perform_seek())
     assert seeks == [{read_tp: 8, zero_tp: 0}]
     assert consumer._seek_start == {read_tp: 8, zero_tp: 0}
+    assert consumer.offset_report()["uncommitted_partitions_moved_back"] == 2
     assert consumer._moved_back == {committed_tp, read_tp, zero_tp}   # held until the second seek
     assert consumer._first_delivered == {}
     assert consumer._read_offset[committed_tp] == 100 and consumer._seek_again
@@ -544,6 +548,7 @@ def test_a_second_seek_that_fails_holds_the_partitions_and_is_tried_again(tmp_pa
     consumer._thread = Rebalancing()
     asyncio.run(consumer._seek_once_more())
     assert consumer._moved_back == {tp} and consumer._seek_again      # held, tried again
+    assert consumer.offset_report()["seek_retries"] == 1
     consumer._thread = working
     asyncio.run(consumer._seek_once_more())
     assert consumer._moved_back == set() and not consumer._seek_again

@@ -161,6 +161,9 @@ def test_states_restored_from_the_changelog_expire_too(tmp_path, isolated_env, i
         worker.stop()
     assert first["bounds"]["worker.table"][0] == 20
     assert first["hot_path"] == "compiled"   # the install built the C extensions (models/native.py)
+    # the consumer's offset checks (streams/faust_transport.py): nothing held back at rest
+    assert set(status["offsets"]) == {"commits_held", "uncommitted_partitions_moved_back", "seek_retries", "held_for_s"}
+    assert status["offsets"]["held_for_s"] == {}
     assert status["accounts_expired"] == 20
     assert status["bounds"]["worker.table"][0] == 40
     assert status["bounds"]["worker.partition_of"][0] == 40
