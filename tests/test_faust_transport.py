@@ -309,53 +309,60 @@ def test_records_fetched_before_a_seek_moved_their_partition_back_wait_for_the_s
     seek, and one commit takes everything that was acked."""
     from faust.types import TP
 
-    app = _stream_app(tmp_path)
-    consumer = app.consumer
+    consumer = _stream_app(tmp_path).consumer
     tp = TP("requests", 0)
     committed = 100
-
-    def message(offset):
-        return ConsumerMessage("requests", 0, offset, 0.0, 0, [], b"k", b"v", None,
-                               generation_id=app.consumer_generation_id)
 
     async def seek_to_committed():   # the broker round trip: every partition to its committed offset
         return {tp: committed}
 
-    class Fetcher:   # the fetcher service: stops the loop after two fetch rounds
-        _stopped = asyncio.Event()
-
-    rounds = []
-
-    async def getmany(timeout):
-        rounds.append(dict(consumer._read_offset))
-        for offset in range(100, 110):    # both rounds fetch 100..109 (from the committed offset)
-            yield tp, message(offset)
-            if len(rounds) == 1 and offset == 103:
-                await consumer.perform_seek()   # Faust's seek ends here (it ran in its own task)
-        if len(rounds) == 2:
-            Fetcher._stopped.set()
-
-    delivered = []
-
-    async def callback(msg):   # the stream: processes and acks at once
-        delivered.append(msg.offset)
-        consumer.ack(msg)
-
-    async def main():
-        await app.topics._update_indices()   # `requests` is an acking topic
-        consumer.seek_to_committed = seek_to_committed
-        consumer.getmany = getmany
-        consumer.callback = callback
-        consumer._committed_offset[tp] = committed
-        await consumer._drain_messages(Fetcher())
-        return consumer._filter_committable_offsets([tp])
-
-    commit = asyncio.run(main())
+    consumer.seek_to_committed = seek_to_committed
+    consumer._committed_offset[tp] = committed
+    # both rounds fetch 100..109 (from the committed offset)
+    delivered, rounds, commit = _two_fetch_rounds(consumer, tp, lambda _round: range(100, 110), seek_after=103)
     assert commit == {tp: 110}             # one commit takes everything acked (was 102, then 103, ...)
     assert not consumer._gap[tp]           # nothing marked acked without being read
     # 104..109 of the first fetch came after the seek: not delivered, read after the second seek
     assert delivered == [100, 101, 102, 103] + list(range(100, 110))
     assert rounds[1] == {tp: committed}   # the second round starts from the second seek
+
+
+def _two_fetch_rounds(consumer, tp, fetch, seek_after: int, acked=lambda _round, _offset: True):
+    """The consumer's fetch loop, run for two fetch rounds of `tp`: round r (1, 2) fetches the
+    offsets `fetch(r)`; Faust's end-of-recovery seek (its own task) ends right after `seek_after`
+    of round 1; the stream processes each delivered record and acks it if `acked(r, offset)`.
+    Returns the offsets delivered, the read offsets at the start of each round, and the commit."""
+    app = consumer.app
+
+    class Fetcher:   # the fetcher service: stops the loop after two fetch rounds
+        _stopped = asyncio.Event()
+
+    rounds: list = []
+    delivered: list = []
+
+    async def getmany(timeout):
+        rounds.append(dict(consumer._read_offset))
+        for offset in fetch(len(rounds)):
+            yield tp, ConsumerMessage("requests", 0, offset, 0.0, 0, [], b"k", b"v", None,
+                                      generation_id=app.consumer_generation_id)
+            if len(rounds) == 1 and offset == seek_after:
+                await consumer.perform_seek()
+        if len(rounds) == 2:
+            Fetcher._stopped.set()
+
+    async def callback(msg):
+        delivered.append(msg.offset)
+        if acked(len(rounds), msg.offset):
+            consumer.ack(msg)
+
+    async def main():
+        await app.topics._update_indices()   # `requests` is an acking topic
+        consumer.getmany = getmany
+        consumer.callback = callback
+        await consumer._drain_messages(Fetcher())
+        return consumer._filter_committable_offsets([tp])
+
+    return delivered, rounds, asyncio.run(main())
 
 
 def _acked_consumer(tmp_path, committed, first_delivered, acked, gap=None):
@@ -492,37 +499,10 @@ def test_a_never_committed_partition_is_read_again_after_a_rebalance_clear(tmp_p
 
     tp = TP("requests", 0)
     consumer, seeks = _seeking_consumer(tmp_path, {tp: None})
-    app = consumer.app
-
-    class Fetcher:
-        _stopped = asyncio.Event()
-
-    rounds = []
-
-    async def getmany(timeout):
-        rounds.append(len(delivered))
-        for offset in range(10) if len(rounds) == 1 else range(seeks[-1][tp], 10):
-            yield tp, ConsumerMessage("requests", 0, offset, 0.0, 0, [], b"k", b"v", None,
-                                      generation_id=app.consumer_generation_id)
-            if len(rounds) == 1 and offset == 3:
-                await consumer.perform_seek()
-        if len(rounds) == 2:
-            Fetcher._stopped.set()
-
-    delivered = []
-
-    async def callback(msg):
-        delivered.append(msg.offset)
-        if not (len(rounds) == 1 and msg.offset in (2, 3)):   # 2 and 3 of the first round: cleared
-            consumer.ack(msg)
-
-    async def main():
-        consumer.getmany = getmany
-        consumer.callback = callback
-        await consumer._drain_messages(Fetcher())
-        return consumer._filter_committable_offsets([tp])
-
-    commit = asyncio.run(main())
+    # round 1 fetches 0..9, round 2 from where the second seek put the partition; 2 and 3 of the
+    # first round were cleared
+    delivered, _, commit = _two_fetch_rounds(consumer, tp, lambda r: range(10) if r == 1 else range(seeks[-1][tp], 10),
+                                             seek_after=3, acked=lambda r, offset: not (r == 1 and offset in (2, 3)))
     assert seeks == [{tp: 2}, {tp: 2}]
     assert delivered == [0, 1, 2, 3] + list(range(2, 10))
     assert consumer._first_delivered == {tp: 2}
