@@ -11,7 +11,12 @@ the same batches (lists of ``faust.Event``, at most ``max_`` of them, released w
 keeps what the iterator does for correctness, per event:
 
 - an event of an older consumer generation, or one read while flow control is off (a
-  rebalance is under way), is skipped and acked, as Faust's iterator skips it;
+  rebalance is under way), is skipped as Faust's iterator skips it, but not acked (Faust's
+  iterator acks it): it was not processed, and the seek that ends the rebalance reads it
+  again. Acked, its offset stayed in the consumer's acked list past the revoke (Faust forgets
+  a revoked partition's acks before such a late event is taken), so when the events before it
+  were read again and acked, the commit jumped over the re-read copy of it while that was
+  still waiting in the queue, and the next queue clear (a rebalance or a stop) lost it;
 - an event taken is tracked as unacked at once, as the iterator tracks what it reads, so a
   revoke's or a stop's ``stream_wait_empty`` wait lets the batch being filled go out and
   be processed, as ``take_events`` lets its buffer go out;
@@ -81,7 +86,6 @@ class BatchStream(faust.Stream):
         on_message_in = self._on_message_in
         loop = asyncio.get_running_loop()
         events: list[EventT] = []
-        skipped: list[EventT] = []
         try:
             while not self.should_stop:
                 deadline = loop.time() + within
@@ -98,16 +102,12 @@ class BatchStream(faust.Stream):
                         value = queue.get_nowait()   # raises what was thrown into the channel
                     message = value.message
                     if not flow_active() or message.generation_id != app.consumer_generation_id:
-                        skipped.append(value)   # read before a rebalance: Faust skips (and acks) it
-                        continue
+                        continue   # read before a rebalance: skipped, not acked (the docstring)
                     if message.topic in acking_topics and not message.tracked:
                         message.tracked = True   # a revoke's or stop's wait now waits for this batch
                         add_unacked(message)
                         on_message_in(message.tp, message.offset, message)
                     events.append(value)
-                if skipped:
-                    self._ack_all(skipped)
-                    skipped = []
                 # One pass of the event loop per batch (Faust's iterator makes one per event): the
                 # fetcher refills the queue, health and status pages answer, timers run, between
                 # batches rather than in the middle of one's sends.

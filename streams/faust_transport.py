@@ -119,8 +119,8 @@ class Consumer(aiokafka.Consumer):
     then committed past it, as it checks nothing before the first commit (likely how the CI of
     5f8fc44 lost 1 of 30,000 events in ``tests/faults/test_rebalance.py``: the first worker had
     read 971 events, too few for a commit, when the group changed; a later CI run lost one with
-    committed partitions, so another path remains: events skipped as being of an older
-    generation are acked by ``BatchStream.take_batches``, as by Faust). Both seeks
+    committed partitions: a second path, events skipped as being of an older generation and
+    acked, is closed in ``BatchStream.take_batches``, which no longer acks them). Both seeks
     move such a partition back to the first offset delivered since the last seek (or before
     its revoke) that was not acked, and that offset is its head for the check below.
 
