@@ -282,7 +282,8 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
 
     @app.agent(requests)
     async def detect(stream):
-        async for events in stream.take_batches(settings.batch_max, within=settings.batch_within_s):
+        async for events in stream.take_batches(settings.batch_max, within=settings.batch_within_s,
+                                                  backlog_max=settings.batch_backlog_max):
             batch = _Batch()
             for event in events:
                 msg = event.message

@@ -7,8 +7,9 @@ task-local current event, the processor chain) and then through ``take_events``'
 processor coroutine, about half of a bare Faust agent's CPU per event after the consumer's
 tax is gone (``streams/faust_transport.py``). ``BatchStream.take_batches`` gives the agent
 the same batches (lists of ``faust.Event``, at most ``max_`` of them, released when full or
-``within`` seconds after the wait began) by draining the channel's queue in one loop, and
-keeps what the iterator does for correctness, per event:
+``within`` seconds after the wait began; under a backlog, a full batch also takes what already
+waits, up to ``backlog_max``) by draining the channel's queue in one loop, and keeps what the
+iterator does for correctness, per event:
 
 - an event of an older consumer generation, or one read while flow control is off (a
   rebalance is under way), is skipped as Faust's iterator skips it, but not acked (Faust's
@@ -72,9 +73,16 @@ class RawSchema(faust.Schema):
 class BatchStream(faust.Stream):
     """``faust.Stream`` with ``take_batches``: ``take_events`` without a coroutine per event."""
 
-    async def take_batches(self, max_: int, within: float) -> AsyncIterator[list[EventT]]:
+    async def take_batches(self, max_: int, within: float, backlog_max: int = 0) -> AsyncIterator[list[EventT]]:
         """Lists of at most ``max_`` events: released when full, or ``within`` seconds after the
-        wait for them began if at least one came; acked once the caller is done with each."""
+        wait for them began if at least one came; acked once the caller is done with each.
+
+        ``backlog_max`` (if above ``max_``): a full batch goes on taking the events already
+        waiting in the queue, without waiting for more, up to ``backlog_max``. A worker that
+        keeps up gets batches of ``max_`` at most, so an event waits no longer than before; one
+        behind its input gets larger batches, whose per-batch work (state writes, minute rows,
+        link messages, producer flushes) is spread over more events."""
+        most = max(max_, backlog_max)
         self._finalized = True
         started_by_us = await self.maybe_start()
         queue = self.channel.queue
@@ -89,7 +97,10 @@ class BatchStream(faust.Stream):
         try:
             while not self.should_stop:
                 deadline = loop.time() + within
-                while len(events) < max_:
+                while True:
+                    n = len(events)
+                    if n >= max_ and (n >= most or queue.empty()):
+                        break   # full; past max_, only what already waits (a backlog)
                     if queue.empty():
                         remaining = deadline - loop.time()
                         if remaining <= 0:

@@ -44,10 +44,14 @@ SCHEME = "distillguard"
 # sha256 of inspect.getsource(faust.transport.consumer.Consumer._drain_messages) in the
 # faust-streaming release this copy follows (0.15.3); tests/test_faust_transport.py checks it.
 UPSTREAM_DRAIN_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
-# ... and of the Faust consumer methods `Consumer` below builds on (its docstring says how)
+# ... and of the Faust methods `Consumer` and `ProducerBuffer` below build on (their docstrings
+# say how)
 UPSTREAM_SHA256 = {
     "Consumer._new_offset": "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0",
     "Consumer.perform_seek": "0e8c130ff4b0afd82c0be9c5fd831316e10febc62c94032833911096e156d7c6",
+    "ProducerBuffer.flush_atmost": "4966e8c5f9b42eb97abe3f93cbc9bc566a22bdea01ae5328c5a6593414820323",
+    "ProducerBuffer._handle_pending": "78d648030fd21016cc0d82ae6cc6df1cb474273195b10f133ea0ef9ac9d35f0c",
+    "ProducerBuffer._send_pending": "4a9d5f932b56bc6842151bfc868aec1570d53cab7ff129ece408d966ac7f7da8",
 }
 
 
@@ -356,17 +360,57 @@ class Consumer(aiokafka.Consumer):
 
 class ProducerBuffer(FaustProducerBuffer):
     """Faust's producer buffer (the table writes waiting to be sent), whose ``size`` does not read
-    the ``producer_threaded`` setting each time: Faust's delivery of every message awaits
-    ``wait_until_ebb``, which reads ``size``, and a settings read costs more than the check
-    (1.3% of a worker's samples). The setting is fixed when the producer is made."""
+    the ``producer_threaded`` setting each time, and whose ``flush`` returns only once every
+    table write put before it has been handed to the Kafka producer.
 
-    threaded = True   # until the producer says: Faust's own size, which reads the setting
+    ``size``: Faust's delivery of every message awaits ``wait_until_ebb``, which reads ``size``,
+    and a settings read costs more than the check (1.3% of a worker's samples). The setting is
+    fixed when the producer is made.
+
+    ``flush``: the worker writes a batch's account states, flushes the producer, and only then
+    acks the batch (``streams/app.py``: a committed offset must not pass a state the changelog
+    lacks). Faust's ``flush`` returns as soon as the queue is empty, but its sending task takes
+    a write off the queue *before* sending it, and the send waits whenever the Kafka producer
+    has a full batch for that partition still to go out (16 KiB: seven states of ~2.3 kB).
+    Then the producer's flush, which Faust runs next, does not wait for that write: it is not
+    in any batch yet. Faust's ``flush`` also gives up, silently, when no write was sent within
+    0.1 s (a slow broker). Here a write counts until its send is done, and a slow send is
+    waited for, with a warning every ``FLUSH_WARN_S``. Stopping, Faust's own flush runs (its
+    sending task may be gone). ``tests/test_faust_transport.py`` fails if Faust's buffer
+    methods this builds on change."""
+
+    threaded = True   # until the producer says: Faust's own size and flush, which read the setting
+    FLUSH_WARN_S = 10.0
+    _sending = 0      # writes taken off the queue whose send has not finished
 
     @property
     def size(self) -> int:
         if self.threaded:
             return super().size
         return self.pending.qsize()
+
+    async def _send_pending(self, fut) -> None:
+        self._sending += 1
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self._sending -= 1
+
+    async def flush(self) -> None:
+        """Wait until the queue is empty and no send is under way (the class docstring)."""
+        if self.threaded:
+            return await super().flush()
+        since = time.monotonic()
+        while self.pending.qsize() or self._sending:
+            if self.state != "running":   # stopped or crashed while we waited
+                return await super().flush()
+            self.message_sent.clear()   # set by Faust's sending task after each send
+            try:
+                async with asyncio.timeout(self.FLUSH_WARN_S):
+                    await self.message_sent.wait()
+            except TimeoutError:
+                self.log.warning("producer buffer: %d table writes not sent after %.0f s; still waiting",
+                                 self.pending.qsize() + self._sending, time.monotonic() - since)
 
 
 class Producer(aiokafka.Producer):

@@ -13,6 +13,7 @@ from contextlib import aclosing
 
 import pytest
 from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.producer import ProducerBuffer as FaustProducerBuffer
 
 import faust
 from faust import Stream as FaustStream
@@ -101,6 +102,30 @@ def test_take_batches_gives_full_batches_then_the_rest_after_within_and_acks_aft
     got, acked_after = asyncio.run(main())
     assert got == [([0, 1, 2], [False] * 5), ([3, 4], [True, True, True, False, False])]
     assert acked_after == [True] * 5
+
+
+def test_a_full_batch_takes_what_already_waits_up_to_backlog_max_without_waiting(tmp_path):
+    app = _stream_app(tmp_path)
+
+    async def main(queued: int):
+        events = [_event(app, i) for i in range(queued)]
+        stream = await _stream_of(app, events)
+        got = []
+        loop = asyncio.get_running_loop()
+        async with aclosing(stream.take_batches(3, within=0.3, backlog_max=5)) as batches:
+            started = loop.time()
+            async for batch in batches:
+                got.append([e.message.offset for e in batch])
+                if sum(map(len, got)) == queued:
+                    break
+            return got, loop.time() - started
+
+    # a backlog: batches past max_ (3) up to backlog_max (5), none waiting for `within`
+    backlog, took = asyncio.run(main(8))
+    assert backlog == [[0, 1, 2, 3, 4], [5, 6, 7]] and took < 0.3
+    # four waiting: the full batch takes the fourth too, and does not wait for a fifth
+    four, took = asyncio.run(main(4))
+    assert four == [[0, 1, 2, 3]] and took < 0.3
 
 
 def test_take_batches_skips_events_of_an_older_generation_without_acking_them(tmp_path):
@@ -511,11 +536,15 @@ def test_a_revoked_partition_assigned_again_is_read_from_what_was_not_processed(
     assert consumer._revoked_progress == {}
 
 
-def test_faust_methods_the_consumer_builds_on_are_the_ones_it_follows():
+def test_faust_methods_the_consumer_and_buffer_build_on_are_the_ones_they_follow():
+    upstream = {"Consumer": FaustConsumer, "ProducerBuffer": FaustProducerBuffer}
     for name, expected in faust_transport.UPSTREAM_SHA256.items():
-        digest = hashlib.sha256(inspect.getsource(getattr(FaustConsumer, name.split(".")[1])).encode()).hexdigest()
+        cls, method = name.split(".")
+        source = vars(upstream[cls]).get(method) or getattr(upstream[cls], method)
+        source = getattr(source, "fun", source)   # a mode ``Service.task`` wraps its function
+        digest = hashlib.sha256(inspect.getsource(source).encode()).hexdigest()
         assert digest == expected, (
-            f"faust.transport.consumer.{name} changed (a Faust upgrade?): faust_transport.Consumer builds on it "
+            f"faust {name} changed (a Faust upgrade?): faust_transport.{cls} builds on it "
             f"(its docstring says how). Check that it still holds, then set UPSTREAM_SHA256[{name!r}] to {digest}")
 
 
@@ -582,3 +611,70 @@ def test_a_failed_seek_of_a_never_committed_partition_holds_it_for_the_next_seek
     consumer._thread.seek_wait = working_seek
     asyncio.run(consumer._seek_once_more())
     assert seeks == [{tp: 5}] and not consumer._seek_again and consumer._moved_back == set()
+
+
+class _Write:
+    """A table write as the producer buffer holds it (a ``FutureMessage``): its channel's
+    ``publish_message`` hands it to the Kafka producer; here that takes ``delay`` seconds, after
+    ``gate`` opens if there is one (a full producer batch, a slow broker)."""
+
+    def __init__(self, sent: list, name, delay: float = 0.0, gate: asyncio.Event | None = None):
+        self.sent, self.name, self.delay, self.gate = sent, name, delay, gate
+        self.message = self   # fut.message.channel.publish_message(fut, wait=False)
+        self.channel = self
+
+    async def publish_message(self, fut, wait: bool = False):
+        if self.gate is not None:
+            await self.gate.wait()
+        await asyncio.sleep(self.delay)
+        self.sent.append(self.name)
+
+
+async def _running_buffer(tmp_path):
+    buffer = create_app(load_settings({"DG_DATA_DIR": str(tmp_path), "DG_DEV": "1"})).producer.buffer
+    await buffer.start()   # its task sends what is put, as in a worker
+    return buffer
+
+
+def test_flush_returns_once_every_table_write_is_sent_even_slow_ones(tmp_path):
+    async def run():
+        buffer = await _running_buffer(tmp_path)
+        try:
+            sent: list = []
+            for i in range(3):
+                buffer.put(_Write(sent, i, delay=0.15))
+            await FaustProducerBuffer.flush(buffer)   # Faust's: gives up after 0.1 s without a send
+            by_faust = list(sent)
+            await buffer.flush()
+            return by_faust, sent
+        finally:
+            await buffer.stop()
+
+    by_faust, sent = asyncio.run(run())
+    assert by_faust == [] and sent == [0, 1, 2]
+
+
+def test_flush_waits_for_the_write_being_sent_when_the_queue_is_already_empty(tmp_path, caplog):
+    async def run():
+        buffer = await _running_buffer(tmp_path)
+        buffer.FLUSH_WARN_S = 0.05
+        try:
+            sent: list = []
+            gate = asyncio.Event()
+            buffer.put(_Write(sent, "state", gate=gate))
+            await asyncio.sleep(0.02)
+            assert buffer.size == 0 and sent == []   # taken off the queue, not sent
+            await asyncio.wait_for(FaustProducerBuffer.flush(buffer), 0.05)   # Faust's returns at once
+            flushing = asyncio.ensure_future(buffer.flush())
+            await asyncio.sleep(0.15)
+            waited = not flushing.done()
+            gate.set()
+            await asyncio.wait_for(flushing, 1.0)
+            return waited, sent
+        finally:
+            await buffer.stop()
+
+    with caplog.at_level("WARNING"):
+        waited, sent = asyncio.run(run())
+    assert waited and sent == ["state"]
+    assert "1 table writes not sent after" in caplog.text   # a slow send is named, not waited on silently
