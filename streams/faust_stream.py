@@ -81,7 +81,8 @@ class BatchStream(faust.Stream):
         waiting in the queue, without waiting for more, up to ``backlog_max``. A worker that
         keeps up gets batches of ``max_`` at most, so an event waits no longer than before; one
         behind its input gets larger batches, whose per-batch work (state writes, minute rows,
-        link messages, producer flushes) is spread over more events."""
+        link messages, producer flushes) is spread over more events. (The worker's default
+        leaves it off: README, "Larger batches under a backlog".)"""
         most = max(max_, backlog_max)
         self._finalized = True
         started_by_us = await self.maybe_start()
