@@ -44,6 +44,7 @@ from .dlq import send_to_dlq
 from .faust_stream import BatchStream, RawSchema
 from .faust_transport import QuietMonitor
 from .feedback_agent import register_feedback_reader
+from .kafka_io import STATE_TABLE
 from .kafka_config import faust_broker_options
 from .memory import process_memory
 from .metrics import faust_lag, render as render_metrics
@@ -238,7 +239,7 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
         key = event.key.decode() if isinstance(event.key, bytes) else event.key
         cache.saw_changelog(key, event.message.partition, event.message.value is None)
 
-    table = app.Table("account-state", default=None, partitions=settings.partitions,
+    table = app.Table(STATE_TABLE, default=None, partitions=settings.partitions,
                       key_type=str, value_type=bytes, on_changelog_event=restored)
     cache = StateCache(table, owned=lambda: assigned_request_partitions())
     key = settings.fingerprint_key.encode()

@@ -150,13 +150,31 @@ def check_topics(settings: Settings) -> list[str]:
     return warnings
 
 
+STATE_TABLE = "account-state"   # the worker's Faust table of account states (streams/app.py)
+
+
+def state_changelog(settings: Settings) -> str:
+    """The name Faust gives the state table's changelog topic (``{app id}-{table}-changelog``)."""
+    return f"{settings.app_id}-{STATE_TABLE}-changelog"
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create missing topics (idempotent); return the names created now."""
+    """Create missing topics (idempotent), and wait until the broker's metadata shows each new one
+    with all its partitions; return the names created now.
+
+    The state table's changelog is created here too (compacted, partitioned like the requests),
+    before the worker's Faust app starts. Created by Faust at start, it could still be without
+    partitions in the metadata the consumer took when it joined its group; Faust's check of the
+    table's first write then read 0 partitions, raised ``PartitionsMismatch``, and the detect
+    agent stopped for good (seen once, in a CI run on a fresh broker)."""
     check_broker(settings)
     client = admin(settings)
     existing = set(client.list_topics(timeout=10).topics)
-    new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor)
-           for name, n in topic_specs(settings).items() if name not in existing]
+    wanted = {**topic_specs(settings), state_changelog(settings): settings.partitions}
+    configs = {state_changelog(settings): {"cleanup.policy": "compact"}}
+    new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor,
+                    config=configs.get(name, {}))
+           for name, n in wanted.items() if name not in existing]
     if not new:
         return []
     for name, future in client.create_topics(new, operation_timeout=timeout).items():
@@ -165,7 +183,25 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         except KafkaException as err:
             if "TOPIC_ALREADY_EXISTS" not in str(err):
                 raise
+    _wait_visible(client, {t.topic: wanted[t.topic] for t in new}, timeout)
     return [t.topic for t in new]
+
+
+def _wait_visible(client, partitions: dict[str, int], timeout: float) -> None:
+    """Until the metadata shows every topic of ``partitions`` with that many partitions, each with
+    a leader; raises TimeoutError naming the ones that are not there after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = client.list_topics(timeout=10).topics
+        missing = [name for name, n in partitions.items()
+                   if name not in topics or topics[name].error is not None or len(topics[name].partitions) != n
+                   or any(p.leader < 0 for p in topics[name].partitions.values())]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics created but not visible with their partitions after {timeout:.0f}s: "
+                               + ", ".join(missing))
+        time.sleep(0.1)
 
 
 def producer(settings: Settings, **extra) -> Producer:

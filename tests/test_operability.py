@@ -110,3 +110,29 @@ def test_sigterm_mid_stream_finishes_the_batch_and_loses_nothing(tmp_path, isola
     assert requests >= n, "events lost"
     assert requests - n <= settings.batch_max * settings.partitions, "more duplicates than at-least-once explains"
     assert "stopping: finishing the batch in progress" in first and "sink stopped, store closed" in first
+
+
+def test_topics_are_made_before_the_worker_with_the_state_changelog_visible(tmp_path, isolated_settings):
+    """The state table's changelog is created with the other topics, compacted and partitioned like
+    the requests, and ensure_topics returns only once the metadata shows every partition with a
+    leader: a consumer joining right after sees them all (Faust checks the count at a table's
+    first write and stops the agent if it reads 0)."""
+    from confluent_kafka.admin import ConfigResource
+
+    from distillguard.streams.app import create_app
+    from distillguard.streams.kafka_io import admin, state_changelog
+
+    settings = isolated_settings
+    created = ensure_topics(settings)
+    name = state_changelog(settings)
+    assert name in created and settings.topic_requests in created
+    client = admin(settings)
+    topic = client.list_topics(name, timeout=10).topics[name]
+    assert len(topic.partitions) == settings.partitions and all(p.leader >= 0 for p in topic.partitions.values())
+    config = client.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, name)])
+    assert list(config.values())[0].result()["cleanup.policy"].value == "compact"
+    # the name Faust gives the worker's table changelog
+    app = create_app(load_settings({"DG_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "DG_APP_ID": settings.app_id,
+                                    "DG_DATA_DIR": str(tmp_path / "app"), "DG_DEV": "1"}))
+    assert app.tables["account-state"].changelog_topic.get_topic_name() == name
+    assert ensure_topics(settings) == []   # idempotent
