@@ -170,10 +170,10 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     check_broker(settings)
     client = admin(settings)
     existing = set(client.list_topics(timeout=10).topics)
-    wanted = {**topic_specs(settings), state_changelog(settings): settings.partitions}
-    configs = {state_changelog(settings): {"cleanup.policy": "compact"}}
+    changelog = state_changelog(settings)
+    wanted = {**topic_specs(settings), changelog: settings.partitions}
     new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor,
-                    config=configs.get(name, {}))
+                    config={"cleanup.policy": "compact"} if name == changelog else {})
            for name, n in wanted.items() if name not in existing]
     if not new:
         return []
