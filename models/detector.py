@@ -35,7 +35,7 @@ from distillguard.schemas import Alert, RequestEvent
 from .config import DetectorConfig
 from .dedupe import DedupeWindow
 from .elicitation import ElicitationModel
-from .features import EventFeatures, PromptParts, extract
+from .features import EventFeatures, PromptParts, extract, prepare
 from .lifecycle import Lifecycle
 from .memo import Bounds
 from .response import Context
@@ -70,7 +70,8 @@ class AccountDetector:
                  elicitation: ElicitationModel | None = None):
         self.config = config or DetectorConfig()
         self.key = key
-        self.elicitation = elicitation  # reasoning-elicitation model (None: the shipped default)
+        # the reasoning-elicitation model (None: the shipped default), trained here, not by the first event
+        self.elicitation = prepare(key, elicitation)
         self.states: MutableMapping[str, AccountState] = {} if states is None else states
         self.lifecycle = Lifecycle(DETECTOR, self.config)
         self.scorer = Scorer(self.config)
@@ -79,6 +80,7 @@ class AccountDetector:
         self.watermark = 0                  # highest event time seen
         self.content_less = 0               # events without prompt text (redacted): content signals blind
         self.dedupe = DedupeWindow()        # a re-delivered event_id is not counted twice
+        self.redelivered = 0                # events skipped because their account's state held them
 
     def _due(self, s: AccountState) -> bool:
         """Score when the state changed materially: at ``min_events``, then every ``score_every``."""
@@ -87,13 +89,21 @@ class AccountDetector:
             return False
         return n == self.config.min_events or n % self.config.score_every == 0
 
-    def process(self, event: RequestEvent, parts: PromptParts | None = None) -> AccountResult | None:
+    def process(self, event: RequestEvent, parts: PromptParts | None = None,
+                position: tuple[int, int] | None = None) -> AccountResult | None:
         """Learn one event; return its features, alert events and feature snapshot, or None for
-        an event id seen within the dedupe window (a re-delivery: counted once). ``parts``: the
-        event's ``features.prompt_parts`` if the caller has them already."""
+        a re-delivery: an event id seen within the dedupe window, or an input ``position``
+        (source, offset) the account's state already holds (``AccountState.holds``: events read
+        again by the worker that took over their partition). ``parts``: the event's
+        ``features.prompt_parts`` if the caller has them already."""
         if self.dedupe.seen(event.event_id, event.ts_ms):
             return None
-        return self.learn_features(event.account_id, extract(event, self.key, self.elicitation, parts))
+        account = event.account_id
+        s = self.states.get(account)
+        if position is not None and s is not None and s.holds(*position):
+            self.redelivered += 1
+            return None
+        return self._learn(account, s, extract(event, self.key, self.elicitation, parts), position)
 
     def process_one(self, event: RequestEvent) -> list[Alert]:
         """The alert events of ``process`` (tests and notebooks)."""
@@ -102,10 +112,13 @@ class AccountDetector:
 
     def learn_features(self, account: str, f: EventFeatures) -> AccountResult:
         """``process`` after feature extraction (evaluation sweeps reuse extracted features)."""
+        return self._learn(account, self.states.get(account), f, None)
+
+    def _learn(self, account: str, s: AccountState | None, f: EventFeatures,
+               position: tuple[int, int] | None) -> AccountResult:
         out = AccountResult(f)
         ts = f.ts_ms
         self.content_less += f.content_less
-        s = self.states.get(account)
         if s is not None and s.alert is not None:
             s.alert, closed = self.lifecycle.expire(s.alert, account, [account], ts)
             if closed:
@@ -113,6 +126,8 @@ class AccountDetector:
         if s is None or (s.alert is None and ts - s.last_ms > self.config.idle_expiry_ms):
             s = AccountState()   # new, or back after the idle expiry: what expire_idle would have left
         s.learn_one(f)
+        if position is not None:
+            s.source, s.offset = position
         if f.reasoning or f.grader or f.logprob_probe or f.logit_bias_size:
             s.remember_sample(f.event_id)
         if ts > self.watermark:

@@ -110,10 +110,12 @@ class AccountStage:
     def key(self) -> bytes:
         return self.detector.key
 
-    def process(self, event: RequestEvent) -> AccountOutput | None:
-        """One request's per-account output; None for a re-delivered event id (counted once)."""
+    def process(self, event: RequestEvent, position: tuple[int, int] | None = None) -> AccountOutput | None:
+        """One request's per-account output; None for a re-delivery (counted once): an event id
+        seen within the dedupe window, or an input ``position`` (source, offset) its account's
+        state already holds (``AccountDetector.process``)."""
         parts = prompt_parts(event)   # one scan of the messages for features and link inputs
-        r = self.detector.process(event, parts)
+        r = self.detector.process(event, parts, position)
         if r is None:
             return None
         f = r.features

@@ -122,7 +122,7 @@ class AccountState:
     """Everything distillguard remembers about one account."""
 
     __slots__ = ("first_ms", "last_ms", "base_ms", "events", "num", "sketch", "tier", "created_ms", "samples",
-                 "alert", "users")
+                 "alert", "users", "source", "offset")
 
     def __init__(self) -> None:
         self.first_ms = 0
@@ -136,6 +136,11 @@ class AccountState:
         self.samples: list[str] = []                      # a few suspicious event ids
         self.alert: OpenAlert | None = None               # open alert, see lifecycle.py
         self.users: EndUsers | None = None                # per-end-user rows, once a user_id is seen
+        # Input position (source, offset) of the last event folded in: the stream's (partition,
+        # offset). A worker that takes over a partition reads again from the committed offset,
+        # which may lie behind states already in the changelog; ``holds`` lets it skip those.
+        self.source = -1
+        self.offset = -1
 
     # -- updates ---------------------------------------------------------
     # Counters are stored scaled by exp((t - base_ms) / tau) so an update only
@@ -365,12 +370,25 @@ class AccountState:
         """Spread (std) of log10 inter-arrival gaps: scripts are regular (small), people are not."""
         return math.sqrt(max(self.num[GAP_VAR], 0.0))
 
+    def holds(self, source: int, offset: int) -> bool:
+        """Was the input at ``(source, offset)`` folded into this state already? True for the
+        last event's position and any earlier offset of the same source (offsets of a source
+        only grow); an event of another source is never taken for one already held.
+
+        >>> s = AccountState()
+        >>> s.source, s.offset = 3, 1_000
+        >>> s.holds(3, 999), s.holds(3, 1_000), s.holds(3, 1_001), s.holds(4, 10)
+        (True, True, False, False)
+        """
+        return source == self.source and offset <= self.offset
+
     # -- persistence -----------------------------------------------------
     def to_bytes(self) -> bytes:
         return orjson.dumps([FORMAT, self.first_ms, self.last_ms, self.base_ms, self.events, self.num.tolist(),
                              self.sketch.tolist(), self.tier, self.created_ms, self.samples,
                              None if self.alert is None else self.alert.to_list(),
-                             self.users.to_list() if self.users is not None else None])
+                             self.users.to_list() if self.users is not None else None,
+                             self.source, self.offset])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> AccountState:
@@ -381,7 +399,9 @@ class AccountState:
         if doc[0] != FORMAT:
             return s
         (_v, s.first_ms, s.last_ms, s.base_ms, s.events, num, sketch, s.tier, s.created_ms, s.samples,
-         alert, users) = doc
+         alert, users) = doc[:12]
+        if len(doc) > 12:   # states written before the input position was kept have none
+            s.source, s.offset = doc[12:14]
         s.alert = OpenAlert.from_list(alert)
         s.users = EndUsers.from_list(users) if users is not None else None
         s.num = array("f", num)

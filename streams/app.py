@@ -133,7 +133,7 @@ class Counters:
 
     def __init__(self) -> None:
         self.events = 0
-        self.duplicates = 0     # re-delivered event ids, counted once
+        self.duplicates = 0     # re-deliveries (event id seen, or offset in the account's state), counted once
         self.dlq: Counter = Counter()
         self.alerts: Counter = Counter()
         self.batches = 0
@@ -295,8 +295,8 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
                     batch.dlq[(int(msg.timestamp) // 60 * 60, err.reason)] += 1
                     await send_to_dlq(dlq, msg, err.reason, err.detail)
                     continue
-                out = stage.process(ev)
-                if out is None:   # an event id seen within the dedupe window: counted once
+                out = stage.process(ev, (msg.partition, msg.offset))
+                if out is None:   # a re-delivery (event id or offset already applied): counted once
                     counters.duplicates += 1
                     continue
                 batch.alerts.extend(out.alerts)
@@ -334,7 +334,8 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
 
     @app.page("/distillguard/")
     async def status(web, request):
-        body = {"events": counters.events, "duplicates": counters.duplicates, "dlq": dict(counters.dlq),
+        body = {"events": counters.events, "duplicates": counters.duplicates,
+                "redelivered_by_offset": stage.detector.redelivered, "dlq": dict(counters.dlq),
                 "alerts": dict(counters.alerts),
                 "accounts_cached": len(cache.local), "accounts_expired": stage.expired_total,
                 "uptime_s": round(time.time() - counters.started),

@@ -245,8 +245,8 @@ def detector_stages(lines: list[bytes], key: bytes, runs: int, batch: int = 1000
                     pass
             t1 = clock()
             records, watermark = [], 0
-            for ev in events:
-                out = accounts.process(ev)
+            for offset, ev in enumerate(events, i):
+                out = accounts.process(ev, (0, offset))   # with an input position, as the worker
                 if out is not None:
                     records.append(out.record)
                 watermark = max(watermark, ev.ts_ms)

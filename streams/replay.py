@@ -184,8 +184,8 @@ def _drive(events: Iterable[RequestEvent], pipeline: Pipeline, cross: _InlineCro
     seq = -1     # number of the request among those processed (re-deliveries are not)
     for ev in events:
         stats.events += 1
-        out = accounts.process(ev)
-        if out is None:   # an event id seen within the dedupe window: counted once
+        out = accounts.process(ev, (0, stats.events))   # its number in the input: a position, as the stream's offset
+        if out is None:   # a re-delivered event id: counted once
             stats.duplicates += 1
             continue
         seq += 1

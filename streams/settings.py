@@ -119,10 +119,10 @@ class Settings:
     batch_max: int = setting("DG_BATCH_MAX", "1000", "events per processing batch",
                              parse=int, kind="whole number", minimum=1)
     batch_backlog_max: int = setting(
-        "DG_BATCH_BACKLOG_MAX", "1000", "events per processing batch at most when more wait: above DG_BATCH_MAX, a "
+        "DG_BATCH_BACKLOG_MAX", "4000", "events per processing batch at most when more wait: above DG_BATCH_MAX, a "
         "full batch also takes the events already queued, without waiting for more, up to this many (faster behind "
-        "a backlog; but after a rebalance more already-counted events are read again, see README \"Larger batches "
-        "under a backlog\"); at or below DG_BATCH_MAX: off", parse=int, kind="whole number", minimum=1)
+        "a backlog; a worker that keeps up sees batches of DG_BATCH_MAX); at or below DG_BATCH_MAX: off",
+        parse=int, kind="whole number", minimum=1)
     batch_within_s: float = setting("DG_BATCH_WITHIN_S", "0.5", "seconds to wait for a batch to fill",
                                     parse=float, kind="number", minimum=0)
     max_event_bytes: int = setting("DG_MAX_EVENT_BYTES", "262144", "larger events go to the DLQ as `too_large`",

@@ -1,4 +1,6 @@
 """Per-account state: bounded size, exact round trip, late events, idle expiry."""
+import orjson
+
 from distillguard.models import AccountDetector
 from distillguard.models.features import extract
 from distillguard.models.state import C_REQUESTS, H_HOUR, AccountState, state_bytes
@@ -29,6 +31,17 @@ def test_round_trip_is_exact_and_restored_state_keeps_learning_identically():
 
 def test_state_of_an_older_layout_is_relearned_not_a_crash():
     assert AccountState.from_bytes(b"[1, 0, 0]").events == 0
+
+
+def test_the_input_position_round_trips_and_a_state_written_without_one_loads_with_none():
+    d = AccountDetector()
+    for offset, ev in enumerate(sweep("x", 20)):
+        d.process(ev, position=(2, 40 + offset))
+    s = AccountState.from_bytes(d.states["x"].to_bytes())
+    assert (s.source, s.offset) == (2, 59) and s.holds(2, 59) and not s.holds(2, 60)
+    older = orjson.dumps(orjson.loads(d.states["x"].to_bytes())[:12])   # the layout before positions
+    t = AccountState.from_bytes(older)
+    assert t.events == 20 and (t.source, t.offset) == (-1, -1) and not t.holds(2, 0)
 
 
 def test_late_event_counts_but_is_discounted():

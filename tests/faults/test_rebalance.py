@@ -37,8 +37,8 @@ def test_rebalance_with_full_buffers(tmp_path, isolated_env, isolated_settings, 
         report["second_events"] = second_events = st["events"]
         report["first_at_leave"] = first_at_leave = first.status()["events"]
         wait_drained(settings, first, timeout=pick(300, 900))
-        first_events = first.status()["events"]
-        report.update(produced=n, first_events=first_events)
+        st = first.status()
+        report.update(produced=n, first_events=st["events"], first_redelivered_by_offset=st["redelivered_by_offset"])
     finally:
         codes = [second.stop(), first.stop()]
     assert second_code == 0 and codes[1] == 0, first.log_tail()
