@@ -100,7 +100,7 @@ class AccountDetector:
             return None
         account = event.account_id
         s = self.states.get(account)
-        if position is not None and s is not None and s.holds(*position):
+        if position is not None and s is not None and s.holds(*position, event.ts_ms):
             self.redelivered += 1
             return None
         return self._learn(account, s, extract(event, self.key, self.elicitation, parts), position)

@@ -370,17 +370,21 @@ class AccountState:
         """Spread (std) of log10 inter-arrival gaps: scripts are regular (small), people are not."""
         return math.sqrt(max(self.num[GAP_VAR], 0.0))
 
-    def holds(self, source: int, offset: int) -> bool:
-        """Was the input at ``(source, offset)`` folded into this state already? True for the
-        last event's position and any earlier offset of the same source (offsets of a source
-        only grow); an event of another source is never taken for one already held.
+    def holds(self, source: int, offset: int, ts_ms: int) -> bool:
+        """Was the event at input position ``(source, offset)``, of event time ``ts_ms``, folded
+        into this state already? True for the last event's position and earlier offsets of the
+        same source (a source's offsets only grow) if the state has seen event time ``ts_ms``.
+        Never for another source; nor for an event newer than the state, so a topic made anew
+        (offsets from 0 again) under kept states has its events learned, not skipped.
 
         >>> s = AccountState()
-        >>> s.source, s.offset = 3, 1_000
-        >>> s.holds(3, 999), s.holds(3, 1_000), s.holds(3, 1_001), s.holds(4, 10)
-        (True, True, False, False)
+        >>> s.source, s.offset, s.last_ms = 3, 1_000, 60_000
+        >>> s.holds(3, 999, 59_000), s.holds(3, 1_000, 60_000), s.holds(3, 1_001, 60_000)
+        (True, True, False)
+        >>> s.holds(4, 10, 59_000), s.holds(3, 10, 61_000)   # another source; newer than the state
+        (False, False)
         """
-        return source == self.source and offset <= self.offset
+        return source == self.source and offset <= self.offset and ts_ms <= self.last_ms
 
     # -- persistence -----------------------------------------------------
     def to_bytes(self) -> bytes:

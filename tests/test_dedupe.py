@@ -70,6 +70,17 @@ def test_a_worker_taking_over_a_partition_skips_the_events_its_restored_states_h
     assert second.process(event("moved", 700_000, "what is 2+2"), position=(6, 0)) is not None
 
 
+def test_a_topic_made_anew_under_kept_states_has_its_events_learned_not_skipped():
+    """Offsets start from 0 again, below the positions the states keep; the events are newer
+    than the states, so they are not taken for ones already held."""
+    d = AccountDetector()
+    for offset, ev in enumerate(sweep("kept", 50)):
+        d.process(ev, position=(0, 10_000 + offset))
+    again = sweep("kept", 20, start=d.states["kept"].last_ms + 60_000)
+    assert all(d.process(ev, position=(0, offset)) is not None for offset, ev in enumerate(again))
+    assert d.redelivered == 0 and d.states["kept"].events == 70 and d.states["kept"].offset == 19
+
+
 def test_without_positions_nothing_is_skipped_by_offset():
     d = AccountDetector()
     run(d, sweep("p", 50))

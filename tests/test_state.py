@@ -38,10 +38,10 @@ def test_the_input_position_round_trips_and_a_state_written_without_one_loads_wi
     for offset, ev in enumerate(sweep("x", 20)):
         d.process(ev, position=(2, 40 + offset))
     s = AccountState.from_bytes(d.states["x"].to_bytes())
-    assert (s.source, s.offset) == (2, 59) and s.holds(2, 59) and not s.holds(2, 60)
+    assert (s.source, s.offset) == (2, 59) and s.holds(2, 59, s.last_ms) and not s.holds(2, 60, s.last_ms)
     older = orjson.dumps(orjson.loads(d.states["x"].to_bytes())[:12])   # the layout before positions
     t = AccountState.from_bytes(older)
-    assert t.events == 20 and (t.source, t.offset) == (-1, -1) and not t.holds(2, 0)
+    assert t.events == 20 and (t.source, t.offset) == (-1, -1) and not t.holds(2, 0, t.last_ms)
 
 
 def test_late_event_counts_but_is_discounted():
