@@ -40,7 +40,7 @@ from distillguard.schemas import Alert, BadEvent, parse_event
 
 from .adapter_agents import adapter_topics, ocsf_topic, register_adapter_agents, watch_blind_spot
 from .cluster_agents import register_cluster_agents
-from .dlq import send_to_dlq
+from .dlq import PROCESSING_ERROR, ProcessingFailure, process_guarded, send_to_dlq
 from .faust_stream import BatchStream, RawSchema
 from .faust_transport import QuietMonitor
 from .feedback_agent import register_feedback_reader
@@ -295,7 +295,14 @@ def create_app(settings: Settings, sink: Sink | SinkProcess | None = None) -> fa
                     batch.dlq[(int(msg.timestamp) // 60 * 60, err.reason)] += 1
                     await send_to_dlq(dlq, msg, err.reason, err.detail)
                     continue
-                out = stage.process(ev, (msg.partition, msg.offset))
+                out = process_guarded(stage, ev, (msg.partition, msg.offset))
+                if type(out) is ProcessingFailure:   # dead-lettered, not a crashed agent (dlq.py)
+                    log.error("the detector failed on event %s (%s): dead-lettered as %s",
+                              ev.event_id, out.detail, PROCESSING_ERROR)
+                    counters.dlq[PROCESSING_ERROR] += 1
+                    batch.dlq[(int(msg.timestamp) // 60 * 60, PROCESSING_ERROR)] += 1
+                    await send_to_dlq(dlq, msg, PROCESSING_ERROR, out.detail)
+                    continue
                 if out is None:   # a re-delivery (event id or offset already applied): counted once
                     counters.duplicates += 1
                     continue

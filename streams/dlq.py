@@ -8,8 +8,50 @@ length in ``dg-truncated``.
 """
 from __future__ import annotations
 
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
 # the producer's and the broker's default limit is 1 MB; a gateway topic may carry larger events
 DLQ_MAX_VALUE_BYTES = 900_000
+PROCESSING_ERROR = "processing_error"   # the reason of an event the detector raised on
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingFailure:
+    """An event that passed the contract's checks and made the detector raise (a bug, or input
+    nobody foresaw). The worker dead-letters it and goes on, replay counts it: one such event
+    must not stop every account's detection. Says what and where, never the exception's
+    message, which may quote the event's text.
+
+    >>> try:
+    ...     {}["prompt text"]
+    ... except KeyError as err:
+    ...     f = ProcessingFailure.of(err)
+    >>> f.error, "prompt" in f.detail
+    ('KeyError', False)
+    """
+    error: str   # the exception's type
+    where: str   # file:line where it was raised
+
+    @classmethod
+    def of(cls, err: BaseException) -> ProcessingFailure:
+        frames = traceback.extract_tb(err.__traceback__)
+        where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+        return cls(type(err).__name__, where)
+
+    @property
+    def detail(self) -> str:
+        return f"{self.error} at {self.where}"
+
+
+def process_guarded(stage, event, position: tuple[int, int]):
+    """``stage.process(event, position)`` (``models.pipeline.AccountStage``), or the
+    :class:`ProcessingFailure` if it raised: the one step the worker and replay both take."""
+    try:
+        return stage.process(event, position)
+    except Exception as err:  # noqa: BLE001 - the callers dead-letter or count it, and go on
+        return ProcessingFailure.of(err)
 
 
 def dlq_record(value: bytes | None, reason: str, detail: str, source: str) -> tuple[bytes, dict[str, bytes]]:

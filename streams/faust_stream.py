@@ -75,14 +75,16 @@ class BatchStream(faust.Stream):
 
     async def take_batches(self, max_: int, within: float, backlog_max: int = 0) -> AsyncIterator[list[EventT]]:
         """Lists of at most ``max_`` events: released when full, or ``within`` seconds after the
-        wait for them began if at least one came; acked once the caller is done with each.
+        wait for them began if at least one came; each acked when the caller asks for the next
+        (Faust's iterators also ack an event whose processing raised: its offset could be
+        committed with the event never processed).
 
         ``backlog_max`` (if above ``max_``): a full batch goes on taking the events already
         waiting in the queue, without waiting for more, up to ``backlog_max``. A worker that
         keeps up gets batches of ``max_`` at most, so an event waits no longer than before; one
         behind its input gets larger batches, whose per-batch work (state writes, minute rows,
-        link messages, producer flushes) is spread over more events. (The worker's default
-        leaves it off: README, "Larger batches under a backlog".)"""
+        link messages, producer flushes) is spread over more events (README, "Larger batches
+        under a backlog")."""
         most = max(max_, backlog_max)
         self._finalized = True
         started_by_us = await self.maybe_start()
@@ -127,11 +129,12 @@ class BatchStream(faust.Stream):
                 if not events:
                     continue
                 batch, events = events, []
-                try:
-                    self.events_total += len(batch)
-                    yield batch
-                finally:
-                    self._ack_all(batch)
+                self.events_total += len(batch)
+                yield batch
+                # The caller asks for the next batch: it is done with this one. One that raised
+                # or was cancelled in the middle of a batch (an agent crash, a stop) does not get
+                # here, so that batch stays unacked: its offsets are not committed, it is read again.
+                self._ack_all(batch)
         except StopAsyncIteration:
             # the channel ends (the stream stops): events taken but not yet given out are not
             # acked, so their offsets are not committed and they are read again

@@ -29,6 +29,8 @@ from distillguard.models.pipeline import AccountOutput, CrossAccountPipeline, Pi
 from distillguard.models.records import LinkRecord
 from distillguard.schemas import Alert, BadEvent, RequestEvent, parse_event
 
+from .dlq import PROCESSING_ERROR, ProcessingFailure, process_guarded
+
 PROGRESS_EVERY_S = 1.0
 
 
@@ -184,7 +186,12 @@ def _drive(events: Iterable[RequestEvent], pipeline: Pipeline, cross: _InlineCro
     seq = -1     # number of the request among those processed (re-deliveries are not)
     for ev in events:
         stats.events += 1
-        out = accounts.process(ev, (0, stats.events))   # its number in the input: a position, as the stream's offset
+        out = process_guarded(accounts, ev, (0, stats.events))   # its number in the input: a position, as the stream's offset
+        if type(out) is ProcessingFailure:   # counted and reported, as the stream dead-letters it
+            stats.bad[PROCESSING_ERROR] += 1
+            print(f"replay: the detector failed on event {ev.event_id} ({out.detail}); counted as "
+                  f"{PROCESSING_ERROR}", file=sys.stderr)
+            continue
         if out is None:   # a re-delivered event id: counted once
             stats.duplicates += 1
             continue

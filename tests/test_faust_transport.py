@@ -101,7 +101,31 @@ def test_take_batches_gives_full_batches_then_the_rest_after_within_and_acks_aft
 
     got, acked_after = asyncio.run(main())
     assert got == [([0, 1, 2], [False] * 5), ([3, 4], [True, True, True, False, False])]
-    assert acked_after == [True] * 5
+    # the loop left during the second batch, which is not acked: only asking for more acks one
+    assert acked_after == [True, True, True, False, False]
+
+
+def test_a_batch_whose_processing_raised_is_not_acked_and_its_offsets_are_not_committed(tmp_path):
+    """Faust's iterators ack an event in a ``finally``: an agent that crashed on it would have its
+    offset committed, the event never processed (nor its state saved)."""
+    from faust.types import TP
+
+    app = _stream_app(tmp_path)
+    tp = TP("requests", 0)
+
+    async def main():
+        events = [_event(app, i) for i in range(5)]
+        stream = await _stream_of(app, events)
+        app.consumer._committed_offset[tp] = app.consumer._first_delivered[tp] = 0
+        with pytest.raises(RuntimeError):
+            async with aclosing(stream.take_batches(3, within=0.05)) as batches:
+                async for batch in batches:
+                    if batch[0].message.offset == 3:
+                        raise RuntimeError("the detector failed on this batch")
+        return [(e.message.acked, e.message in app.consumer.unacked) for e in events]
+
+    assert asyncio.run(main()) == [(True, False)] * 3 + [(False, True)] * 2
+    assert app.consumer._new_offset(tp) == 3   # a commit now takes offset 3: 3 and 4 are read again
 
 
 def test_a_full_batch_takes_what_already_waits_up_to_backlog_max_without_waiting(tmp_path):
@@ -161,10 +185,11 @@ def test_an_event_skipped_at_a_rebalance_does_not_let_the_commit_pass_its_re_rea
         consumer = app.consumer
         consumer._committed_offset[tp] = 100   # where the seek after the rebalance put it
         async with aclosing(stream.take_batches(3, within=0.05)) as batches:
-            async for batch in batches:
-                assert [e.message.offset for e in batch] == [100, 101, 102]
-                consumer._first_delivered[tp] = 100   # the fetch loop's record of the re-read
-                break
+            batch = await anext(batches)
+            assert [e.message.offset for e in batch] == [100, 101, 102]
+            consumer._first_delivered[tp] = 100   # the fetch loop's record of the re-read
+            with pytest.raises(asyncio.TimeoutError):   # asking for the next acks this one
+                await asyncio.wait_for(anext(batches), 0.2)
         return consumer._new_offset(tp)
 
     assert asyncio.run(main()) == 103

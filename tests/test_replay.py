@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from distillguard.models import Pipeline
-from distillguard.models.pipeline import CrossAccountPipeline
-from distillguard.schemas import validate_alert
+from distillguard.models.pipeline import AccountStage, CrossAccountPipeline
+from distillguard.schemas import parse_event, validate_alert
 from distillguard.streams import replay as replay_module
 from distillguard.streams.replay import ReplayError, ReplayStats, open_lines, ordered_events, replay
 
@@ -135,3 +135,37 @@ def test_cli_replay_jobs_1_and_2_write_the_same_file(tmp_path, small_sim):
                                "--jobs", str(jobs)], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
     assert paths[0].read_bytes() == paths[1].read_bytes() != b""
+
+
+class _FailsOnE2(AccountStage):
+    """An account stage with a bug that one event hits (the exception quotes the event's text)."""
+
+    def process(self, event, position=None):
+        if event.event_id == "e2":
+            raise ValueError(f"cannot read {event.messages[0].content!r}")
+        return super().process(event, position)
+
+
+def test_an_event_the_detector_raises_on_is_counted_and_the_run_goes_on(capsys):
+    pipeline = Pipeline()
+    pipeline.accounts = _FailsOnE2()
+    stats = replay([ev(1, 1), ev(2, 2), ev(3, 3)], pipeline, lambda a: None)
+    assert stats.events == 3 and dict(stats.bad) == {"processing_error": 1}
+    assert pipeline.accounts.detector.states["a"].events == 2
+    err = capsys.readouterr().err
+    assert "event e2 (ValueError at test_replay.py:" in err and "hi" not in err   # where, not the text
+
+
+def test_the_worker_and_replay_take_the_same_guarded_step():
+    """The stream's detect agent and replay both call ``process_guarded`` (streams/dlq.py): the
+    stream dead-letters what it returns as ``processing_error`` where replay counts it."""
+    import inspect
+
+    from distillguard.streams import app, dlq
+
+    failed = dlq.process_guarded(_FailsOnE2(), parse_event(ev(2, 2)), (0, 0))
+    assert failed == dlq.ProcessingFailure("ValueError", failed.where) and failed.where.startswith("test_replay.py:")
+    assert dlq.process_guarded(_FailsOnE2(), parse_event(ev(3, 3)), (0, 0)).alerts == []
+    for module in (app, replay_module):
+        assert "process_guarded(" in inspect.getsource(module)
+    assert "send_to_dlq(dlq, msg, PROCESSING_ERROR, out.detail)" in inspect.getsource(app)
