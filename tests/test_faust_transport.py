@@ -703,3 +703,30 @@ def test_flush_waits_for_the_write_being_sent_when_the_queue_is_already_empty(tm
         waited, sent = asyncio.run(run())
     assert waited and sent == ["state"]
     assert "1 table writes not sent after" in caplog.text   # a slow send is named, not waited on silently
+
+
+def test_a_delivery_finding_a_batch_of_state_writes_waiting_flushes_down_to_100_without_a_warning(tmp_path, caplog):
+    """Faust's ``wait_until_ebb`` warns "producer buffer full" whenever more than 100 table writes
+    wait; the worker puts a batch's states (hundreds) at once, so that was every batch's log line."""
+    async def run(ebb):
+        buffer = await _running_buffer(tmp_path)
+        try:
+            sent: list = []
+            gate = asyncio.Event()
+            buffer.put(_Write(sent, 0, gate=gate))   # being sent: the buffer's task waits on it
+            await asyncio.sleep(0.02)
+            for i in range(1, 151):
+                buffer.put(_Write(sent, i))
+            waiting = buffer.size
+            gate.set()
+            await ebb(buffer)
+            return waiting, buffer.size
+        finally:
+            await buffer.stop()
+
+    caplog.set_level("INFO")
+    assert asyncio.run(run(FaustProducerBuffer.wait_until_ebb))[0] == 150
+    assert "producer buffer full size 150" in caplog.text   # Faust's
+    caplog.clear()
+    waiting, left = asyncio.run(run(lambda buffer: buffer.wait_until_ebb()))
+    assert waiting == 150 and left <= 100 and "producer buffer" not in caplog.text
