@@ -105,6 +105,9 @@ def render(counters: Any, sink_stats: Mapping[str, Any] | None,
         w.family("distillguard_sink_skipped_messages_total", "counter",
                  "Malformed sink messages, sent to the sink's dead-letter topic.",
                  [({}, sink_stats.get("skipped_messages", 0))])
+        w.family("distillguard_sink_consumer_restarts_total", "counter",
+                 "Sink consumers closed and made again because records waited and none was read (DG_SINK_STALL_S).",
+                 [({}, sink_stats.get("consumer_restarts", 0))])
         w.family("distillguard_sink_dead_letter_rows_total", "counter",
                  "Rows ClickHouse rejected for good, sent to the sink's dead-letter topic, by table.",
                  [({"table": t}, n) for t, n in sorted((sink_stats.get("dead_letter_rows") or {}).items())])

@@ -116,6 +116,10 @@ class Settings:
                                    parse=int, kind="whole number", minimum=1)
     sink_flush_s: float = setting("DG_SINK_FLUSH_S", "1.0", "seconds between inserts at most",
                                   parse=float, kind="number", minimum=0)
+    sink_stall_s: float = setting(
+        "DG_SINK_STALL_S", "60", "seconds records may wait on the sink topic with none read and no offset committed "
+        "before the sink closes its consumer and makes it again (a consumer that stopped fetching, e.g. after a "
+        "broker restart); 0: never", parse=float, kind="number", minimum=0)
     batch_max: int = setting("DG_BATCH_MAX", "1000", "events per processing batch",
                              parse=int, kind="whole number", minimum=1)
     batch_backlog_max: int = setting(

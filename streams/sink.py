@@ -18,10 +18,18 @@ wedge the sink: the batch is split until the bad rows are alone, and those go
 to ``<DG_TOPIC_SINK>.dlq`` as ``{"table", "rows", "reason"}`` (header
 ``dg-reason``), counted per table (``dead_letter_rows``, ``/metrics``).
 
+A consumer that stops fetching while records wait for it (librdkafka has open reports of this
+after a broker restart) is found by a stall watch (models/stall.py): every ``STALL_CHECK_S``
+seconds, with no rows held, the sink asks the broker, through a probe apart from its consumer,
+how far its group's committed offsets are behind the log's end; when records have waited
+``DG_SINK_STALL_S`` seconds and none was read and no offset moved, the consumer is closed and made
+again (it resumes from the committed offsets), with a warning, counted as ``consumer_restarts``.
+
 Fault injection (tests only): ``DG_FAULT_CLICKHOUSE_DOWN_S=N`` makes every
 insert fail for N seconds from the sink's first insert attempt, as if
-ClickHouse were down (``tests/faults/test_clickhouse_down.py``). Unset, it
-costs nothing.
+ClickHouse were down (``tests/faults/test_clickhouse_down.py``); ``DG_FAULT_SINK_DEAF=1`` makes
+the sink's first consumer fetch nothing (all its partitions paused, as a stalled consumer), which
+the stall watch must undo (tests/test_sink.py). Unset, they cost nothing.
 """
 from __future__ import annotations
 
@@ -35,9 +43,10 @@ import orjson
 from collections.abc import Iterable
 
 from clickhouse_connect.driver.exceptions import DataError, ProgrammingError
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from distillguard.models.rows import Row
+from distillguard.models.stall import StallWatch
 
 from .clickhouse import COLUMNS, MIGRATIONS, Store
 from .kafka_config import client_config
@@ -50,6 +59,8 @@ log = logging.getLogger("distillguard.sink")
 # a server restarting) is retried.
 REJECTED_FOR_GOOD = (DataError, ProgrammingError, ValueError, TypeError, IndexError, KeyError)
 MEMORY_SAMPLE_S = 10.0   # seconds between samples of the store's memory metrics
+STALL_CHECK_S = 10.0     # seconds between the stall watch's questions to the broker
+PROBE_TIMEOUT_S = 5.0    # each of them waits at most this long (a broker away: no answer, no stall)
 
 
 def sink_messages(rows: Iterable[Row]) -> list[bytes]:
@@ -108,6 +119,8 @@ class Sink(threading.Thread):
         self._uncommitted = False   # messages consumed since the last commit that went through
         self.retries = 0
         self.skipped_messages = 0
+        self.consumer_restarts = 0
+        self.beat = time.monotonic()   # the loop's last turn: a thread stuck in a call stops it (sink_cli)
         self.dead_letter_rows: dict[str, int] = defaultdict(int)
         self.last_error = ""
         self.dead_letters = Producer(client_config(settings, **{"enable.idempotence": True}))
@@ -118,8 +131,16 @@ class Sink(threading.Thread):
         self.jemalloc_purged_mb = 0.0   # what purge_clickhouse gave back so far
         self.store_info: dict = {}   # store, schema versions: /readyz's "clickhouse" (set by the owner)
         self.child_memory: dict | None = None   # a thread has no process of its own (cf. SinkProcess)
-        self.consumer = Consumer(client_config(settings, **{
-            "group.id": f"{settings.app_id}-sink",
+        self._deaf = os.environ.get("DG_FAULT_SINK_DEAF") == "1"   # tests only
+        self._watch = StallWatch(settings.sink_stall_s)
+        self._check_every_s = min(STALL_CHECK_S, max(1.0, settings.sink_stall_s / 3))
+        self._read = 0    # records read since the stall watch's last check
+        self._probe: Consumer | None = None   # asks for the group's committed offsets; never subscribes
+        self.consumer = self._new_consumer()
+
+    def _new_consumer(self) -> Consumer:
+        return Consumer(client_config(self.settings, **{
+            "group.id": f"{self.settings.app_id}-sink",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }))
@@ -127,7 +148,7 @@ class Sink(threading.Thread):
     def stats(self) -> dict:
         return {"inserted": dict(self.inserted), "pending_rows": self.pending_rows, "retries": self.retries,
                 "skipped_messages": self.skipped_messages, "dead_letter_rows": dict(self.dead_letter_rows),
-                "last_error": self.last_error}
+                "consumer_restarts": self.consumer_restarts, "last_error": self.last_error}
 
     def state(self) -> str:
         """For ``/readyz``: ``starting``, ``connected``, ``spooling`` (ClickHouse away, rows held in
@@ -143,20 +164,22 @@ class Sink(threading.Thread):
         self.join(timeout)
 
     def run(self) -> None:
-        c = self.consumer
-        c.subscribe([self.settings.topic_sink])
+        self._subscribe()
         buffer: dict[str, list[list]] = defaultdict(list)
         last_flush = time.monotonic()
         last_sample = 0.0
         last_purge = time.monotonic()
+        last_check = time.monotonic()
         try:
             while not self._stopping.is_set():
-                for msg in c.consume(num_messages=500, timeout=0.2):
+                self.beat = time.monotonic()
+                for msg in self.consumer.consume(num_messages=500, timeout=0.2):
                     if msg.error():
                         if msg.error().code() != KafkaError._PARTITION_EOF:
                             log.warning("sink consumer: %s", msg.error())
                         continue
                     self._uncommitted = True
+                    self._read += 1
                     self._add(msg.value(), buffer)
                 due = time.monotonic() - last_flush >= self.settings.sink_flush_s
                 if self.pending_rows and (due or self.pending_rows >= self.settings.sink_batch_rows):
@@ -174,12 +197,67 @@ class Sink(threading.Thread):
                 if self.settings.embedded_clickhouse and time.monotonic() - last_purge >= TRIM_EVERY_S:
                     self._purge()
                     last_purge = time.monotonic()
+                if not self.pending_rows and time.monotonic() - last_check >= self._check_every_s:
+                    self._watch_for_stall()
+                    last_check = time.monotonic()
             if self.pending_rows:
                 self._flush(buffer)
             elif self._uncommitted:
                 self._commit()
         finally:
-            c.close()
+            self.consumer.close()
+            if self._probe is not None:
+                self._probe.close()
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe([self.settings.topic_sink], on_assign=self._on_assign)
+
+    def _on_assign(self, consumer: Consumer, partitions: list) -> None:
+        if self._deaf:   # DG_FAULT_SINK_DEAF: this consumer fetches nothing, as a stalled one
+            consumer.assign(partitions)   # a pause before the assignment is taken would be lost
+            consumer.pause(partitions)
+
+    def _watch_for_stall(self) -> None:
+        """One check of the stall watch (models/stall.py); a stalled consumer is made again."""
+        waiting, committed = self._group_backlog()
+        read, self._read = self._read, 0
+        if not self._watch.check(time.monotonic(), waiting, committed, read):
+            return
+        log.warning("sink: %d records wait on %s and the consumer read none for %.0fs; closing it and "
+                    "making it again (it resumes from the committed offsets)", waiting, self.settings.topic_sink,
+                    self._watch.after_s)
+        self._deaf = False
+        try:
+            self.consumer.close()
+        except KafkaException as err:   # it is replaced either way
+            log.warning("sink: closing the stalled consumer failed (%s)", err)
+        self.consumer = self._new_consumer()
+        self._subscribe()
+        self._uncommitted = False   # nothing read since the last commit (the watch saw no record read)
+        self.consumer_restarts += 1
+
+    def _group_backlog(self) -> tuple[int | None, int | None]:
+        """(records between the sink group's committed offsets and the log's end, those offsets
+        summed), asked through a probe apart from the consumer; (None, None) if the broker did not
+        answer."""
+        topic = self.settings.topic_sink
+        if self._probe is None:
+            self._probe = Consumer(client_config(self.settings, **{"group.id": f"{self.settings.app_id}-sink",
+                                                                   "enable.auto.commit": False}))
+        try:
+            meta = self._probe.list_topics(topic, timeout=PROBE_TIMEOUT_S).topics[topic]
+            if meta.error is not None:
+                return None, None
+            parts = [TopicPartition(topic, p) for p in meta.partitions]
+            waiting = committed = 0
+            for tp in self._probe.committed(parts, timeout=PROBE_TIMEOUT_S):
+                low, high = self._probe.get_watermark_offsets(tp, timeout=PROBE_TIMEOUT_S)
+                at = tp.offset if tp.offset >= 0 else low
+                waiting += max(0, high - at)
+                committed += at
+            return waiting, committed
+        except KafkaException:
+            return None, None
 
     def _sample_memory(self) -> None:
         """The store's own memory figures, for the status page (this thread owns the store)."""
@@ -266,6 +344,7 @@ class Sink(threading.Thread):
                 break
             except Exception as err:  # any store failure: keep the rows, retry
                 self.retries += 1
+                self.beat = time.monotonic()
                 self.last_error = str(err)[:300]
                 log.warning("sink: ClickHouse insert failed (%s); retrying in %.1fs, %d rows held",
                             self.last_error, backoff, self.pending_rows)

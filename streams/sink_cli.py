@@ -7,7 +7,8 @@ on its own next to workers started with ``DG_SINK=0``.
 
 It opens the store (an embedded one is locked: one process at a time), applies pending
 migrations, then inserts rows from the sink topic until SIGTERM or SIGINT, when it inserts what
-it holds, commits, closes the store and exits 0. With ``--status-fd N`` (the worker's pipe)
+it holds, commits, closes the store and exits 0. A sink thread that ended, or whose loop has
+not turned for ``WEDGED_S`` (stuck in a call), makes it exit 1. With ``--status-fd N`` (the worker's pipe)
 it writes one JSON line every ``REPORT_EVERY_S``: its state, counters, the store's and its own
 memory; a write that fails means the worker is gone, and the sink stops the same way.
 """
@@ -28,6 +29,7 @@ from .sink import Sink, open_sink
 
 log = logging.getLogger("distillguard.sink")
 REPORT_EVERY_S = 0.5
+WEDGED_S = 120.0   # a sink loop that has not turned this long is stuck in a call: exit 1, the worker restarts us
 
 
 def add_arguments(p) -> None:
@@ -50,6 +52,9 @@ def run_sink(settings: Settings, status_fd: int | None = None) -> int:
         while not stopping.wait(REPORT_EVERY_S):
             if not sink.is_alive():
                 log.error("sink thread ended unexpectedly; exiting 1 (%s)", sink.last_error or "no error recorded")
+                return 1
+            if time.monotonic() - sink.beat > WEDGED_S:
+                log.error("the sink's loop has not turned for %.0fs (stuck in a call); exiting 1", WEDGED_S)
                 return 1
             if status_fd is not None and not _report(status_fd, sink):
                 log.warning("the worker that started this sink is gone; stopping")

@@ -42,7 +42,7 @@ SILENT_KILL_S = 60.0        # a child that reports nothing this long is wedged: 
 BACKOFF_S = (1.0, 30.0)     # first and largest wait before a restart
 HEALTHY_RUN_S = 60.0        # a child that ran this long resets the backoff
 _SUMMED = ("inserted", "dead_letter_rows")          # per-table counters
-_ADDED = ("retries", "skipped_messages")            # plain counters
+_ADDED = ("retries", "skipped_messages", "consumer_restarts")   # plain counters
 
 
 class SinkProcess:

@@ -51,7 +51,8 @@ def counters(**kw):
 
 def test_render_counters_sink_and_lag():
     text = render(counters(), {"inserted": {"alert_events": 4, "account_minute": 90}, "pending_rows": 12,
-                               "retries": 2, "skipped_messages": 0, "last_error": "boom \"quoted\""},
+                               "retries": 2, "skipped_messages": 0, "consumer_restarts": 1,
+                               "last_error": "boom \"quoted\""},
                   {("llm.requests", 0): 5, ("llm.requests", 1): 0})
     m = parse(text)
     assert m["distillguard_events_total"][""] == 1234
@@ -60,6 +61,7 @@ def test_render_counters_sink_and_lag():
     assert m["distillguard_alerts_total"]['{severity="critical"}'] == 0   # every severity, even at zero
     assert m["distillguard_sink_inserted_rows_total"]['{table="account_minute"}'] == 90
     assert m["distillguard_sink_pending_rows"][""] == 12 and m["distillguard_sink_retries_total"][""] == 2
+    assert m["distillguard_sink_consumer_restarts_total"][""] == 1
     assert m["distillguard_consumer_lag"]['{topic="llm.requests",partition="0"}'] == 5
     assert m["distillguard_consumer_lag_sum"][""] == 5
     assert 9 <= m["distillguard_uptime_seconds"][""] < 60

@@ -97,3 +97,53 @@ def test_messages_that_leave_no_row_are_committed_without_waiting_for_rows(isola
         probe.close()
         store.close()
     assert len(list(consume(settings, dead_letter_topic(settings), timeout=30, idle=5))) == 1
+
+
+def test_a_consumer_that_reads_nothing_while_rows_wait_is_made_again(isolated_env, monkeypatch):
+    # DG_FAULT_SINK_DEAF pauses every partition the first consumer is given: it stays in the group,
+    # answers, and fetches nothing, as librdkafka consumers have after a broker restart. The stall
+    # watch sees rows wait with none read and no offset moving, and makes the consumer again.
+    from distillguard.streams.settings import load_settings
+    monkeypatch.setenv("DG_FAULT_SINK_DEAF", "1")
+    settings = load_settings({**isolated_env, "DG_SINK_STALL_S": "3"})
+    ensure_topics(settings)
+    minute = int(time.time()) // 60 * 60 - 3600
+    rows = [AccountMinuteRow(f"acct-{i}", minute, 1, 10, 20, 0, [i + 1], [1]) for i in range(4)]
+    p = producer(settings)
+    for value in sink_messages(rows):
+        p.produce(settings.topic_sink, value=value)
+    p.flush(30)
+    store = Store(settings)
+    store.migrate()
+    sink = Sink(settings, store)
+    sink.start()
+    started = time.monotonic()
+    try:
+        deadline = started + 90
+        while time.monotonic() < deadline and sink.stats()["inserted"].get("account_minute_in", 0) < 4:
+            time.sleep(0.5)
+        took = time.monotonic() - started
+    finally:
+        sink.stop()
+        store.close()
+    st = sink.stats()
+    assert st["inserted"].get("account_minute_in", 0) == 4, st
+    assert st["consumer_restarts"] == 1
+    assert took >= 3   # not before the rows had waited DG_SINK_STALL_S
+
+
+def test_a_quiet_topic_is_no_stall(isolated_env):
+    # nothing waits: the watch asks the broker and never remakes the consumer
+    from distillguard.streams.settings import load_settings
+    settings = load_settings({**isolated_env, "DG_SINK_STALL_S": "1"})
+    ensure_topics(settings)
+    store = Store(settings)
+    store.migrate()
+    sink = Sink(settings, store)
+    sink.start()
+    try:
+        time.sleep(5)
+    finally:
+        sink.stop()
+        store.close()
+    assert sink.stats()["consumer_restarts"] == 0

@@ -50,6 +50,10 @@ def test_killed_sink_child_is_restarted_and_no_row_is_lost(tmp_path, isolated_en
         st = worker.wait_for(lambda s: s["sink"]["process"]["restarts"] >= 1 and s["sink"]["process"]["pid"]
                              and s["sink"]["process"]["pid"] != first, 60, "the sink child to be restarted")
         second = st["sink"]["process"]["pid"]
+        # The first child may have drained everything before it was killed; a stop sent while
+        # the second is still importing would end it before its handlers exist (exit -15).
+        worker.wait_for(lambda s: f"sink started (pid {second})" in worker.log_tail(20_000), 60,
+                        "the second sink child to start")
         wait_drained(settings, worker, timeout=300)
         worker.wait_for(lambda s: s["sink"]["pending_rows"] == 0 and s["events"] >= n, 60, "the sink to settle")
     finally:
@@ -79,3 +83,32 @@ def test_sink_thread_in_the_worker_when_asked(tmp_path, isolated_env, isolated_s
         assert "process" not in st["sink"] and "sink_process" not in st["memory"]
     finally:
         assert worker.stop() == 0, worker.log_tail()
+
+
+def test_a_sink_whose_loop_stopped_turning_exits_1_for_its_worker_to_restart(isolated_settings, monkeypatch):
+    # a thread stuck in a call (a librdkafka call that never returns) stops the loop; the process
+    # notices its heartbeat stopped and exits 1, so the supervising worker starts a fresh one
+    import threading
+
+    from distillguard.streams import sink_cli
+
+    class StuckSink(threading.Thread):
+        def __init__(self):
+            super().__init__(daemon=True)
+            self.beat = time.monotonic()
+            self.last_error = ""
+            self.store = type("S", (), {"close": lambda self: None, "describe": lambda self: "stub"})()
+
+        def run(self):
+            threading.Event().wait()   # never turns
+
+    monkeypatch.setattr(sink_cli, "open_sink", lambda settings: StuckSink())
+    monkeypatch.setattr(sink_cli, "WEDGED_S", 1.0)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    started = time.monotonic()
+    try:
+        assert sink_cli.run_sink(isolated_settings) == 1
+    finally:
+        for sig, handler in handlers.items():   # run_sink installs its own
+            signal.signal(sig, handler)
+    assert 1.0 <= time.monotonic() - started < 10

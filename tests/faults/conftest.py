@@ -65,8 +65,9 @@ def wait_drained(settings, worker=None, timeout: float = 300) -> None:
             if worker is not None and worker.proc.poll() is not None:
                 raise AssertionError(f"worker exited ({worker.proc.returncode}):\n{worker.log_tail()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"{group} did not drain {topic} within {timeout}s"
-                                     + (f"; status {worker.status()}" if worker else ""))
+                raise AssertionError(f"{group} did not drain {topic} within {timeout}s (lag "
+                                     f"{group_lag(settings.kafka_bootstrap, group, topic)})"
+                                     + (f"; status {worker.status()}\nlog:\n{worker.log_tail()}" if worker else ""))
             time.sleep(1)
 
 

@@ -65,7 +65,10 @@ def test_broker_restart_under_load(tmp_path, own_broker, report):
         assert produced == [n]
         assert worker.proc.poll() is None, worker.log_tail()
         wait_drained(settings, worker, timeout=pick(400, 900))
-        report["processed_after_restart_counter"] = worker.status()["events"]
+        st = worker.status()
+        report["processed_after_restart_counter"] = st["events"]
+        report["alerts"] = sum(st["alerts"].values())
+        report["sink"] = {k: st["sink"].get(k) for k in ("inserted", "retries", "consumer_restarts")}
     finally:
         code = worker.stop()
     assert code == 0, worker.log_tail()
