@@ -131,23 +131,14 @@ def check_topics(settings: Settings, timeout: float) -> list[Check]:
 
 def group_lag(settings: Settings, group: str, topic: str, timeout: float) -> int | None:
     """Messages of ``topic`` that ``group`` has not committed yet; None if the group has no offsets."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer
 
-    from .kafka_io import client_config
+    from .kafka_io import client_config, group_offsets
 
     c = Consumer(client_config(settings, **{"group.id": group, "enable.auto.commit": False}))
     try:
-        meta = c.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return None
-        committed = c.committed([TopicPartition(topic, p) for p in meta.partitions], timeout=timeout)
-        if all(tp.offset < 0 for tp in committed):
-            return None
-        lag = 0
-        for tp in committed:
-            low, high = c.get_watermark_offsets(tp, timeout=timeout)
-            lag += high - (tp.offset if tp.offset >= 0 else low)
-        return lag
+        found = group_offsets(c, topic, timeout)
+        return None if found is None or not found[2] else found[0]
     finally:
         c.close()
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .errors import UserError
@@ -202,6 +202,25 @@ def _wait_visible(client, partitions: dict[str, int], timeout: float) -> None:
             raise TimeoutError(f"topics created but not visible with their partitions after {timeout:.0f}s: "
                                + ", ".join(missing))
         time.sleep(0.1)
+
+
+def group_offsets(consumer: Consumer, topic: str, timeout: float) -> tuple[int, int, bool] | None:
+    """Where the group of ``consumer`` stands on ``topic``: (records between its committed offsets
+    and the log's end, those offsets summed, whether any partition has a commit), a partition
+    without one counted from the log's start; None if the broker does not know the topic.
+    ``consumer`` only asks: it need not be subscribed (the doctor's and the sink's probes)."""
+    meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None:
+        return None
+    waiting = summed = 0
+    any_commit = False
+    for tp in consumer.committed([TopicPartition(topic, p) for p in meta.partitions], timeout=timeout):
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+        at = tp.offset if tp.offset >= 0 else low
+        any_commit = any_commit or tp.offset >= 0
+        waiting += max(0, high - at)   # offsets past the end (a topic made again) wait for nothing
+        summed += at
+    return waiting, summed, any_commit
 
 
 def producer(settings: Settings, **extra) -> Producer:

@@ -43,13 +43,14 @@ import orjson
 from collections.abc import Iterable
 
 from clickhouse_connect.driver.exceptions import DataError, ProgrammingError
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from distillguard.models.rows import Row
 from distillguard.models.stall import StallWatch
 
 from .clickhouse import COLUMNS, MIGRATIONS, Store
 from .kafka_config import client_config
+from .kafka_io import group_offsets
 from .memory import TRIM_EVERY_S, clickhouse_memory, purge_clickhouse
 from .settings import Settings
 
@@ -240,24 +241,14 @@ class Sink(threading.Thread):
         """(records between the sink group's committed offsets and the log's end, those offsets
         summed), asked through a probe apart from the consumer; (None, None) if the broker did not
         answer."""
-        topic = self.settings.topic_sink
         if self._probe is None:
             self._probe = Consumer(client_config(self.settings, **{"group.id": f"{self.settings.app_id}-sink",
                                                                    "enable.auto.commit": False}))
         try:
-            meta = self._probe.list_topics(topic, timeout=PROBE_TIMEOUT_S).topics[topic]
-            if meta.error is not None:
-                return None, None
-            parts = [TopicPartition(topic, p) for p in meta.partitions]
-            waiting = committed = 0
-            for tp in self._probe.committed(parts, timeout=PROBE_TIMEOUT_S):
-                low, high = self._probe.get_watermark_offsets(tp, timeout=PROBE_TIMEOUT_S)
-                at = tp.offset if tp.offset >= 0 else low
-                waiting += max(0, high - at)
-                committed += at
-            return waiting, committed
+            found = group_offsets(self._probe, self.settings.topic_sink, PROBE_TIMEOUT_S)
         except KafkaException:
             return None, None
+        return (None, None) if found is None else found[:2]
 
     def _sample_memory(self) -> None:
         """The store's own memory figures, for the status page (this thread owns the store)."""
