@@ -169,9 +169,12 @@ def prompt_signals(prompt: str, key: bytes, model: ElicitationModel, memo: Memo 
                             grader_cues(words) >= 2)
     else:   # the same numbers from one compiled pass (native.py)
         skeleton, head_end, tail_start, area, capability, elicitation, grader = scanned
-        wrapper = skeleton if head_end < 0 else skeleton[:head_end] + " … " + skeleton[tail_start:]
-        out = PromptSignals(keyed_fingerprint(hasher, skeleton), keyed_fingerprint(hasher, wrapper), area,
-                            capability, model.probability_of_sum(elicitation) >= 0.5, grader)
+        skeleton_fp = keyed_fingerprint(hasher, skeleton)
+        # a prompt too short to have a head and a tail is its own wrapper: one hash, not two
+        wrapper_fp = skeleton_fp if head_end < 0 else \
+            keyed_fingerprint(hasher, skeleton[:head_end] + " … " + skeleton[tail_start:])
+        out = PromptSignals(skeleton_fp, wrapper_fp, area, capability,
+                            model.probability_of_sum(elicitation) >= 0.5, grader)
     if memo is not None:
         memo.put(clipped, out)
     return out

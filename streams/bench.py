@@ -34,6 +34,7 @@ Needs the broker (``make bench`` starts it). Never prints prompt text.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
@@ -60,6 +61,7 @@ TARGETS = {
     "features_state_us": 60,           # issue #12: feature extraction + state update, median per event
     "replay_eps": 20_000,              # issue #4: replay of the default benchmark
 }
+DETECTOR_RUNS = 3   # fresh runs of the in-process detector per route, whatever --runs says (their median)
 
 
 # -- events -------------------------------------------------------------------
@@ -223,14 +225,18 @@ def detector_stages(lines: list[bytes], key: bytes, runs: int, batch: int = 1000
     """µs per event of parse, the per-account stage (``AccountStage.process`` and its
     ``end_batch``) and the cross-account stages (``CrossAccountPipeline.process`` of each link
     record), timed separately over the same events in batches as the worker runs them; the
-    median of ``runs`` fresh runs, and their sum (the detector in process). Timed in this
-    process's CPU time, so that time the process waits for a core on a shared machine does
-    not count."""
+    median of ``runs`` fresh runs, and their sum (the detector in process); ``runs_us``: every
+    run's sum, in order (on this shared machine the same code's CPU time moves by up to a
+    fifth between runs). Timed in this process's CPU time, so that time the process waits for
+    a core on a shared machine does not count."""
     from distillguard.models.pipeline import AccountStage, CrossAccountPipeline
     from distillguard.schemas import BadEvent, parse_event
 
     totals: dict[str, list[float]] = {"parse_us": [], "account_stage_us": [], "cross_account_us": []}
     for _ in range(runs):
+        # the previous run's stages are garbage in reference cycles (a compiled stage's loop holds
+        # the stage's bound methods): collected here, untimed, not by whichever run comes next
+        gc.collect()
         accounts = AccountStage(key=key)
         cross = CrossAccountPipeline(accounts.config, key)
         spent = dict.fromkeys(totals, 0.0)
@@ -262,6 +268,7 @@ def detector_stages(lines: list[bytes], key: bytes, runs: int, batch: int = 1000
             totals[name].append(seconds * 1e6 / len(lines))
     out = {name: statistics.median(v) for name, v in totals.items()}
     out["total_us"] = sum(out.values())
+    out["runs_us"] = [round(sum(run), 1) for run in zip(*totals.values())]
     out["events"] = len(lines)
     return out
 
@@ -478,10 +485,13 @@ class Bench:
         for x in lines[:20000]:
             parse_event(x)
         out["parse_us"] = (time.perf_counter() - t) * 1e6 / min(len(lines), 20000)
-        out["detector"] = detector_stages(lines, key, self.args.runs)
+        # at least DETECTOR_RUNS fresh runs (a few seconds each): one run's CPU time on this shared
+        # machine is a draw, the median of three is the figure
+        runs = max(DETECTOR_RUNS, self.args.runs)
+        out["detector"] = detector_stages(lines, key, runs)
         if native.enabled():   # the whole detector on the pure-Python route, in this run (cold memos too)
             with native.python_route():
-                out["detector_python"] = detector_stages(lines, key + b"/pure-python", self.args.runs)
+                out["detector_python"] = detector_stages(lines, key + b"/pure-python", runs)
 
         try:
             from distillguard.models.anomaly import CohortAnomaly
@@ -666,7 +676,7 @@ def markdown(r: dict, s: dict, notes: list[str]) -> str:
               f"| parse (orjson + contract checks), µs/event | {f(m['parse_us'], 1)} |",
               f"| detector CPU µs/event over {d['events']:,} events: parse / account stage / cross-account stages "
               f"= total | {f(d['parse_us'], 1)} / {f(d['account_stage_us'], 1)} / {f(d['cross_account_us'], 1)} "
-              f"= **{f(d['total_us'], 1)}** |",
+              f"= **{f(d['total_us'], 1)}**{_runs_of(d)} |",
               *_detector_python_line(m),
               f"| features + state update, CPU µs/event (median over 1,000-event batches; hot path: "
               f"{m.get('hot_path', '?')}) | {f(m['features_state_us'], 1)} |",
@@ -690,6 +700,12 @@ def markdown(r: dict, s: dict, notes: list[str]) -> str:
               "on a busy machine compare the ratios of one run, not absolute figures across runs."]
     lines += [f"Note: {x}" for x in notes]
     return "\n".join(lines) + "\n"
+
+
+def _runs_of(d: dict) -> str:
+    """The fresh runs behind a median figure (a report written before they were kept has none)."""
+    runs = d.get("runs_us") or []
+    return f" (median of {len(runs)} fresh runs: {', '.join(_fmt(x, 1) for x in runs)})" if len(runs) > 1 else ""
 
 
 def _detector_python_line(m: dict) -> list[str]:

@@ -8,10 +8,11 @@ from distillguard.streams.bench import bench_events, detector_stages, markdown, 
 
 def test_detector_stages_split_the_detector_time():
     lines = [orjson.dumps(ev) for ev in bench_events(300)]
-    d = detector_stages(lines, DEV_KEY, runs=1, batch=100)
+    d = detector_stages(lines, DEV_KEY, runs=3, batch=100)
     assert d["events"] == 300
     stages = [d["parse_us"], d["account_stage_us"], d["cross_account_us"]]
     assert all(v > 0 for v in stages) and abs(sum(stages) - d["total_us"]) < 1e-6
+    assert len(d["runs_us"]) == 3 and all(v > 0 for v in d["runs_us"])   # every fresh run kept
 
 
 def test_the_report_has_faust_before_and_after_and_the_issue_15_targets():
@@ -21,7 +22,7 @@ def test_the_report_has_faust_before_and_after_and_the_issue_15_targets():
              "accounts": 10, "serialized_bytes_per_account": 2200, "features_state_us": 40.0, "parse_us": 10.0,
              "replay_eps": 5000, "replay_2jobs_eps": 7000, "replay_events": 100, "bytes_method": "x",
              "detector": {"parse_us": 10.0, "account_stage_us": 30.0, "cross_account_us": 15.0,
-                          "total_us": 55.0, "events": 100},
+                          "total_us": 55.0, "runs_us": [57.5, 55.0, 54.0], "events": 100},
              "detector_python": {"parse_us": 20.0, "account_stage_us": 60.0, "cross_account_us": 30.0,
                                  "total_us": 110.0, "events": 100}}
     r = {"events": 1000, "partitions": 4, "rate_offered": 5000, "paced_events": 75000,
@@ -38,4 +39,5 @@ def test_the_report_has_faust_before_and_after_and_the_issue_15_targets():
     assert met["p99 ≤ 1,000 ms at 5k events/s offered"] is True
     text = markdown(r, s, [])
     assert "stock Faust (before)" in text and "product consumer" in text and "**55.0**" in text
+    assert "(median of 3 fresh runs: 57.5, 55.0, 54.0)" in text
     assert "20.0 / 60.0 / 30.0 = 110.0 (compiled/Python x0.50)" in text and s["detector_python_us"] == 110.0
