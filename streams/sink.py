@@ -120,7 +120,6 @@ class Sink(threading.Thread):
         self._uncommitted = False   # messages consumed since the last commit that went through
         self.retries = 0
         self.skipped_messages = 0
-        self.consumer_restarts = 0
         self.beat = time.monotonic()   # the loop's last turn: a thread stuck in a call stops it (sink_cli)
         self.dead_letter_rows: dict[str, int] = defaultdict(int)
         self.last_error = ""
@@ -138,6 +137,11 @@ class Sink(threading.Thread):
         self._read = 0    # records read since the stall watch's last check
         self._probe: Consumer | None = None   # asks for the group's committed offsets; never subscribes
         self.consumer = self._new_consumer()
+
+    @property
+    def consumer_restarts(self) -> int:
+        """Consumers made again after a stall: every stall the watch found (``_watch_for_stall``)."""
+        return self._watch.stalls
 
     def _new_consumer(self) -> Consumer:
         return Consumer(client_config(self.settings, **{
@@ -235,7 +239,6 @@ class Sink(threading.Thread):
         self.consumer = self._new_consumer()
         self._subscribe()
         self._uncommitted = False   # nothing read since the last commit (the watch saw no record read)
-        self.consumer_restarts += 1
 
     def _group_backlog(self) -> tuple[int | None, int | None]:
         """(records between the sink group's committed offsets and the log's end, those offsets
