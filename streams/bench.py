@@ -486,7 +486,7 @@ class Bench:
             parse_event(x)
         out["parse_us"] = (time.perf_counter() - t) * 1e6 / min(len(lines), 20000)
         # at least DETECTOR_RUNS fresh runs (a few seconds each): one run's CPU time on this shared
-        # machine is a draw, the median of three is the figure
+        # machine is a draw, the stages' medians over three are the figure
         runs = max(DETECTOR_RUNS, self.args.runs)
         out["detector"] = detector_stages(lines, key, runs)
         if native.enabled():   # the whole detector on the pure-Python route, in this run (cold memos too)
@@ -703,9 +703,11 @@ def markdown(r: dict, s: dict, notes: list[str]) -> str:
 
 
 def _runs_of(d: dict) -> str:
-    """The fresh runs behind a median figure (a report written before they were kept has none)."""
+    """The fresh runs behind the stages' medians, each run's total (a report written before they
+    were kept has none). The figure sums the stages' medians, so it need not be one run's total."""
     runs = d.get("runs_us") or []
-    return f" (median of {len(runs)} fresh runs: {', '.join(_fmt(x, 1) for x in runs)})" if len(runs) > 1 else ""
+    return (f" (each stage the median of {len(runs)} fresh runs; their totals: "
+            f"{', '.join(_fmt(x, 1) for x in runs)})") if len(runs) > 1 else ""
 
 
 def _detector_python_line(m: dict) -> list[str]:

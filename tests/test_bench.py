@@ -39,5 +39,5 @@ def test_the_report_has_faust_before_and_after_and_the_issue_15_targets():
     assert met["p99 ≤ 1,000 ms at 5k events/s offered"] is True
     text = markdown(r, s, [])
     assert "stock Faust (before)" in text and "product consumer" in text and "**55.0**" in text
-    assert "(median of 3 fresh runs: 57.5, 55.0, 54.0)" in text
+    assert "(each stage the median of 3 fresh runs; their totals: 57.5, 55.0, 54.0)" in text
     assert "20.0 / 60.0 / 30.0 = 110.0 (compiled/Python x0.50)" in text and s["detector_python_us"] == 110.0
