@@ -3,7 +3,7 @@ runs on the real broker via `make bench`."""
 import orjson
 
 from distillguard.models.detector import DEV_KEY
-from distillguard.streams.bench import bench_events, detector_stages, markdown, summarize, targets
+from distillguard.streams.bench import bench_events, detector_stages, holds_every_partition, markdown, summarize, targets
 
 
 def test_detector_stages_split_the_detector_time():
@@ -41,3 +41,12 @@ def test_the_report_has_faust_before_and_after_and_the_issue_15_targets():
     assert "stock Faust (before)" in text and "product consumer" in text and "**55.0**" in text
     assert "(each stage the median of 3 fresh runs; their totals: 57.5, 55.0, 54.0)" in text
     assert "20.0 / 60.0 / 30.0 = 110.0 (compiled/Python x0.50)" in text and s["detector_python_us"] == 110.0
+
+
+def test_workers_hold_every_partition_only_once_their_group_has_joined():
+    assert holds_every_partition([[0, 2], [1, 3]], 4)
+    assert holds_every_partition([[0, 1, 2, 3]], 4)
+    assert not holds_every_partition([[0, 1, 2, 3], []], 4)        # the second has not joined yet
+    assert not holds_every_partition([[0, 1, 2, 3], None], 4)      # no status page yet
+    assert not holds_every_partition([[0, 1], [1, 2, 3]], 4)       # mid-rebalance: one partition twice
+    assert not holds_every_partition([[0], [1, 2]], 4)             # one partition nobody holds
