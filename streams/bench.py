@@ -476,6 +476,9 @@ class Bench:
             eps, cpu_us, st = follow(kids, n, timeout=3600, all_active=workers > 1)
         finally:
             rss = [stop_child(c) for c in kids]
+        # one copy on the broker's disk at a time (the long form's are 500,000 events each); after
+        # a failure the run's end deletes it with the rest
+        delete_topics(self.settings, live)
         return {"eps": eps, "cpu_us": cpu_us, "latency_ms": st.get("latency_ms", {}), "rss_kb": max(rss),
                 "rss_kb_each": rss}
 
