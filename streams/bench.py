@@ -53,7 +53,7 @@ from pathlib import Path
 
 import orjson
 
-from .processes import WorkerProcess
+from .processes import WorkerProcess, wait_all
 from .settings import tune_gc
 
 TARGETS = {
@@ -106,19 +106,12 @@ def bench_events(n: int, new_accounts: bool = True, first_seed: int = 1, churn: 
 
 def produce(settings, topic: str, events, rate: float = 0.0) -> int:
     """Produce dict events keyed by account; ``rate`` > 0 paces them. Returns the count."""
-    from .kafka_io import producer
+    from .kafka_io import produce_waiting, producer
     p = producer(settings, **{"linger.ms": 5})
     start = time.perf_counter()
     sent = 0
     for ev in events:
-        value = orjson.dumps(ev)
-        key = str(ev.get("account_id", "")).encode()
-        while True:
-            try:
-                p.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                p.poll(0.05)
+        produce_waiting(p, topic, value=orjson.dumps(ev), key=str(ev.get("account_id", "")).encode())
         sent += 1
         if sent % 256 == 0:
             p.poll(0)
@@ -147,7 +140,7 @@ def copy_topic(settings, source: str, dest: str, n: int, timeout: float = 300) -
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from .kafka_config import client_config
-    from .kafka_io import producer
+    from .kafka_io import produce_waiting, producer
     c = Consumer(client_config(settings, **{"group.id": f"bench-copy-{uuid.uuid4().hex[:8]}",
                                             "enable.auto.commit": False}))
     p = producer(settings, **{"linger.ms": 5})
@@ -162,12 +155,7 @@ def copy_topic(settings, source: str, dest: str, n: int, timeout: float = 300) -
             for m in c.consume(num_messages=min(1000, n - copied), timeout=0.5):
                 if m.error():
                     raise RuntimeError(f"reading {source}: {m.error()}")
-                while True:
-                    try:
-                        p.produce(dest, value=m.value(), key=m.key(), partition=m.partition())
-                        break
-                    except BufferError:
-                        p.poll(0.05)
+                produce_waiting(p, dest, value=m.value(), key=m.key(), partition=m.partition())
                 copied += 1
             p.poll(0)
     finally:
@@ -231,29 +219,11 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def check_alive(children: list[WorkerProcess]) -> None:
-    """Raise (naming the child's log) if a child has exited."""
-    for c in children:
-        if c.proc.poll() is not None:
-            raise RuntimeError(f"child exited ({c.proc.returncode}); see {c.log_path}")
-
-
 def holds_every_partition(assigned: list[list[int] | None], partitions: int) -> bool:
     """True when each worker holds at least one partition and together they hold each of
     ``partitions`` once: their group has joined. ``assigned``: each status page's list."""
     held = sorted(p for ps in assigned for p in ps or ())
     return all(assigned) and held == list(range(partitions))
-
-
-def wait_assigned(children: list[WorkerProcess], partitions: int, timeout: float = 120) -> None:
-    """Wait until ``children`` (workers of one group) hold every request partition between them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if holds_every_partition([(c.status() or {}).get("partitions") for c in children], partitions):
-            return
-        check_alive(children)
-        time.sleep(0.1)
-    raise RuntimeError(f"the workers did not hold all {partitions} partitions within {timeout:.0f}s")
 
 
 def follow(children: list[WorkerProcess], n: int, timeout: float,
@@ -279,7 +249,8 @@ def follow(children: list[WorkerProcess], n: int, timeout: float,
                 return float("nan"), float("nan"), last[0]
             cpu = sum(cpu_s(c.proc.pid) for c in children) - cpu0
             return (total - e0) / (now - t0), cpu * 1e6 / (total - e0), last[0]
-        check_alive(children)
+        for c in children:
+            c.check_alive(f"{n:,} events")
         time.sleep(0.1)
     raise RuntimeError(f"timed out after {timeout}s with {sum(s.get('events', 0) for s in last)}/{n} events")
 
@@ -471,7 +442,9 @@ class Bench:
                 kids.append(c)
             for c in kids:
                 started(c)
-            wait_assigned(kids, self.settings.partitions)
+            parts = self.settings.partitions
+            wait_all(kids, lambda ss: holds_every_partition([(s or {}).get("partitions") for s in ss], parts),
+                     120, f"the workers to hold all {parts} partitions")
             copy_topic(self.settings, topic, live, n)
             eps, cpu_us, st = follow(kids, n, timeout=3600, all_active=workers > 1)
         finally:

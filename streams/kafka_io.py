@@ -234,6 +234,17 @@ def producer(settings: Settings, **extra) -> Producer:
     return Producer(config)
 
 
+def produce_waiting(p: Producer, topic: str, **message) -> None:
+    """``p.produce(topic, **message)``; while the client's local queue is full, serve delivery
+    reports (which empties it) and try again: a message is never dropped for want of room."""
+    while True:
+        try:
+            p.produce(topic, **message)
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
 def produce_events(settings: Settings, events: Iterable[dict | bytes], rate: float = 0.0,
                    progress: bool = True, topic: str | None = None) -> int:
     """Produce request events (dicts, or raw bytes as-is) keyed by account id.
@@ -260,12 +271,7 @@ def produce_events(settings: Settings, events: Iterable[dict | bytes], rate: flo
             value, key = bytes(ev), _key_of(ev)
         else:
             value, key = orjson.dumps(ev), str(ev.get("account_id", "")).encode()
-        while True:
-            try:
-                p.produce(topic, value=value, key=key, on_delivery=on_delivery)
-                break
-            except BufferError:
-                p.poll(0.05)
+        produce_waiting(p, topic, value=value, key=key, on_delivery=on_delivery)
         sent += 1
         p.poll(0)
         if rate > 0:

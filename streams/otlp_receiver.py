@@ -34,6 +34,7 @@ from distillguard.models.coverage import BlindSpotWatch
 from distillguard.schemas.adapter_stream import StreamAdapter
 from distillguard.schemas.event import BadEvent
 
+from .kafka_io import produce_waiting
 from .settings import Settings
 
 log = logging.getLogger("distillguard.otlp")
@@ -170,12 +171,7 @@ class OtlpReceiver:
         def on_delivery(err, _msg):
             if err is not None:
                 failed.append(event_id or "dead letter")
-        while True:
-            try:
-                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        produce_waiting(self.producer, topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
 
     async def handle(self, request: web.Request) -> web.Response:
         kind = request.match_info["kind"]

@@ -84,7 +84,7 @@ class WorkerProcess:
             r = self.readiness()
             if r and r.get("ready"):
                 return r
-            self._check_alive("readiness")
+            self.check_alive("readiness")
             time.sleep(0.3)
         raise WorkerError(f"not ready within {timeout:.0f}s; last /readyz {self.readiness()}\n{self.log_tail()}")
 
@@ -94,7 +94,8 @@ class WorkerProcess:
         except OSError:
             return ""
 
-    def _check_alive(self, what: str) -> None:
+    def check_alive(self, what: str) -> None:
+        """Raise :class:`WorkerError` (with the log's tail) if the process has exited."""
         if self.proc.poll() is not None:
             raise WorkerError(f"the worker exited (code {self.proc.returncode}) while waiting for {what}; "
                               f"log {self.log_path}:\n{self.log_tail()}")
@@ -106,7 +107,7 @@ class WorkerProcess:
             s = self.status()
             if predicate(s):
                 return s
-            self._check_alive(what)
+            self.check_alive(what)
             time.sleep(0.5)
         raise WorkerError(f"timed out after {timeout:.0f}s waiting for {what}; last status {self.status()}\n"
                           f"{self.log_tail()}")
@@ -154,7 +155,7 @@ def wait_all(workers: list[WorkerProcess], predicate, timeout: float, what: str)
         if predicate(statuses):
             return statuses
         for w in workers:
-            w._check_alive(what)
+            w.check_alive(what)
         time.sleep(0.5)
     report = "\n".join(f"--- worker {i + 1} (log {w.log_path}): last status {w.status()}\n{w.log_tail()}"
                        for i, w in enumerate(workers))

@@ -158,17 +158,12 @@ def test_hostile_input(tmp_path, isolated_env, isolated_settings, report):
 
 
 def _produce_big(settings, msgs: list[bytes]) -> None:
-    from distillguard.streams.kafka_io import producer
+    from distillguard.streams.kafka_io import produce_waiting, producer
     p = producer(settings, **{"message.max.bytes": BIG, "enable.idempotence": False})
     failed = []
     for i, m in enumerate(msgs):
-        while True:
-            try:
-                p.produce(settings.topic_requests, value=m, key=f"hacc{i % 50}".encode(),
-                          on_delivery=lambda err, _m: err and failed.append(str(err)))
-                break
-            except BufferError:
-                p.poll(0.05)
+        produce_waiting(p, settings.topic_requests, value=m, key=f"hacc{i % 50}".encode(),
+                        on_delivery=lambda err, _m: err and failed.append(str(err)))
         p.poll(0)
     assert p.flush(120) == 0
     assert not failed, failed[:3]
